@@ -1,0 +1,115 @@
+"""treeq command line: thin typer commands over ``treeq.pipelines``.
+
+Every user error ends as one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+app = typer.Typer(
+    name="treeq",
+    help="MCTS search and process-reward data for agent RL.",
+    add_completion=False,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class OutFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.callback(invoke_without_command=True)
+def _root(ctx: typer.Context) -> None:
+    """MCTS search and process-reward data for agent RL. With no command: `search` with its defaults."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(search)
+
+
+@app.command()
+def search(
+    env: str = typer.Option("game24", help="Env: game24 or countdown."),
+    tasks: Optional[Path] = typer.Option(None, help="Task file (.csv with a Puzzles column, or .jsonl); default: the env's shipped set."),
+    limit: Optional[int] = typer.Option(None, help="Search only the first N tasks."),
+    simulations: int = typer.Option(1000, help="Simulations per task."),
+    gamma: float = typer.Option(1.0, help="Discount factor in [0, 1]."),
+    c: float = typer.Option(1.0, "--c", help="Exploration constant of UCT / PUCT."),
+    selection: str = typer.Option("uct", help="uct or puct."),
+    seed: int = typer.Option(0, help="Root seed (same seed, same trees)."),
+    out: Path = typer.Option(Path("treeq-out"), help="Output directory (Parquet tree store)."),
+    workers: int = typer.Option(0, help="Worker processes; 0 = one per CPU core. Output does not depend on it."),
+    solver: bool = typer.Option(True, "--solver/--no-solver", help="MCTS-Solver: prove exact values."),
+    stop_on_solve: bool = typer.Option(False, "--stop-on-solve", help="Stop each search at its first solution."),
+    max_nodes: int = typer.Option(1_000_000, help="Node bound per tree."),
+    batch_size: int = typer.Option(1, help="Leaves per wave given to the policy hooks."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar over tasks."),
+) -> None:
+    """Search every task with MCTS and write the trees to Parquet."""
+    from treeq.mcts.search import SearchConfig
+    from treeq.pipelines.search import SearchJobConfig, run_search
+
+    search_cfg = SearchConfig(
+        simulations=simulations, gamma=gamma, c=c, selection=selection, solver=solver,
+        stop_on_solve=stop_on_solve, max_nodes=max_nodes, batch_size=batch_size,
+    )
+    job = SearchJobConfig(
+        env=env, tasks=None if tasks is None else str(tasks), limit=limit, search=search_cfg,
+        seed=seed, out=str(out), workers=workers, progress=progress,
+    )
+    s = run_search(job)
+    pct = 100.0 * s.solved / s.tasks if s.tasks else 0.0
+    typer.echo(
+        f"searched {s.tasks} {s.env} tasks in {s.seconds:.1f} s: solved {s.solved} ({pct:.1f}%), "
+        f"{s.nodes:,} nodes, {s.simulations:,} simulations ({s.sims_per_second:,.0f} sim/s)"
+    )
+    typer.echo(f"wrote {s.out} (run {s.run_id}); try:")
+    typer.echo(f'  python cli.py query {s.out} "SELECT depth, count(*) AS nodes, avg(q) AS q FROM nodes GROUP BY depth ORDER BY depth"')
+
+
+@app.command()
+def query(
+    out: Path = typer.Argument(..., help="Output directory of a search."),
+    sql: str = typer.Argument(..., help="SQL over the views nodes, trees, runs."),
+    format: OutFormat = typer.Option(OutFormat.table, "--format", help="table, csv or json."),
+) -> None:
+    """Run SQL (DuckDB) over a tree store's views `nodes`, `trees` and `runs`."""
+    from treeq.data.store import run_query
+    from treeq.pipelines.formatting import format_rows
+
+    columns, rows = run_query(out, sql)
+    typer.echo(format_rows(columns, rows, format.value))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    from treeq.errors import TreeqError
+
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=argv, prog_name="treeq", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:  # bad flag, bad value, missing argument
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        return 2
+    except TreeqError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("interrupted: tasks finished so far are on disk", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""Game of 24 and Countdown: combine numbers with + - * / to reach a target.
+
+States hold the remaining numbers as exact rationals (``fractions.Fraction``), sorted
+ascending, plus the steps taken. Actions use the Tree-of-Thoughts step format
+``4 + 8 = 12 (left: 4 6 12)``. Subtraction is always larger minus smaller: every
+expression over + - * / has a counterpart without negative intermediates whose value
+is the absolute value of the original, so no solvable puzzle becomes unsolvable, and
+the tree stays smaller. Text from outside (an LLM, a file) goes through
+:func:`parse_step`, a regular-expression parser, never ``eval``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import ActionError, TaskFileError
+from .base import Step, Task
+
+__all__ = [
+    "CountdownEnv",
+    "CountdownState",
+    "Game24Env",
+    "ParsedStep",
+    "format_number",
+    "parse_step",
+    "solvable",
+    "solution",
+    "exact_q",
+    "optimal_value",
+]
+
+TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+Numbers = tuple[Fraction, ...]
+
+
+def format_number(x: Fraction) -> str:
+    """``12`` for integers, ``8/3`` for other rationals."""
+    return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
+
+
+def _format_left(numbers: Iterable[Fraction]) -> str:
+    return " ".join(format_number(x) for x in numbers)
+
+
+def _parse_number(text: str) -> Fraction:
+    num, _, den = text.partition("/")
+    if den and int(den) == 0:
+        raise ValueError(f"zero denominator in {text!r}")
+    return Fraction(int(num), int(den) if den else 1)
+
+
+@dataclass(frozen=True, slots=True)
+class CountdownState:
+    """Remaining numbers (sorted ascending), the target, the start numbers and steps."""
+
+    numbers: Numbers
+    target: Fraction
+    start: Numbers
+    steps: tuple[str, ...] = ()
+
+
+@lru_cache(maxsize=1 << 16)
+def _moves(numbers: Numbers) -> dict[str, Numbers]:
+    """Every distinct operation on ``numbers`` (sorted), as canonical text -> rest."""
+    moves: dict[str, Numbers] = {}
+    n = len(numbers)
+    for i in range(n):
+        for j in range(i + 1, n):
+            a, b = numbers[i], numbers[j]  # a <= b
+            rest = numbers[:i] + numbers[i + 1 : j] + numbers[j + 1 :]
+            fa, fb = format_number(a), format_number(b)
+            candidates = [(f"{fa} + {fb}", a + b), (f"{fb} - {fa}", b - a), (f"{fa} * {fb}", a * b)]
+            if a != 0:
+                candidates.append((f"{fb} / {fa}", b / a))
+            if b != 0 and a != b:
+                candidates.append((f"{fa} / {fb}", a / b))
+            for expr, value in candidates:
+                left = tuple(sorted(rest + (value,)))
+                text = f"{expr} = {format_number(value)} (left: {_format_left(left)})"
+                moves.setdefault(text, left)
+    return moves
+
+
+@lru_cache(maxsize=1 << 18)
+def _solvable(numbers: Numbers, target: Fraction) -> bool:
+    if len(numbers) == 1:
+        return numbers[0] == target
+    return any(_solvable(left, target) for left in _moves(numbers).values())
+
+
+def solvable(numbers: Sequence[Fraction | int], target: Fraction | int) -> bool:
+    """Exact solver: can ``numbers`` (each used once) reach ``target``?"""
+    return _solvable(tuple(sorted(Fraction(x) for x in numbers)), Fraction(target))
+
+
+def solution(state: CountdownState) -> list[str] | None:
+    """One sequence of steps from ``state`` to the target, or None if there is none."""
+    if len(state.numbers) == 1:
+        return [] if state.numbers[0] == state.target else None
+    for text, left in _moves(state.numbers).items():
+        if _solvable(left, state.target):
+            rest = solution(CountdownState(left, state.target, state.start))
+            assert rest is not None
+            return [text, *rest]
+    return None
+
+
+def optimal_value(state: CountdownState, gamma: float = 1.0) -> float:
+    """Exact V*(s): the only reward is 1 at the last step, after len(numbers)-1 steps."""
+    m = len(state.numbers)
+    if m <= 1 or not _solvable(state.numbers, state.target):
+        return 0.0
+    return float(gamma ** (m - 2))
+
+
+def exact_q(state: CountdownState, action: str, gamma: float = 1.0) -> float:
+    """Exact Q*(s, a) = r(s, a) + gamma * V*(s')."""
+    left = _moves(state.numbers)[action]
+    if len(left) == 1:
+        return 1.0 if left[0] == state.target else 0.0
+    return gamma * optimal_value(CountdownState(left, state.target, state.start), gamma)
+
+
+# ----------------------------------------------------------------------------- parser
+_NUM = r"-?\d+(?:/\d+)?"
+_STEP_RE = re.compile(
+    rf"^\s*(?P<a>{_NUM})\s*(?P<op>[-+*/×÷x])\s*(?P<b>{_NUM})\s*=\s*(?P<r>{_NUM})"
+    rf"\s*(?:\(\s*left\s*:\s*(?P<left>(?:{_NUM}\s*)*)\))?\s*\.?\s*$",
+    re.IGNORECASE,
+)
+_OPS = {"+": "+", "-": "-", "*": "*", "x": "*", "X": "*", "×": "*", "/": "/", "÷": "/"}
+
+
+@dataclass(frozen=True)
+class ParsedStep:
+    """One arithmetic step as written: ``a op b = result (left: ...)``."""
+
+    a: Fraction
+    op: str
+    b: Fraction
+    result: Fraction
+    left: Numbers | None
+
+
+def parse_step(text: str) -> ParsedStep:
+    """Parse ``'4 + 8 = 12 (left: 4 6 12)'`` (the ``left`` part is optional).
+
+    Raises:
+        ActionError: the text is not one step of that form or its arithmetic is wrong.
+    """
+    m = _STEP_RE.match(text)
+    if m is None:
+        raise ActionError(f"cannot parse step {text!r}: expected 'A op B = C (left: ...)'")
+    try:
+        a, b, result = (_parse_number(m[g]) for g in ("a", "b", "r"))
+        left = None if m["left"] is None else tuple(_parse_number(t) for t in m["left"].split())
+    except ValueError as exc:
+        raise ActionError(f"bad number in step {text!r}: {exc}") from None
+    op = _OPS[m["op"]]
+    if op == "/" and b == 0:
+        raise ActionError(f"division by zero in step {text!r}")
+    value = {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else None}[op]
+    if value != result:
+        raise ActionError(
+            f"wrong arithmetic in step {text!r}: {format_number(a)} {op} {format_number(b)} "
+            f"is {format_number(value)}"
+        )
+    return ParsedStep(a, op, b, result, None if left is None else tuple(sorted(left)))
+
+
+# ----------------------------------------------------------------------------- env
+class CountdownEnv:
+    """Countdown: any count of numbers, any target; all numbers must be used."""
+
+    name = "countdown"
+    deterministic = True
+    default_tasks = TASKS_DIR / "countdown" / "countdown_cd3_test.jsonl"
+    fixed_target: Fraction | None = None
+    fixed_count: int | None = None
+
+    # -- protocol
+    def reset(self, task: Task, rng: np.random.Generator | None = None) -> CountdownState:
+        numbers = tuple(sorted(Fraction(x) for x in task.payload["numbers"]))
+        return CountdownState(numbers, Fraction(task.payload["target"]), numbers)
+
+    def legal_actions(self, state: CountdownState) -> list[str]:
+        return list(_moves(state.numbers)) if len(state.numbers) > 1 else []
+
+    def step(self, state: CountdownState, action: str) -> Step[CountdownState]:
+        left = _moves(state.numbers).get(action) if len(state.numbers) > 1 else None
+        if left is None:
+            action = self.canonical_action(state, action)
+            left = _moves(state.numbers)[action]
+        nxt = CountdownState(left, state.target, state.start, state.steps + (action,))
+        done = len(left) == 1
+        reward = 1.0 if done and left[0] == state.target else 0.0
+        return Step(nxt, reward, done)
+
+    def state_key(self, state: CountdownState) -> str:
+        return f"target={format_number(state.target)} left={_format_left(state.numbers)}"
+
+    def render(self, state: CountdownState) -> str:
+        lines = [
+            f"Use each number once with + - * / to reach {format_number(state.target)}.",
+            f"Input: {_format_left(state.start)}",
+            "Steps:",
+            *state.steps,
+        ]
+        return "\n".join(lines)
+
+    def value_bound(self, state: CountdownState, gamma: float) -> float:
+        m = len(state.numbers)
+        return 0.0 if m <= 1 else float(gamma ** (m - 2))
+
+    # -- text from outside
+    def canonical_action(self, state: CountdownState, text: str) -> str:
+        """Map a step written by someone else to this env's canonical action text.
+
+        Raises:
+            ActionError: the text does not parse or is not a legal step in ``state``.
+        """
+        if len(state.numbers) <= 1:
+            raise ActionError(f"no action is legal: the episode is over ({self.state_key(state)})")
+        p = parse_step(text)
+        remaining = list(state.numbers)
+        for x in (p.a, p.b):
+            if x not in remaining:
+                raise ActionError(
+                    f"step {text!r} uses {format_number(x)}, which is not among the numbers left "
+                    f"({_format_left(state.numbers)})"
+                )
+            remaining.remove(x)
+        if p.op == "-" and p.result < 0:
+            raise ActionError(f"step {text!r} goes negative; write the larger number first")
+        left = tuple(sorted(remaining + [p.result]))
+        if p.left is not None and p.left != left:
+            raise ActionError(f"step {text!r} lists left numbers {_format_left(p.left)}, expected {_format_left(left)}")
+        a, b = (p.a, p.b) if p.op in "-/" else (min(p.a, p.b), max(p.a, p.b))
+        canonical = (
+            f"{format_number(a)} {p.op} {format_number(b)} = {format_number(p.result)} "
+            f"(left: {_format_left(left)})"
+        )
+        if canonical not in _moves(state.numbers):  # pragma: no cover - guarded above
+            raise ActionError(f"step {text!r} is not legal from {self.state_key(state)}")
+        return canonical
+
+    # -- tasks
+    def make_task(self, task_id: str, numbers: Sequence, target, where: str) -> Task:
+        """Validate one task's numbers and target; ``where`` names file and line."""
+        try:
+            nums = [_parse_number(str(x).strip()) for x in numbers]
+            tgt = _parse_number(str(target).strip())
+        except (ValueError, TypeError) as exc:
+            raise TaskFileError(f"{where}: bad number ({exc})") from None
+        if len(nums) < 2:
+            raise TaskFileError(f"{where}: need at least 2 numbers, got {len(nums)}")
+        if self.fixed_count is not None and len(nums) != self.fixed_count:
+            raise TaskFileError(f"{where}: {self.name} takes {self.fixed_count} numbers, got {len(nums)}")
+        if self.fixed_target is not None and tgt != self.fixed_target:
+            raise TaskFileError(f"{where}: {self.name} has target {self.fixed_target}; use --env countdown")
+        return Task(task_id, {"numbers": [format_number(x) for x in nums], "target": format_number(tgt)})
+
+    def load_tasks(self, path: str | Path | None = None) -> list[Task]:
+        """Read tasks from CSV (column ``Puzzles``) or JSONL (d1 or native form).
+
+        JSONL lines are either ``{"input": "30,100,93", "output": "23"}`` or the native
+        ``{"numbers": [4, 4, 6, 8], "target": 24, "task_id": "optional"}``. Task ids
+        default to ``<file stem>-<row>`` with rows counted from 0.
+
+        Raises:
+            TaskFileError: the file is missing or a line is malformed (named).
+        """
+        path = Path(path) if path is not None else self.default_tasks
+        if not path.is_file():
+            raise TaskFileError(f"task file not found: {path}")
+        if path.suffix.lower() == ".csv":
+            tasks = self._load_csv(path)
+        elif path.suffix.lower() in (".jsonl", ".json"):
+            tasks = self._load_jsonl(path)
+        else:
+            raise TaskFileError(f"{path}: unknown task file type {path.suffix!r} (use .csv or .jsonl)")
+        if not tasks:
+            raise TaskFileError(f"{path}: no tasks in file")
+        seen: dict[str, int] = {}
+        for i, t in enumerate(tasks):
+            if t.task_id in seen:
+                raise TaskFileError(f"{path}: task_id {t.task_id!r} appears twice (rows {seen[t.task_id]} and {i})")
+            seen[t.task_id] = i
+        return tasks
+
+    def _load_csv(self, path: Path) -> list[Task]:
+        tasks = []
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or "Puzzles" not in reader.fieldnames:
+                raise TaskFileError(f"{path}:1: CSV needs a 'Puzzles' column, found {reader.fieldnames}")
+            for row_index, row in enumerate(reader):
+                where = f"{path}:{reader.line_num}"
+                puzzle = (row.get("Puzzles") or "").split()
+                target = self.fixed_target if self.fixed_target is not None else 24
+                tasks.append(self.make_task(f"{path.stem}-{row_index}", puzzle, target, where))
+        return tasks
+
+    def _load_jsonl(self, path: Path) -> list[Task]:
+        tasks = []
+        with path.open(encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{line_no}"
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise TaskFileError(f"{where}: not valid JSON ({exc.msg})") from None
+                if not isinstance(obj, dict):
+                    raise TaskFileError(f"{where}: expected a JSON object")
+                task_id = obj.get("task_id", f"{path.stem}-{len(tasks)}")
+                if not isinstance(task_id, str) or not task_id:
+                    raise TaskFileError(f"{where}: task_id must be a non-empty string")
+                if "numbers" in obj:
+                    numbers, target = obj["numbers"], obj.get("target", self.fixed_target or None)
+                    if not isinstance(numbers, list):
+                        raise TaskFileError(f"{where}: 'numbers' must be a list")
+                elif "input" in obj:
+                    numbers = [t for t in re.split(r"[,\s]+", str(obj["input"]).strip()) if t]
+                    target = obj.get("output", self.fixed_target)
+                else:
+                    raise TaskFileError(f"{where}: expected 'numbers' or 'input' field")
+                if target is None:
+                    raise TaskFileError(f"{where}: missing target ('target' or 'output')")
+                tasks.append(self.make_task(task_id, numbers, target, where))
+        return tasks
+
+
+class Game24Env(CountdownEnv):
+    """Game of 24: four numbers, target 24."""
+
+    name = "game24"
+    default_tasks = TASKS_DIR / "game24" / "24.csv"
+    fixed_target = Fraction(24)
+    fixed_count = 4

@@ -1,0 +1,70 @@
+"""Default policy hooks: uniform priors over legal actions and random rollouts.
+
+Hooks are plain functions over a batch of states (DESIGN.md), so that an LLM policy
+or a trained PRM can answer a whole wave of leaves in one forward pass:
+
+* ``propose(states, k) -> [[(action, prior), ...], ...]``
+* ``evaluate(states) -> [value, ...]`` (the value of each state, discounted return
+  expected from it)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..envs.base import Env
+from ..errors import ConfigError
+
+__all__ = ["ProposeFn", "EvaluateFn", "uniform_propose", "random_rollout", "zero_evaluate"]
+
+ProposeFn = Callable[[Sequence[Any], int], list[list[tuple[str, float]]]]
+EvaluateFn = Callable[[Sequence[Any]], list[float]]
+
+
+def uniform_propose(env: Env) -> ProposeFn:
+    """Every legal action with prior ``1 / #actions``; ``k`` is ignored (all are kept)."""
+
+    def propose(states: Sequence[Any], k: int = 0) -> list[list[tuple[str, float]]]:
+        out = []
+        for state in states:
+            actions = env.legal_actions(state)
+            if actions is None:
+                raise ConfigError(f"env {env.name!r} has open-text actions: pass a policy that proposes them")
+            p = 1.0 / len(actions) if actions else 0.0
+            out.append([(a, p) for a in actions])
+        return out
+
+    return propose
+
+
+def random_rollout(env: Env, rng: np.random.Generator, gamma: float, max_steps: int = 200) -> EvaluateFn:
+    """Value by one uniformly random playout to the end (or ``max_steps``).
+
+    Returns the discounted sum of rewards collected after the state.
+    """
+
+    def evaluate(states: Sequence[Any]) -> list[float]:
+        values = []
+        for state in states:
+            ret, discount = 0.0, 1.0
+            for _ in range(max_steps):
+                actions = env.legal_actions(state)
+                if not actions:
+                    break
+                step = env.step(state, actions[int(rng.random() * len(actions))])
+                ret += discount * step.reward
+                discount *= gamma
+                state = step.state
+                if step.terminated or step.truncated:
+                    break
+            values.append(ret)
+        return values
+
+    return evaluate
+
+
+def zero_evaluate(states: Sequence[Any]) -> list[float]:
+    """Value 0 for every state: measures the cost of the tree alone."""
+    return [0.0] * len(states)
