@@ -1,0 +1,5 @@
+"""Process reward models: step datasets, model, trainer, metrics."""
+
+from .metrics import auroc
+
+__all__ = ["auroc"]
