@@ -73,11 +73,11 @@ def test_search_game24_writes_schema_v1_store(run_cli, tmp_path):
         assert pq.read_schema(f).metadata[b"treeq.schema_version"] == b"1", f
 
     # The summary's counts are the store's counts.
-    n_nodes = plain_duckdb(out, "nodes", "count(*)").fetchone()[0]
+    n_nodes = plain_duckdb(out, "nodes", "count(*)").fetchall()[0][0]
     assert f"{n_nodes:,} nodes" in summary
-    solved = plain_duckdb(out, "trees", "count(*) FILTER (WHERE solved)").fetchone()[0]
+    solved = plain_duckdb(out, "trees", "count(*) FILTER (WHERE solved)").fetchall()[0][0]
     assert f"solved {solved} (" in summary
-    sims = plain_duckdb(out, "trees", "sum(simulations)").fetchone()[0]
+    sims = plain_duckdb(out, "trees", "sum(simulations)").fetchall()[0][0]
     assert f"{sims:,} simulations" in summary
 
     trees = plain_duckdb(out, "trees", "task_id, env, nodes", "ORDER BY task_id").fetchall()
@@ -93,12 +93,12 @@ def test_search_game24_writes_schema_v1_store(run_cli, tmp_path):
         ("24-1", -1, 0, None, "target=24 left=1 1 11 11"),
         ("24-2", -1, 0, None, "target=24 left=1 1 3 8"),
     ]
-    assert plain_duckdb(out, "nodes", "count(*)", "WHERE parent_id = -1").fetchone()[0] == 3
+    assert plain_duckdb(out, "nodes", "count(*)", "WHERE parent_id = -1").fetchall()[0][0] == 3
     bad_depth = duckdb.sql(
         f"SELECT count(*) FROM read_parquet('{out}/nodes/**/*.parquet') c "
         f"JOIN read_parquet('{out}/nodes/**/*.parquet') p "
         "ON c.task_id = p.task_id AND c.parent_id = p.node_id WHERE c.depth <> p.depth + 1"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     assert bad_depth == 0
 
     run = plain_duckdb(out, "runs", "run_id, seed, ended_at IS NOT NULL").fetchall()
@@ -234,7 +234,7 @@ def test_query_group_by_state_key(run_cli, game24_store):
     counts = [r["n"] for r in rows]
     assert counts == sorted(counts, reverse=True)
     top = rows[0]["state_key"].replace("'", "''")
-    direct = plain_duckdb(game24_store, "nodes", "count(*)", f"WHERE state_key = '{top}'").fetchone()[0]
+    direct = plain_duckdb(game24_store, "nodes", "count(*)", f"WHERE state_key = '{top}'").fetchall()[0][0]
     assert counts[0] == direct
 
 
