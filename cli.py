@@ -5,13 +5,23 @@ Every user error ends as one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
+
+# typer >= 0.29 ships its own copy of click; older releases raise click's own classes.
+try:
+    import click as _click
+
+    _USAGE_ERRORS: tuple[type[BaseException], ...] = (_click.ClickException, typer.TyperException)
+    _EXITS: tuple[type[BaseException], ...] = (_click.exceptions.Exit, typer.Exit)
+    _ABORTS: tuple[type[BaseException], ...] = (_click.exceptions.Abort, typer.Abort, KeyboardInterrupt)
+except ImportError:  # pragma: no cover - click is a dependency of typer < 0.29 only
+    _USAGE_ERRORS, _EXITS, _ABORTS = (typer.TyperException,), (typer.Exit,), (typer.Abort, KeyboardInterrupt)
 
 app = typer.Typer(
     name="treeq",
@@ -73,7 +83,8 @@ def search(
         f"{s.nodes:,} nodes, {s.simulations:,} simulations ({s.sims_per_second:,.0f} sim/s)"
     )
     typer.echo(f"wrote {s.out} (run {s.run_id}); try:")
-    typer.echo(f'  python cli.py query {s.out} "SELECT depth, count(*) AS nodes, avg(q) AS q FROM nodes GROUP BY depth ORDER BY depth"')
+    sql = "SELECT depth, count(*) AS nodes, avg(coalesce(proven, q)) AS label FROM nodes GROUP BY depth ORDER BY depth"
+    typer.echo(f"  python cli.py query {shlex.quote(s.out)} {shlex.quote(sql)}")
 
 
 @app.command()
@@ -98,15 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = command.main(args=argv, prog_name="treeq", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:  # bad flag, bad value, missing argument
-        print(f"error: {exc.format_message()}", file=sys.stderr)
+    except _EXITS as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except _USAGE_ERRORS as exc:  # bad flag, bad value, missing argument
+        print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
         return 2
     except TreeqError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except _ABORTS:
         print("interrupted: tasks finished so far are on disk", file=sys.stderr)
         return 130
 

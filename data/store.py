@@ -46,10 +46,13 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
             tmp.unlink()
 
 
+_MAX_STEM = 100  # file names stay far below the usual 255-byte limit, temp suffix included
+
+
 def _shard_name(task_id: str) -> str:
     safe = _SAFE.sub("_", task_id)
-    if safe != task_id or not safe or safe.startswith("."):
-        safe = f"{safe.lstrip('.')}-{hashlib.sha1(task_id.encode()).hexdigest()[:8]}"
+    if safe != task_id or not safe or safe.startswith(".") or len(safe) > _MAX_STEM:
+        safe = f"{safe.lstrip('.')[:_MAX_STEM]}-{hashlib.sha1(task_id.encode()).hexdigest()[:8]}"
     return safe + ".parquet"
 
 
@@ -110,20 +113,22 @@ def connect(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
             con.register(f"_empty_{table}", schema.empty_table())
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
             continue
-        glob = str(root / table / "**" / "*.parquet").replace("'", "''")
+        # explicit file lists, not a glob: a folder named 'run[1]' or "it's" must still work
+        names = [str(f) for f in files]
+        sql_list = "[" + ", ".join("'" + n.replace("'", "''") + "'" for n in names) + "]"
         try:
-            bad = con.execute(
+            rows = con.execute(
                 "SELECT file_name, decode(value) FROM parquet_kv_metadata(?) WHERE decode(key) = ?",
-                [glob, VERSION_KEY.decode()],
+                [names, VERSION_KEY.decode()],
             ).fetchall()
-            versions = {f: v for f, v in bad}
+            versions = dict(rows)
             for f in files:
                 if versions.get(str(f)) != str(SCHEMA_VERSION):
                     found = versions.get(str(f), "none")
                     raise StoreError(
                         f"{f}: treeq schema version {found}, this treeq reads version {SCHEMA_VERSION}"
                     )
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)")
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_list}, union_by_name = true)")
             con.execute(f"SELECT count(*) FROM {table}").fetchall()  # reads every footer now
         except duckdb.Error as exc:
             raise StoreError(f"cannot read {table} files under {root}: {_one_line(exc)}") from None

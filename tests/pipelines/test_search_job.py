@@ -1,0 +1,133 @@
+"""Batch search jobs through the CLI: countdown task sources, determinism, failure mid-run."""
+
+from __future__ import annotations
+
+import json
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from treeq.envs.countdown import CountdownEnv
+
+FAST = ["--no-progress", "--workers", "1"]
+
+
+def rows(out: Path, table: str, select: str = "*", order: str = "task_id, node_id") -> list[tuple]:
+    """All rows of a table read with plain DuckDB, in a fixed order, NaN made comparable."""
+    got = duckdb.sql(f"SELECT {select} FROM read_parquet('{out}/{table}/**/*.parquet') ORDER BY {order}").fetchall()
+    return [tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in r) for r in got]
+
+
+def write_jsonl(path: Path, objs: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(o) + "\n" for o in objs), encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------- countdown task sources
+def test_countdown_shipped_tasks(run_cli, tmp_path):
+    """countdown without --tasks searches the shipped JSONL; ids are <stem>-<row>."""
+    out = tmp_path / "out"
+    res = run_cli("search", "--env", "countdown", "--limit", "3", "--simulations", "100", "--out", out, *FAST)
+    assert res.rc == 0, res.err
+    assert res.out.startswith("searched 3 countdown tasks")
+    trees = rows(out, "trees", "task_id, env", "task_id")
+    assert trees == [(f"countdown_cd3_test-{i}", "countdown") for i in range(3)]
+    # First line of the shipped file: {"input": "30,100,93", "output": "23"}
+    root = rows(out, "nodes", "state_key", "task_id, node_id")[0]
+    assert root == ("target=23 left=30 93 100",)
+
+
+def test_countdown_user_jsonl_input_output_form(run_cli, tmp_path):
+    """A user JSONL in the {"input", "output"} form: ids <stem>-<row>, numbers and target read."""
+    tasks = write_jsonl(tmp_path / "mine.jsonl", [
+        {"input": "30,100,93", "output": "23"},
+        {"input": "2 3 4", "output": "24"},
+    ])
+    out = tmp_path / "out"
+    res = run_cli("search", "--env", "countdown", "--tasks", tasks, "--simulations", "100", "--out", out, *FAST)
+    assert res.rc == 0, res.err
+    assert rows(out, "trees", "task_id", "task_id") == [("mine-0",), ("mine-1",)]
+    root_keys = duckdb.sql(
+        f"SELECT task_id, state_key FROM read_parquet('{out}/nodes/**/*.parquet') WHERE node_id = 0 ORDER BY task_id"
+    ).fetchall()
+    assert root_keys == [("mine-0", "target=23 left=30 93 100"), ("mine-1", "target=24 left=2 3 4")]
+
+
+def test_countdown_user_jsonl_native_form_keeps_task_id(run_cli, tmp_path):
+    """The native form's task_id is the one in trees.task_id and nodes.task_id."""
+    tasks = write_jsonl(tmp_path / "native.jsonl", [
+        {"task_id": "t1", "numbers": [4, 4, 6, 8], "target": 24},
+        {"task_id": "t2", "numbers": [1, 2, 3], "target": 6},
+    ])
+    out = tmp_path / "out"
+    res = run_cli("search", "--env", "countdown", "--tasks", tasks, "--simulations", "100", "--out", out, *FAST)
+    assert res.rc == 0, res.err
+    assert rows(out, "trees", "task_id", "task_id") == [("t1",), ("t2",)]
+    assert rows(out, "nodes", "DISTINCT task_id", "task_id") == [("t1",), ("t2",)]
+
+
+# ------------------------------------------------------------------------- determinism
+def test_same_command_twice_gives_identical_nodes(run_cli, tmp_path):
+    """Two runs of one command into two dirs: identical nodes rows (run_id included)."""
+    argv = ["search", "--env", "game24", "--limit", "3", "--simulations", "150", "--seed", "7", *FAST]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_cli(*argv, "--out", a).rc == 0
+    assert run_cli(*argv, "--out", b).rc == 0
+    nodes_a = rows(a, "nodes")
+    assert len(nodes_a) > 3 and nodes_a == rows(b, "nodes")
+    no_seconds = "run_id, task_id, env, simulations, nodes, root_value, best_action, solved"
+    assert rows(a, "trees", no_seconds, "task_id") == rows(b, "trees", no_seconds, "task_id")
+
+
+def test_workers_do_not_change_rows(run_cli, tmp_path):
+    """--workers 2 writes exactly the rows --workers 1 writes."""
+    base = ["search", "--env", "game24", "--limit", "4", "--simulations", "100", "--no-progress"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run_cli(*base, "--workers", "1", "--out", one).rc == 0
+    res = run_cli(*base, "--workers", "2", "--out", two)
+    assert res.rc == 0, res.err
+    nodes_one = rows(one, "nodes")
+    assert {r[1] for r in nodes_one} == {"24-0", "24-1", "24-2", "24-3"}
+    assert nodes_one == rows(two, "nodes")
+
+
+# ------------------------------------------------------------------------- failure mid-run
+def test_env_failure_keeps_finished_tasks(run_cli, tmp_path, monkeypatch):
+    """The 3rd task's env raises: tasks 1-2 stay on disk and readable, exit 2, one line naming t3."""
+    bad_start = (Fraction(1), Fraction(5), Fraction(5), Fraction(5))
+    real_step = CountdownEnv.step
+
+    def step(self, state, action):
+        if state.start == bad_start:
+            raise RuntimeError("simulator exploded")
+        return real_step(self, state, action)
+
+    monkeypatch.setattr(CountdownEnv, "step", step)
+    tasks = write_jsonl(tmp_path / "t.jsonl", [
+        {"task_id": "t1", "numbers": [4, 4, 6, 8], "target": 24},
+        {"task_id": "t2", "numbers": [1, 2, 3, 4], "target": 24},
+        {"task_id": "t3", "numbers": [5, 5, 5, 1], "target": 24},
+        {"task_id": "t4", "numbers": [2, 3, 4, 1], "target": 24},
+    ])
+    out = tmp_path / "out"
+    res = run_cli("search", "--env", "countdown", "--tasks", tasks, "--simulations", "100", "--out", out, *FAST)
+
+    assert res.rc == 2
+    lines = res.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.err
+    assert "t3" in lines[0] and "RuntimeError" in lines[0] and "simulator exploded" in lines[0]
+    assert "Traceback" not in res.out + res.err
+
+    assert rows(out, "trees", "task_id", "task_id") == [("t1",), ("t2",)]
+    assert rows(out, "nodes", "DISTINCT task_id", "task_id") == [("t1",), ("t2",)]
+    assert len(rows(out, "runs", "run_id", "run_id")) == 1
+
+    # Nothing half-written: every *.parquet is complete, no temporary files remain.
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert f.suffix == ".parquet" and not f.name.startswith("."), f
+            pq.read_table(f)
+    assert not list(out.rglob("*.tmp"))
