@@ -48,32 +48,45 @@ def _root(ctx: typer.Context) -> None:
 
 @app.command()
 def search(
-    env: str = typer.Option("game24", help="Env: game24 or countdown."),
-    tasks: Optional[Path] = typer.Option(None, help="Task file (.csv with a Puzzles column, or .jsonl); default: the env's shipped set."),
+    env: str = typer.Option("game24", help="Env: game24, countdown, blocksworld, textworld or gym:<id> (e.g. gym:FrozenLake-v1)."),
+    env_kwargs: str = typer.Option("{}", "--env-kwargs", help='Env options as a JSON object, e.g. \'{"is_slippery": false}\' for gym envs.'),
+    tasks: Optional[str] = typer.Option(None, help="Task file, directory or glob (gym: start seeds 'A:B' or 'A,B'); default: the env's shipped set."),
     limit: Optional[int] = typer.Option(None, help="Search only the first N tasks."),
     simulations: int = typer.Option(1000, help="Simulations per task."),
-    gamma: float = typer.Option(1.0, help="Discount factor in [0, 1]."),
+    gamma: Optional[float] = typer.Option(None, help="Discount in [0, 1]; default: the env's (1 for game24/countdown, 0.95 otherwise)."),
     c: float = typer.Option(1.0, "--c", help="Exploration constant of UCT / PUCT."),
     selection: str = typer.Option("uct", help="uct or puct."),
+    evaluator: Optional[str] = typer.Option(None, help="Leaf values: rollout or zero; default: the env's (rollout, zero for gym envs with step costs)."),
     seed: int = typer.Option(0, help="Root seed (same seed, same trees)."),
     out: Path = typer.Option(Path("treeq-out"), help="Output directory (Parquet tree store)."),
     workers: int = typer.Option(0, help="Worker processes; 0 = one per CPU core. Output does not depend on it."),
-    solver: bool = typer.Option(True, "--solver/--no-solver", help="MCTS-Solver: prove exact values."),
+    solver: bool = typer.Option(True, "--solver/--no-solver", help="MCTS-Solver: prove exact values (deterministic tree search)."),
+    transpositions: Optional[bool] = typer.Option(
+        None, "--transpositions/--no-transpositions",
+        help="Search the state graph (equal state keys share statistics); default: on for gym envs, off otherwise.",
+    ),
     stop_on_solve: bool = typer.Option(False, "--stop-on-solve", help="Stop each search at its first solution."),
     max_nodes: int = typer.Option(1_000_000, help="Node bound per tree."),
     batch_size: int = typer.Option(1, help="Leaves per wave given to the policy hooks."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar over tasks."),
 ) -> None:
     """Search every task with MCTS and write the trees to Parquet."""
+    import json
+
+    from treeq.errors import ConfigError
     from treeq.mcts.search import SearchConfig
     from treeq.pipelines.search import SearchJobConfig, run_search
 
+    try:
+        kwargs = json.loads(env_kwargs)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--env-kwargs is not valid JSON ({exc.msg}): {env_kwargs!r}") from None
     search_cfg = SearchConfig(
         simulations=simulations, gamma=gamma, c=c, selection=selection, solver=solver,
-        stop_on_solve=stop_on_solve, max_nodes=max_nodes, batch_size=batch_size,
+        transpositions=transpositions, stop_on_solve=stop_on_solve, max_nodes=max_nodes, batch_size=batch_size,
     )
     job = SearchJobConfig(
-        env=env, tasks=None if tasks is None else str(tasks), limit=limit, search=search_cfg,
+        env=env, env_kwargs=kwargs, tasks=tasks, limit=limit, search=search_cfg, evaluator=evaluator,
         seed=seed, out=str(out), workers=workers, progress=progress,
     )
     s = run_search(job)

@@ -1,4 +1,8 @@
-"""Env names -> constructors. Heavy env packages are imported only when asked for."""
+"""Env names -> constructors. Heavy env packages are imported only when asked for.
+
+Names: ``game24``, ``countdown``, ``blocksworld``, ``textworld`` and ``gym:<id>`` for
+any gymnasium toy-text id (``gym:FrozenLake-v1``, ``gym:Taxi-v4`` ...).
+"""
 
 from __future__ import annotations
 
@@ -22,17 +26,38 @@ def _countdown(**kw: Any) -> Env:
     return CountdownEnv(**kw)
 
 
-_REGISTRY: dict[str, Callable[..., Env]] = {"game24": _game24, "countdown": _countdown}
-ENV_NAMES = tuple(_REGISTRY)
+def _blocksworld(**kw: Any) -> Env:
+    from .blocksworld import BlocksworldEnv
+
+    return BlocksworldEnv(**kw)
+
+
+def _textworld(**kw: Any) -> Env:
+    from .textworld_env import TextWorldEnv
+
+    return TextWorldEnv(**kw)
+
+
+_REGISTRY: dict[str, Callable[..., Env]] = {
+    "game24": _game24,
+    "countdown": _countdown,
+    "blocksworld": _blocksworld,
+    "textworld": _textworld,
+}
+ENV_NAMES = (*_REGISTRY, "gym:<id>")
 
 
 def make_env(name: str, **kwargs: Any) -> Env:
-    """Build the env registered as ``name``.
+    """Build the env registered as ``name`` (``gym:<id>`` for gymnasium toy-text).
 
     Raises:
         UnknownEnvError: no env of that name.
         ConfigError: the env rejects ``kwargs``.
     """
+    if name.startswith("gym:"):
+        from .gym_toytext import GymEnv
+
+        return GymEnv(name[4:], **kwargs)
     factory = _REGISTRY.get(name)
     if factory is None:
         raise UnknownEnvError(f"unknown env {name!r}; known envs: {', '.join(ENV_NAMES)}")

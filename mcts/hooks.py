@@ -45,6 +45,8 @@ def random_rollout(env: Env, rng: np.random.Generator, gamma: float, max_steps: 
     Returns the discounted sum of rewards collected after the state.
     """
 
+    stochastic = not getattr(env, "deterministic", True)
+
     def evaluate(states: Sequence[Any]) -> list[float]:
         values = []
         for state in states:
@@ -53,7 +55,8 @@ def random_rollout(env: Env, rng: np.random.Generator, gamma: float, max_steps: 
                 actions = env.legal_actions(state)
                 if not actions:
                     break
-                step = env.step(state, actions[int(rng.random() * len(actions))])
+                action = actions[int(rng.random() * len(actions))]
+                step = env.step(state, action, rng) if stochastic else env.step(state, action)
                 ret += discount * step.reward
                 discount *= gamma
                 state = step.state

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ from .hooks import EvaluateFn, ProposeFn, random_rollout, uniform_propose
 from .selection import puct_scores, uct_scores
 from .tree import ROOT, Tree
 
-__all__ = ["SearchConfig", "SearchResult", "search"]
+__all__ = ["SearchConfig", "SearchResult", "search", "resolve_defaults"]
 
 _EPS = 1e-12
 
@@ -45,7 +45,7 @@ class SearchConfig:
     """Settings of one tree search."""
 
     simulations: int = field(default=1000, metadata={"help": "Simulations per task (the search budget)."})
-    gamma: float = field(default=1.0, metadata={"help": "Discount factor in [0, 1]."})
+    gamma: float | None = field(default=None, metadata={"help": "Discount factor in [0, 1]; None: the env's default_gamma (else 1)."})
     c: float = field(default=1.0, metadata={"help": "Exploration constant of UCT / PUCT."})
     selection: str = field(default="uct", metadata={"help": "'uct' (UCB1 on trees) or 'puct' (AlphaZero, uses priors)."})
     fpu: float = field(default=0.0, metadata={"help": "PUCT only: Q assumed for children not yet visited."})
@@ -59,11 +59,16 @@ class SearchConfig:
     batch_size: int = field(default=1, metadata={"help": "Leaves per wave handed to the propose/evaluate hooks."})
     proposals: int = field(default=8, metadata={"help": "Actions asked of a policy per open-text state."})
     rollout_steps: int = field(default=200, metadata={"help": "Longest random rollout of the default evaluator."})
+    transpositions: bool | None = field(
+        default=None,
+        metadata={"help": "Search the state graph: equal state_keys share one node (MCGS); None: the env's preference."},
+    )
+    max_depth: int = field(default=1000, metadata={"help": "Longest selection path (graph search only)."})
 
     def __post_init__(self) -> None:
         if not isinstance(self.simulations, int) or self.simulations < 1:
             raise ConfigError(f"simulations must be a positive integer, got {self.simulations!r}")
-        if not 0.0 <= self.gamma <= 1.0:
+        if self.gamma is not None and not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"gamma must lie in [0, 1], got {self.gamma!r}")
         if not (self.c >= 0.0 and math.isfinite(self.c)):
             raise ConfigError(f"c must be a finite number >= 0, got {self.c!r}")
@@ -75,6 +80,8 @@ class SearchConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size!r}")
         if self.proposals < 1:
             raise ConfigError(f"proposals must be >= 1, got {self.proposals!r}")
+        if self.max_depth < 1:
+            raise ConfigError(f"max_depth must be >= 1, got {self.max_depth!r}")
         if self.rollout_steps < 0:
             raise ConfigError(f"rollout_steps must be >= 0, got {self.rollout_steps!r}")
 
@@ -255,6 +262,14 @@ class _Search:
         return False
 
 
+def resolve_defaults(config: SearchConfig, env: Env) -> SearchConfig:
+    """Fill the settings left to the env: ``gamma`` (``env.default_gamma``, else 1) and
+    ``transpositions`` (``env.prefer_transpositions``, else off)."""
+    gamma = config.gamma if config.gamma is not None else float(getattr(env, "default_gamma", 1.0))
+    trans = config.transpositions if config.transpositions is not None else bool(getattr(env, "prefer_transpositions", False))
+    return replace(config, gamma=gamma, transpositions=trans)
+
+
 def search(
     env: Env,
     root_state: Any,
@@ -273,9 +288,17 @@ def search(
         propose: Batched prior hook; default: uniform over ``env.legal_actions``.
         evaluate: Batched value hook; default: one random rollout per state.
 
+    Stochastic envs and ``config.transpositions`` use the closed-loop / graph search
+    of :mod:`treeq.mcts.graph`; deterministic envs use the flat tree with the solver.
+
     Returns:
         The tree and how the search ended. Same inputs and seed, same tree.
     """
+    config = resolve_defaults(config, env)
     propose = propose or uniform_propose(env)
     evaluate = evaluate or random_rollout(env, rng, config.gamma, config.rollout_steps)
+    if config.transpositions or not getattr(env, "deterministic", False):
+        from .graph import graph_search
+
+        return graph_search(env, root_state, config, rng, propose, evaluate)
     return _Search(env, config, propose, evaluate).run(root_state)

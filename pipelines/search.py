@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import time
 import zlib
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -26,9 +27,12 @@ from ..data.schema import SCHEMA_VERSION
 from ..data.store import TreeStore
 from ..envs.base import Env, Task
 from ..envs.registry import make_env
-from ..errors import ActionError, ConfigError, EnvFailure, TreeqError
-from ..mcts.search import SearchConfig, SearchResult, search
+from ..errors import ConfigError, EnvFailure, TreeqError
+from ..mcts.hooks import zero_evaluate
+from ..mcts.search import SearchConfig, SearchResult, resolve_defaults, search
 from ..mcts.tree import ROOT
+
+EVALUATORS = ("rollout", "zero")
 
 __all__ = ["SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns"]
 
@@ -37,10 +41,15 @@ __all__ = ["SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_c
 class SearchJobConfig:
     """A batch search over a task set."""
 
-    env: str = field(default="game24", metadata={"help": "Env name (game24, countdown)."})
-    tasks: str | None = field(default=None, metadata={"help": "Task file; None: the env's shipped set."})
+    env: str = field(default="game24", metadata={"help": "Env name (game24, countdown, blocksworld, textworld, gym:<id>)."})
+    env_kwargs: dict = field(default_factory=dict, metadata={"help": "Keyword options for the env (gym: passed to gymnasium.make)."})
+    tasks: str | None = field(default=None, metadata={"help": "Task file, directory or glob (gym: start seeds); None: the env's default set."})
     limit: int | None = field(default=None, metadata={"help": "Search only the first N tasks."})
     search: SearchConfig = field(default_factory=SearchConfig, metadata={"help": "Per-task search settings."})
+    evaluator: str | None = field(
+        default=None,
+        metadata={"help": "Leaf values: 'rollout' (one random playout) or 'zero'; None: the env's default_evaluator (else rollout)."},
+    )
     seed: int = field(default=0, metadata={"help": "Root seed; each task's RNG derives from (seed, task_id)."})
     out: str = field(default="treeq-out", metadata={"help": "Output directory of the tree store."})
     workers: int = field(default=0, metadata={"help": "Worker processes; 0: one per CPU core."})
@@ -53,6 +62,10 @@ class SearchJobConfig:
             raise ConfigError(f"seed must be >= 0, got {self.seed!r}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers!r}")
+        if self.evaluator is not None and self.evaluator not in EVALUATORS:
+            raise ConfigError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {self.evaluator!r}")
+        if not isinstance(self.env_kwargs, dict):
+            raise ConfigError(f"env_kwargs must be a JSON object, got {self.env_kwargs!r}")
 
 
 @dataclass(frozen=True)
@@ -123,14 +136,23 @@ def _tree_row(result: SearchResult, env_name: str, run_id: str, task_id: str) ->
 _ENV_CACHE: dict[str, Env] = {}
 
 
-def _search_task(env_name: str, task: Task, search_cfg: SearchConfig, seed: int, run_id: str, out: str) -> dict:
-    """Search one task and write its shards; runs in the parent or in a worker."""
-    env = _ENV_CACHE.get(env_name)
+def _env(name: str, kwargs: dict) -> Env:
+    """One env object per (name, options) and process: envs keep caches and live simulators."""
+    key = json.dumps([name, kwargs], sort_keys=True)
+    env = _ENV_CACHE.get(key)
     if env is None:
-        env = _ENV_CACHE[env_name] = make_env(env_name)
+        env = _ENV_CACHE[key] = make_env(name, **kwargs)
+    return env
+
+
+def _search_task(env_name: str, env_kwargs: dict, task: Task, search_cfg: SearchConfig, evaluator: str,
+                 seed: int, run_id: str, out: str) -> dict:
+    """Search one task and write its shards; runs in the parent or in a worker."""
+    env = _env(env_name, env_kwargs)
     try:
         rng = task_rng(seed, task.task_id)
-        result = search(env, env.reset(task, rng), search_cfg, rng)
+        result = search(env, env.reset(task, rng), search_cfg, rng,
+                        evaluate=zero_evaluate if evaluator == "zero" else None)
     except TreeqError as exc:
         raise EnvFailure(f"task {task.task_id}: {exc}") from None
     except Exception as exc:  # an env that raises must not take finished work with it
@@ -158,12 +180,14 @@ def _run_id(cfg: SearchJobConfig, env_name: str, tasks: list[Task]) -> str:
     """Same env, tasks, search settings and seed give the same run id (and rows)."""
     ident = {
         "env": env_name,
+        "env_kwargs": cfg.env_kwargs,
+        "evaluator": cfg.evaluator,
         "search": asdict(cfg.search),
         "seed": cfg.seed,
         "tasks": [[t.task_id, t.payload] for t in tasks],
     }
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return f"{env_name}-{digest}"
+    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', env_name)}-{digest}"
 
 
 def _utcnow() -> _dt.datetime:
@@ -179,14 +203,16 @@ def run_search(cfg: SearchJobConfig) -> SearchSummary:
     """
     from tqdm import tqdm
 
-    env = make_env(cfg.env)
+    env = _env(cfg.env, cfg.env_kwargs)
+    evaluator = cfg.evaluator or getattr(env, "default_evaluator", "rollout")
     tasks = list(env.load_tasks(cfg.tasks))[: cfg.limit]
     store = TreeStore(cfg.out)
     run_id = _run_id(cfg, env.name, tasks)
     started = _utcnow()
+    effective = asdict(cfg) | {"env": env.name, "evaluator": evaluator, "search": asdict(resolve_defaults(cfg.search, env))}
     run_row = {
         "run_id": [run_id],
-        "config": [json.dumps(asdict(cfg) | {"env": env.name}, sort_keys=True, default=str)],
+        "config": [json.dumps(effective, sort_keys=True, default=str)],
         "versions": [json.dumps(_versions(), sort_keys=True)],
         "seed": [cfg.seed],
         "started_at": [started],
@@ -195,7 +221,7 @@ def run_search(cfg: SearchJobConfig) -> SearchSummary:
     store.write("runs", run_id, run_row)
 
     workers = min(cfg.workers or os.cpu_count() or 1, len(tasks))
-    args = [(env.name, t, cfg.search, cfg.seed, run_id, cfg.out) for t in tasks]
+    args = [(cfg.env, cfg.env_kwargs, t, cfg.search, evaluator, cfg.seed, run_id, cfg.out) for t in tasks]
     totals = {"solved": 0, "nodes": 0, "simulations": 0}
     t0 = time.perf_counter()
     bar = tqdm(total=len(tasks), desc=f"search {env.name}", unit="task", disable=not cfg.progress, dynamic_ncols=True)

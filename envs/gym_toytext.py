@@ -1,0 +1,205 @@
+"""Gymnasium toy-text adapter (FrozenLake, CliffWalking, Taxi, ...) and exact Q* by value iteration.
+
+The adapter is reversible through the env's own state, not by replaying: a state
+object holds ``unwrapped.s`` and the few other attributes the env's ``step`` reads
+(``lastaction``, Taxi's ``fickle_step`` and ``taxi_orientation``), plus the elapsed
+step count when the registered env has a time limit. ``step`` writes those back into
+one live gymnasium env, calls its real ``step`` and reads the new state out.
+Stochastic transitions are sampled with the generator the search passes in, so the
+search controls the randomness (closed-loop: children keyed by the sampled outcome).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import ActionError, ConfigError, TaskFileError, UnknownEnvError
+from .base import Step, Task
+
+__all__ = ["GymEnv", "GymState", "value_iteration", "ACTION_NAMES"]
+
+# Action names as the envs' own docs give them, by env family.
+ACTION_NAMES: dict[str, tuple[str, ...]] = {
+    "FrozenLake": ("left", "down", "right", "up"),
+    "CliffWalking": ("up", "right", "down", "left"),
+    "Taxi": ("south", "north", "east", "west", "pickup", "dropoff"),
+}
+# Attributes besides ``s`` that a toy-text ``step`` reads or that render shows.
+_EXTRA_ATTRS = ("lastaction", "fickle_step", "taxi_orientation")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def value_iteration(P: Mapping[int, Mapping[int, list]], gamma: float, tol: float = 1e-12, max_iter: int = 100_000) -> np.ndarray:
+    """Exact Q*(s, a) of a tabular MDP given as gymnasium's ``unwrapped.P``.
+
+    ``P[s][a]`` is a list of ``(prob, next_state, reward, terminated)``; a terminated
+    transition has no value after it. Iterates the Bellman optimality operator until
+    the largest change is below ``tol`` (a contraction for gamma < 1).
+
+    Returns:
+        Array of shape ``(n_states, n_actions)``.
+    """
+    n_s = len(P)
+    n_a = max(len(P[s]) for s in P)
+    probs, nexts, rewards, conts, rows = [], [], [], [], []
+    for s in range(n_s):
+        for a in range(n_a):
+            for p, s2, r, term in P[s][a]:
+                rows.append(s * n_a + a)
+                probs.append(p)
+                nexts.append(int(s2))
+                rewards.append(r)
+                conts.append(0.0 if term else 1.0)
+    rows_a, probs_a, nexts_a = np.array(rows), np.array(probs, float), np.array(nexts)
+    expected_r = np.bincount(rows_a, weights=probs_a * np.array(rewards, float), minlength=n_s * n_a)
+    weight = probs_a * np.array(conts)
+    q = np.zeros(n_s * n_a)
+    for _ in range(max_iter):
+        v = q.reshape(n_s, n_a).max(axis=1)
+        new = expected_r + gamma * np.bincount(rows_a, weights=weight * v[nexts_a], minlength=n_s * n_a)
+        delta = np.max(np.abs(new - q))
+        q = new
+        if delta < tol:
+            break
+    return q.reshape(n_s, n_a)
+
+
+@dataclass(frozen=True, slots=True)
+class GymState:
+    """A toy-text state: the env's discrete state, its extra attributes and elapsed steps."""
+
+    s: int
+    extras: tuple[tuple[str, Any], ...] = ()
+    t: int = 0
+
+
+class GymEnv:
+    """A gymnasium toy-text env behind the functional protocol.
+
+    Defaults it gives the search: gamma 0.95; transpositions on (toy-text state
+    spaces are small and revisited constantly, and graph search with value backups
+    converges to Q* where a tree does not); leaf value 0 instead of random rollouts
+    for envs with step costs (CliffWalking, Taxi: random playouts there are long and
+    dominated by penalties, while 0 is an optimistic start that drives exploration).
+
+    Args:
+        env_id: A registered gymnasium id such as ``FrozenLake-v1``.
+        **kwargs: Passed to ``gymnasium.make`` (``is_slippery``, ``map_name`` ...).
+
+    Raises:
+        UnknownEnvError: gymnasium does not know ``env_id``.
+        ConfigError: the env is not tabular (no ``unwrapped.P`` / ``unwrapped.s``) or
+            rejects ``kwargs``.
+    """
+
+    def __init__(self, env_id: str, **kwargs: Any) -> None:
+        import gymnasium
+
+        try:
+            self._env = gymnasium.make(env_id, render_mode="ansi", **kwargs)
+        except gymnasium.error.Error as exc:
+            raise UnknownEnvError(f"unknown gym env {env_id!r}: {exc}") from None
+        except TypeError as exc:
+            raise ConfigError(f"bad options for gym env {env_id!r}: {exc}") from None
+        u = self._env.unwrapped
+        if not hasattr(u, "P") or not hasattr(u, "action_space") or not hasattr(u.action_space, "n"):
+            raise ConfigError(f"gym env {env_id!r} is not a tabular toy-text env (needs unwrapped.P and a discrete action space)")
+        self.env_id = env_id
+        self.kwargs = dict(kwargs)
+        self.name = f"gym:{env_id}"
+        self._u = u
+        family = re.sub(r"-v\d+$", "", env_id.split("/")[-1])
+        n_a = int(u.action_space.n)
+        names = ACTION_NAMES.get(family, ())
+        self.actions: tuple[str, ...] = names if len(names) == n_a else tuple(f"action-{i}" for i in range(n_a))
+        self._index = {a: i for i, a in enumerate(self.actions)}
+        self.max_steps: int | None = self._env.spec.max_episode_steps if self._env.spec else None
+        fickle = bool(getattr(u, "fickle_passenger", False))
+        self.deterministic = not fickle and all(
+            len([t for t in u.P[s][a] if t[0] > 0]) == 1 for s in u.P for a in u.P[s]
+        )
+        rewards = [t[2] for s in u.P for a in u.P[s] for t in u.P[s][a]]
+        self._best_reward = max(rewards)
+        self.default_gamma = 0.95
+        self.prefer_transpositions = True
+        self.default_evaluator = "zero" if min(rewards) < 0 else "rollout"
+        self._env.reset(seed=0)  # some attributes (lastaction ...) exist only after a reset
+        self._extras = tuple(a for a in _EXTRA_ATTRS if hasattr(u, a))
+
+    # ---------------------------------------------------------------- protocol
+    def reset(self, task: Task, rng: np.random.Generator | None = None) -> GymState:
+        self._env.reset(seed=int(task.payload["seed"]))
+        return self._read(0)
+
+    def legal_actions(self, state: GymState) -> list[str]:
+        return list(self.actions)
+
+    def step(self, state: GymState, action: str, rng: np.random.Generator | None = None) -> Step[GymState]:
+        idx = self._index.get(action)
+        if idx is None:
+            raise ActionError(f"unknown action {action!r} for {self.name}; actions: {', '.join(self.actions)}")
+        self._write(state)
+        if rng is not None:
+            self._u.np_random = rng  # the search's generator samples the outcome
+        s2, reward, terminated, _, info = self._u.step(idx)
+        nxt = self._read(state.t + 1)
+        truncated = self.max_steps is not None and nxt.t >= self.max_steps and not terminated
+        success = bool(terminated and reward >= self._best_reward)
+        return Step(nxt, float(reward), bool(terminated), bool(truncated),
+                    {"action_index": idx, "success": success, "prob": info.get("prob")})
+
+    def state_key(self, state: GymState) -> str:
+        # elapsed steps are part of the state when a time limit makes them matter
+        return f"s={state.s}" if self.max_steps is None else f"s={state.s} t={state.t}"
+
+    def render(self, state: GymState) -> str:
+        self._write(state)
+        text = _ANSI.sub("", self._u.render() or "").rstrip()
+        return f"{text}\nstate {state.s}, step {state.t}" if isinstance(text, str) else f"state {state.s}, step {state.t}"
+
+    def value_bound(self, state: GymState, gamma: float) -> float | None:
+        return None
+
+    def load_tasks(self, path: str | Path | None = None) -> list[Task]:
+        """Tasks are start seeds: None gives seeds 0-9; else ``"0:50"``, ``"3,7,9"`` or a file of seeds (one per line)."""
+        spec = "0:10" if path is None else str(path)
+        p = Path(spec)
+        if p.is_file():
+            tokens = [(f"{p}:{i}", line.strip()) for i, line in enumerate(p.read_text().splitlines(), 1) if line.strip()]
+        elif re.fullmatch(r"\d+:\d+", spec):
+            lo, hi = map(int, spec.split(":"))
+            tokens = [(spec, str(i)) for i in range(lo, hi)]
+        elif re.fullmatch(r"\d+(,\d+)*", spec):
+            tokens = [(spec, x) for x in spec.split(",")]
+        else:
+            raise TaskFileError(f"gym tasks are start seeds: give 'A:B', 'A,B,C' or a file of seeds, got {spec!r} (no such file)")
+        tasks = []
+        for where, tok in tokens:
+            if not tok.isdigit():
+                raise TaskFileError(f"{where}: a seed must be a non-negative integer, got {tok!r}")
+            tasks.append(Task(f"seed-{int(tok)}", {"seed": int(tok)}))
+        if not tasks:
+            raise TaskFileError(f"{spec}: no seeds")
+        return tasks
+
+    # ---------------------------------------------------------------- exact values
+    def q_star(self, gamma: float) -> np.ndarray:
+        """Exact Q* over ``unwrapped.P`` (infinite horizon; the time limit is ignored)."""
+        return value_iteration(self._u.P, gamma)
+
+    def exact_q(self, state: GymState, action: str, gamma: float) -> float:
+        return float(self.q_star(gamma)[state.s, self._index[action]])
+
+    # ---------------------------------------------------------------- snapshot
+    def _write(self, state: GymState) -> None:
+        self._u.s = state.s
+        for name, value in state.extras:
+            setattr(self._u, name, value)
+
+    def _read(self, t: int) -> GymState:
+        return GymState(int(self._u.s), tuple((a, getattr(self._u, a)) for a in self._extras), t)
