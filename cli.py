@@ -54,9 +54,9 @@ def search(
     limit: Optional[int] = typer.Option(None, help="Search only the first N tasks."),
     simulations: int = typer.Option(1000, help="Simulations per task."),
     gamma: Optional[float] = typer.Option(None, help="Discount in [0, 1]; default: the env's (1 for game24/countdown, 0.95 otherwise)."),
-    c: float = typer.Option(1.0, "--c", help="Exploration constant of UCT / PUCT."),
+    c: Optional[float] = typer.Option(None, "--c", help="Exploration constant of UCT / PUCT; default: the env's (1; 0.1 for textworld)."),
     selection: str = typer.Option("uct", help="uct or puct."),
-    evaluator: Optional[str] = typer.Option(None, help="Leaf values: rollout or zero; default: the env's (rollout, zero for gym envs with step costs)."),
+    evaluator: Optional[str] = typer.Option(None, help="Leaf values: rollout, zero or bound (the env's optimistic value bound); default: the env's (rollout; zero for gym envs with step costs; bound for textworld)."),
     seed: int = typer.Option(0, help="Root seed (same seed, same trees)."),
     out: Path = typer.Option(Path("treeq-out"), help="Output directory (Parquet tree store)."),
     workers: int = typer.Option(0, help="Worker processes; 0 = one per CPU core. Output does not depend on it."),
@@ -112,6 +112,36 @@ def query(
 
     columns, rows = run_query(out, sql)
     typer.echo(format_rows(columns, rows, format.value))
+
+
+@app.command("make-textworld-games")
+def make_textworld_games(
+    out: Path = typer.Argument(..., help="Directory for the games (<prefix>-<seed>.z8 plus .json)."),
+    seeds: str = typer.Option("0:5", help="Seeds as 'A:B' (A..B-1) or 'A,B,C'; one game per seed."),
+    quest_length: int = typer.Option(3, help="Actions the quest needs."),
+    world_size: int = typer.Option(3, help="Rooms in the world."),
+    nb_objects: int = typer.Option(5, help="Minimum number of objects."),
+    jobs: int = typer.Option(0, help="tw-make processes at once; 0 = one per core."),
+    force: bool = typer.Option(False, "--force", help="Remake games that exist."),
+) -> None:
+    """Generate TextWorld games offline with TextWorld's own tw-make (fixed seeds, cached)."""
+    import re
+
+    from treeq.errors import ConfigError
+    from treeq.pipelines.textworld_games import make_games
+
+    if re.fullmatch(r"\d+:\d+", seeds):
+        lo, hi = map(int, seeds.split(":"))
+        seed_list = list(range(lo, hi))
+    elif re.fullmatch(r"\d+(,\d+)*", seeds):
+        seed_list = [int(x) for x in seeds.split(",")]
+    else:
+        raise ConfigError(f"--seeds must look like 'A:B' or 'A,B,C', got {seeds!r}")
+    paths = make_games(out, seed_list, quest_length=quest_length, world_size=world_size, nb_objects=nb_objects,
+                       jobs=jobs or None, force=force)
+    for p in paths:
+        typer.echo(str(p))
+    typer.echo(f"{len(paths)} games in {out}; search them with: python cli.py search --env textworld --tasks {shlex.quote(str(out))}")
 
 
 def main(argv: list[str] | None = None) -> int:

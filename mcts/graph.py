@@ -62,11 +62,13 @@ class _Graph:
         self.e_n: list[int] = []
         self.e_w: list[float] = []
         self.e_out: list[dict[str, int]] = []
+        self.e_dead: list[bool] = []  # deterministic self-loop without reward: never worth a visit
         # outcomes (edge, next node)
         self.o_edge: list[int] = []
         self.o_child: list[int] = []
         self.o_n: list[int] = []
         self.o_rsum: list[float] = []
+        self.o_reward: list[float] = []  # reward when the outcome was first seen
         self.solution = False
         self.size = 0  # nodes + outcomes, the exported row count
 
@@ -95,15 +97,23 @@ class _Graph:
             self.e_n.append(0)
             self.e_w.append(0.0)
             self.e_out.append({})
+            self.e_dead.append(False)
         self.n_edges[node] = range(start, len(self.e_action))
         self.n_expanded[node] = True
         if not proposals:
             self.n_terminal[node] = True
 
     def _outcome(self, node: int, edge: int) -> tuple[int, int, float]:
-        """Sample the edge's next state; return (outcome id, child node, reward)."""
-        step = self.env.step(self.n_state[node], self.e_action[edge], self.step_rng) if self.step_rng is not None \
-            else self.env.step(self.n_state[node], self.e_action[edge])
+        """The edge's next state: (outcome id, child node, reward).
+
+        Deterministic envs step each edge once and reuse the outcome; stochastic envs
+        sample a fresh outcome on every visit with the search's generator.
+        """
+        if self.step_rng is None and self.e_out[edge]:
+            out = next(iter(self.e_out[edge].values()))
+            return out, self.o_child[out], self.o_reward[out]
+        state, action = self.n_state[node], self.e_action[edge]
+        step = self.env.step(state, action) if self.step_rng is None else self.env.step(state, action, self.step_rng)
         key = self.env.state_key(step.state)
         out = self.e_out[edge].get(key)
         if out is None:
@@ -118,10 +128,14 @@ class _Graph:
             self.o_child.append(child)
             self.o_n.append(0)
             self.o_rsum.append(0.0)
+            self.o_reward.append(float(step.reward))
             if step.terminated and step.info.get("success", step.reward >= 1.0):
                 self.solution = True
-        self._last_reward = float(step.reward)
-        return out, self.o_child[out], self._last_reward
+            # 'look', 'examine x', bumping into a wall: Q = r + gamma V(s) <= V(s), so the
+            # edge can never be the best one and simulations through it teach nothing
+            if self.step_rng is None and child == node and step.reward <= 0:
+                self.e_dead[edge] = True
+        return out, self.o_child[out], float(step.reward)
 
     # ------------------------------------------------------------------ values
     def q(self, edge: int) -> float:
@@ -167,7 +181,13 @@ class _Graph:
         elif own is not None:
             self.n_value[node] = own
 
-    def _select_edge(self, node: int) -> int:
+    def _select_edge(self, node: int, on_path: set[int]) -> int:
+        """UCT / PUCT over the node's live edges; -1 when none is left.
+
+        In deterministic graph search an edge whose known child is already on this
+        simulation's path is skipped: it closes a cycle, so following it cannot add a
+        node or a return this path does not already have.
+        """
         cfg = self.cfg
         edges = self.n_edges[node]
         n = np.array([self.e_n[e] for e in edges], dtype=np.float64)
@@ -182,7 +202,14 @@ class _Graph:
 
             prior = np.array([self.e_prior[e] for e in edges])
             scores = puct_scores(value_sum, n, prior, parent_n, cfg.c, cfg.fpu)
-        return edges.start + int(np.argmax(scores))
+        skip = [self.e_dead[e] for e in edges]
+        if self.merge and self.step_rng is None:
+            for i, e in enumerate(edges):
+                if not skip[i] and self.e_out[e]:
+                    skip[i] = self.o_child[next(iter(self.e_out[e].values()))] in on_path
+        scores[skip] = -np.inf
+        i = int(np.argmax(scores))
+        return -1 if scores[i] == -np.inf else edges.start + i
 
     # ------------------------------------------------------------------ one simulation
     def simulate(self) -> None:
@@ -205,7 +232,10 @@ class _Graph:
             if len(path) >= cfg.max_depth:
                 leaf_value = self.n_value[node]
                 break
-            edge = self._select_edge(node)
+            edge = self._select_edge(node, on_path)
+            if edge < 0:
+                leaf_value = self.n_value[node]
+                break
             out, child, reward = self._outcome(node, edge)
             path.append((node, edge, out, reward))
             if child in on_path:  # a cycle through shared nodes: use the current value

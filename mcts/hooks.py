@@ -17,7 +17,7 @@ import numpy as np
 from ..envs.base import Env
 from ..errors import ConfigError
 
-__all__ = ["ProposeFn", "EvaluateFn", "uniform_propose", "random_rollout", "zero_evaluate"]
+__all__ = ["ProposeFn", "EvaluateFn", "uniform_propose", "random_rollout", "zero_evaluate", "bound_evaluate"]
 
 ProposeFn = Callable[[Sequence[Any], int], list[list[tuple[str, float]]]]
 EvaluateFn = Callable[[Sequence[Any]], list[float]]
@@ -64,6 +64,30 @@ def random_rollout(env: Env, rng: np.random.Generator, gamma: float, max_steps: 
                     break
             values.append(ret)
         return values
+
+    return evaluate
+
+
+def bound_evaluate(env: Env, gamma: float) -> EvaluateFn:
+    """Value = the env's upper bound on V* (``value_bound``): optimism under uncertainty.
+
+    With graph search in a deterministic env this is best-first search with an
+    admissible heuristic: shallow unexplored states look better than deep ones, so
+    the shortest solution is found first. Q of branches not yet explored stays
+    optimistic (an upper bound), unlike rollout values (lower bounds).
+    """
+    bound_fn = getattr(env, "value_bound", None)
+    if bound_fn is None:
+        raise ConfigError(f"env {env.name!r} has no value_bound: the 'bound' evaluator needs one")
+
+    def evaluate(states: Sequence[Any]) -> list[float]:
+        out = []
+        for state in states:
+            b = bound_fn(state, gamma)
+            if b is None:
+                raise ConfigError(f"env {env.name!r} gives no value bound for a state: use another evaluator")
+            out.append(float(b))
+        return out
 
     return evaluate
 

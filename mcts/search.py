@@ -46,7 +46,7 @@ class SearchConfig:
 
     simulations: int = field(default=1000, metadata={"help": "Simulations per task (the search budget)."})
     gamma: float | None = field(default=None, metadata={"help": "Discount factor in [0, 1]; None: the env's default_gamma (else 1)."})
-    c: float = field(default=1.0, metadata={"help": "Exploration constant of UCT / PUCT."})
+    c: float | None = field(default=None, metadata={"help": "Exploration constant of UCT / PUCT; None: the env's default_c (else 1)."})
     selection: str = field(default="uct", metadata={"help": "'uct' (UCB1 on trees) or 'puct' (AlphaZero, uses priors)."})
     fpu: float = field(default=0.0, metadata={"help": "PUCT only: Q assumed for children not yet visited."})
     solver: bool = field(
@@ -70,7 +70,7 @@ class SearchConfig:
             raise ConfigError(f"simulations must be a positive integer, got {self.simulations!r}")
         if self.gamma is not None and not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"gamma must lie in [0, 1], got {self.gamma!r}")
-        if not (self.c >= 0.0 and math.isfinite(self.c)):
+        if self.c is not None and not (self.c >= 0.0 and math.isfinite(self.c)):
             raise ConfigError(f"c must be a finite number >= 0, got {self.c!r}")
         if self.selection not in ("uct", "puct"):
             raise ConfigError(f"selection must be 'uct' or 'puct', got {self.selection!r}")
@@ -263,11 +263,13 @@ class _Search:
 
 
 def resolve_defaults(config: SearchConfig, env: Env) -> SearchConfig:
-    """Fill the settings left to the env: ``gamma`` (``env.default_gamma``, else 1) and
-    ``transpositions`` (``env.prefer_transpositions``, else off)."""
+    """Fill the settings left to the env: ``gamma`` (``env.default_gamma``, else 1),
+    ``c`` (``env.default_c``, else 1) and ``transpositions`` (``env.prefer_transpositions``,
+    else off)."""
     gamma = config.gamma if config.gamma is not None else float(getattr(env, "default_gamma", 1.0))
+    c = config.c if config.c is not None else float(getattr(env, "default_c", 1.0))
     trans = config.transpositions if config.transpositions is not None else bool(getattr(env, "prefer_transpositions", False))
-    return replace(config, gamma=gamma, transpositions=trans)
+    return replace(config, gamma=gamma, c=c, transpositions=trans)
 
 
 def search(

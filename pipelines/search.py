@@ -28,11 +28,11 @@ from ..data.store import TreeStore
 from ..envs.base import Env, Task
 from ..envs.registry import make_env
 from ..errors import ConfigError, EnvFailure, TreeqError
-from ..mcts.hooks import zero_evaluate
+from ..mcts.hooks import bound_evaluate, zero_evaluate
 from ..mcts.search import SearchConfig, SearchResult, resolve_defaults, search
 from ..mcts.tree import ROOT
 
-EVALUATORS = ("rollout", "zero")
+EVALUATORS = ("rollout", "zero", "bound")
 
 __all__ = ["SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns"]
 
@@ -48,7 +48,7 @@ class SearchJobConfig:
     search: SearchConfig = field(default_factory=SearchConfig, metadata={"help": "Per-task search settings."})
     evaluator: str | None = field(
         default=None,
-        metadata={"help": "Leaf values: 'rollout' (one random playout) or 'zero'; None: the env's default_evaluator (else rollout)."},
+        metadata={"help": "Leaf values: 'rollout' (one random playout), 'zero' or 'bound' (the env's optimistic value_bound); None: the env's default_evaluator (else rollout)."},
     )
     seed: int = field(default=0, metadata={"help": "Root seed; each task's RNG derives from (seed, task_id)."})
     out: str = field(default="treeq-out", metadata={"help": "Output directory of the tree store."})
@@ -151,8 +151,10 @@ def _search_task(env_name: str, env_kwargs: dict, task: Task, search_cfg: Search
     env = _env(env_name, env_kwargs)
     try:
         rng = task_rng(seed, task.task_id)
-        result = search(env, env.reset(task, rng), search_cfg, rng,
-                        evaluate=zero_evaluate if evaluator == "zero" else None)
+        search_cfg = resolve_defaults(search_cfg, env)
+        evaluate = {"zero": zero_evaluate, "bound": bound_evaluate(env, search_cfg.gamma)}.get(evaluator) \
+            if evaluator != "rollout" else None
+        result = search(env, env.reset(task, rng), search_cfg, rng, evaluate=evaluate)
     except TreeqError as exc:
         raise EnvFailure(f"task {task.task_id}: {exc}") from None
     except Exception as exc:  # an env that raises must not take finished work with it
