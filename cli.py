@@ -114,6 +114,35 @@ def query(
     typer.echo(format_rows(columns, rows, format.value))
 
 
+@app.command()
+def replay(
+    env: str = typer.Option("game24", help="Env name, as for search."),
+    action: list[str] = typer.Option([], "--action", "-a", help="An action as text; repeat for a sequence."),
+    tasks: Optional[str] = typer.Option(None, help="Task file, directory or glob; default: the env's shipped set."),
+    task_id: Optional[str] = typer.Option(None, help="Which task (default: the first)."),
+    env_kwargs: str = typer.Option("{}", "--env-kwargs", help="Env options as a JSON object."),
+    seed: int = typer.Option(0, help="Seed for reset and stochastic steps."),
+) -> None:
+    """Apply actions written as text to a task and print what the env answers."""
+    import json
+
+    from treeq.errors import ConfigError
+    from treeq.pipelines.replay import replay as run_replay
+
+    try:
+        kwargs = json.loads(env_kwargs)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--env-kwargs is not valid JSON ({exc.msg}): {env_kwargs!r}") from None
+    task, start, steps = run_replay(env, list(action), tasks, task_id, kwargs, seed)
+    typer.echo(f"task {task}\n{start}")
+    total = 0.0
+    for i, st in enumerate(steps, start=1):
+        total += st.reward
+        flags = " terminated" if st.terminated else (" truncated" if st.truncated else "")
+        typer.echo(f"\n[{i}] {st.action} -> reward {st.reward:g}{flags} (key {st.state_key})\n{st.observation}")
+    typer.echo(f"\n{len(steps)} actions, total reward {total:g}")
+
+
 @app.command("make-textworld-games")
 def make_textworld_games(
     out: Path = typer.Argument(..., help="Directory for the games (<prefix>-<seed>.z8 plus .json)."),

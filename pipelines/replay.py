@@ -1,0 +1,61 @@
+"""Replay actions written as text in an env: check a plan, an LLM's steps, a walkthrough."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..envs.registry import make_env
+from ..errors import ActionError, TaskFileError
+
+__all__ = ["ReplayStep", "replay"]
+
+
+@dataclass(frozen=True)
+class ReplayStep:
+    """One replayed action and what the env answered."""
+
+    action: str
+    reward: float
+    terminated: bool
+    truncated: bool
+    state_key: str
+    observation: str
+
+
+def replay(env_name: str, actions: list[str], tasks: str | None = None, task_id: str | None = None,
+           env_kwargs: dict | None = None, seed: int = 0) -> tuple[str, str, list[ReplayStep]]:
+    """Reset the task and apply ``actions`` in order.
+
+    Returns:
+        ``(task_id, start observation, steps)``.
+
+    Raises:
+        TaskFileError: the task id is not in the task set.
+        ActionError: an action does not parse or is not legal (the message names it and its position).
+    """
+    env = make_env(env_name, **(env_kwargs or {}))
+    task_list = env.load_tasks(tasks)
+    if task_id is None:
+        task = task_list[0]
+    else:
+        matches = [t for t in task_list if t.task_id == task_id]
+        if not matches:
+            raise TaskFileError(f"no task {task_id!r} in {tasks or 'the default task set'} ({len(task_list)} tasks)")
+        task = matches[0]
+    rng = np.random.default_rng(seed)
+    state = env.reset(task, rng)
+    start = env.render(state)
+    out: list[ReplayStep] = []
+    for i, action in enumerate(actions, start=1):
+        if out and (out[-1].terminated or out[-1].truncated):
+            raise ActionError(f"action {i} ({action!r}): the episode already ended after action {i - 1}")
+        try:
+            step = env.step(state, action) if getattr(env, "deterministic", True) else env.step(state, action, rng)
+        except ActionError as exc:
+            raise ActionError(f"action {i}: {exc}") from None
+        state = step.state
+        out.append(ReplayStep(action, float(step.reward), bool(step.terminated), bool(step.truncated),
+                              env.state_key(state), env.render(state)))
+    return task.task_id, start, out
