@@ -48,7 +48,12 @@ class Env(Protocol[State]):
     Attributes:
         name: Registry name (``game24``, ``countdown`` ...).
         deterministic: True when ``step`` has one outcome per (state, action); the
-            MCTS-Solver is only sound then.
+            MCTS-Solver is only sound then. Stochastic envs take the search's
+            generator as a third argument of ``step`` and sample the outcome with it.
+
+    Optional attributes the search reads when the user leaves a setting open:
+    ``default_gamma``, ``default_c``, ``prefer_transpositions`` and
+    ``default_evaluator`` (``rollout``, ``zero`` or ``bound``).
     """
 
     name: str
@@ -61,7 +66,10 @@ class Env(Protocol[State]):
         """Every legal action as text, in a fixed order; None for open text."""
 
     def step(self, state: State, action: str) -> Step[State]:
-        """Apply ``action``; raise :class:`treeq.errors.ActionError` if illegal."""
+        """Apply ``action``; raise :class:`treeq.errors.ActionError` if illegal.
+
+        Stochastic envs: ``step(state, action, rng)`` with a ``numpy.random.Generator``.
+        """
 
     def state_key(self, state: State) -> str:
         """Canonical key: equal env states give equal keys across trees and tasks."""

@@ -12,6 +12,7 @@ search controls the randomness (closed-loop: children keyed by the sampled outco
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -102,7 +103,9 @@ class GymEnv:
         import gymnasium
 
         try:
-            self._env = gymnasium.make(env_id, render_mode="ansi", **kwargs)
+            with warnings.catch_warnings():  # envs without an ansi mode warn; the checks below decide
+                warnings.simplefilter("ignore")
+                self._env = gymnasium.make(env_id, render_mode="ansi", **kwargs)
         except gymnasium.error.Error as exc:
             raise UnknownEnvError(f"unknown gym env {env_id!r}: {exc}") from None
         except TypeError as exc:
@@ -114,7 +117,7 @@ class GymEnv:
         self.kwargs = dict(kwargs)
         self.name = f"gym:{env_id}"
         self._u = u
-        family = re.sub(r"-v\d+$", "", env_id.split("/")[-1])
+        family = type(u).__name__.removesuffix("Env")  # FrozenLake8x8-v1 is a FrozenLakeEnv too
         n_a = int(u.action_space.n)
         names = ACTION_NAMES.get(family, ())
         self.actions: tuple[str, ...] = names if len(names) == n_a else tuple(f"action-{i}" for i in range(n_a))
@@ -187,10 +190,13 @@ class GymEnv:
             tokens = [(spec, x) for x in spec.split(",")]
         else:
             raise TaskFileError(f"gym tasks are start seeds: give 'A:B', 'A,B,C' or a file of seeds, got {spec!r} (no such file)")
-        tasks = []
+        tasks, seen = [], set()
         for where, tok in tokens:
             if not tok.isdigit():
                 raise TaskFileError(f"{where}: a seed must be a non-negative integer, got {tok!r}")
+            if int(tok) in seen:
+                raise TaskFileError(f"{where}: seed {int(tok)} appears twice (one tree per start seed)")
+            seen.add(int(tok))
             tasks.append(Task(f"seed-{int(tok)}", {"seed": int(tok)}))
         if not tasks:
             raise TaskFileError(f"{spec}: no seeds")

@@ -205,12 +205,6 @@ def test_error_bad_env_kwargs(run_cli, tmp_path, kwargs, needles):
     one_line_error(res, *needles)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="envs/gym_toytext.py GymEnv.__init__ always passes render_mode='ansi' to gymnasium.make; for envs "
-    "without an ansi mode (CartPole-v1, Blackjack-v1) gymnasium prints a 2-line UserWarning to stderr before "
-    "the one-line ConfigError",
-)
 def test_error_non_tabular_gym_env_subprocess(tmp_path):
     """A real process (warnings are not captured there): stderr is the error line alone."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}

@@ -91,11 +91,6 @@ def test_action_names(env_id, names):
     assert ACTION_NAMES[env_id.split("-")[0]] == names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="envs/gym_toytext.py GymEnv.__init__ looks action names up by the id's family ('FrozenLake8x8', "
-    "'CliffWalkingSlippery'), which ACTION_NAMES lacks, so these registered ids get 'action-0'..'action-3'",
-)
 @pytest.mark.parametrize(
     "env_id, names",
     [("FrozenLake8x8-v1", ("left", "down", "right", "up")), ("CliffWalkingSlippery-v1", ("up", "right", "down", "left"))],
@@ -156,11 +151,6 @@ def test_load_tasks_empty_range(lake):
         lake.load_tasks("4:4")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="envs/gym_toytext.py load_tasks accepts repeated seeds ('3,3' or a file listing 3 twice): two tasks "
-    "with id seed-3, so the second tree overwrites the first Parquet shard; other envs refuse repeated ids",
-)
 def test_load_tasks_repeated_seed_is_refused(lake):
     with pytest.raises(TaskFileError):
         lake.load_tasks("3,3")
