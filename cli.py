@@ -39,6 +39,21 @@ class OutFormat(str, Enum):
     json = "json"
 
 
+def _json_object(text: str, flag: str) -> dict:
+    """Parse a JSON object given on the command line (never eval)."""
+    import json
+
+    from treeq.errors import ConfigError
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{flag} is not valid JSON ({exc.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag} must be a JSON object like '{{\"is_slippery\": false}}', got {text!r}")
+    return value
+
+
 @app.callback(invoke_without_command=True)
 def _root(ctx: typer.Context) -> None:
     """MCTS search and process-reward data for agent RL. With no command: `search` with its defaults."""
@@ -71,16 +86,10 @@ def search(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar over tasks."),
 ) -> None:
     """Search every task with MCTS and write the trees to Parquet."""
-    import json
-
-    from treeq.errors import ConfigError
     from treeq.mcts.search import SearchConfig
     from treeq.pipelines.search import SearchJobConfig, run_search
 
-    try:
-        kwargs = json.loads(env_kwargs)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--env-kwargs is not valid JSON ({exc.msg}): {env_kwargs!r}") from None
+    kwargs = _json_object(env_kwargs, "--env-kwargs")
     search_cfg = SearchConfig(
         simulations=simulations, gamma=gamma, c=c, selection=selection, solver=solver,
         transpositions=transpositions, stop_on_solve=stop_on_solve, max_nodes=max_nodes, batch_size=batch_size,
@@ -124,15 +133,9 @@ def replay(
     seed: int = typer.Option(0, help="Seed for reset and stochastic steps."),
 ) -> None:
     """Apply actions written as text to a task and print what the env answers."""
-    import json
-
-    from treeq.errors import ConfigError
     from treeq.pipelines.replay import replay as run_replay
 
-    try:
-        kwargs = json.loads(env_kwargs)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--env-kwargs is not valid JSON ({exc.msg}): {env_kwargs!r}") from None
+    kwargs = _json_object(env_kwargs, "--env-kwargs")
     task, start, steps = run_replay(env, list(action), tasks, task_id, kwargs, seed)
     typer.echo(f"task {task}\n{start}")
     total = 0.0

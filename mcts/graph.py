@@ -33,6 +33,7 @@ import numpy as np
 
 from ..envs.base import Env
 from .hooks import EvaluateFn, ProposeFn
+from .selection import puct_scores, uct_scores
 from .tree import ROOT, Tree
 
 __all__ = ["graph_search"]
@@ -194,12 +195,8 @@ class _Graph:
         value_sum = np.array([self.e_n[e] * self.q(e) if self.e_n[e] else 0.0 for e in edges])
         parent_n = float(n.sum()) + 1.0
         if cfg.selection == "uct":
-            from .selection import uct_scores
-
             scores = uct_scores(value_sum, n, parent_n, cfg.c)
         else:
-            from .selection import puct_scores
-
             prior = np.array([self.e_prior[e] for e in edges])
             scores = puct_scores(value_sum, n, prior, parent_n, cfg.c, cfg.fpu)
         skip = [self.e_dead[e] for e in edges]

@@ -56,7 +56,9 @@ class SearchConfig:
         default=False, metadata={"help": "Stop a task's search at its first solution instead of spending the budget."}
     )
     max_nodes: int = field(default=1_000_000, metadata={"help": "Stop growing (and searching) at this many nodes."})
-    batch_size: int = field(default=1, metadata={"help": "Leaves per wave handed to the propose/evaluate hooks."})
+    batch_size: int = field(
+        default=1, metadata={"help": "Leaves per wave handed to the propose/evaluate hooks (tree search; graph search runs one at a time)."}
+    )
     proposals: int = field(default=8, metadata={"help": "Actions asked of a policy per open-text state."})
     rollout_steps: int = field(default=200, metadata={"help": "Longest random rollout of the default evaluator."})
     transpositions: bool | None = field(

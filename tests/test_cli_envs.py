@@ -195,7 +195,7 @@ def test_error_unknown_gym_id(run_cli, tmp_path):
     [
         ("{bad", ("--env-kwargs", "not valid JSON", "{bad")),
         ('{"no_such_option": 1}', ("FrozenLake-v1", "no_such_option")),
-        ("[1, 2]", ("env_kwargs must be a JSON object",)),
+        ("[1, 2]", ("must be a JSON object",)),
     ],
     ids=["not-json", "unknown-option", "not-an-object"],
 )
