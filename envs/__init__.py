@@ -1,0 +1,17 @@
+"""Environments: the functional, reversible ``Env`` protocol and its implementations.
+
+Heavy third-party packages (gymnasium, textworld) load only when such an env is built.
+"""
+
+from .base import Env, Step, Task
+from .blocksworld import BlocksworldEnv
+from .checker import EnvCheckError, check_env
+from .countdown import CountdownEnv, Game24Env
+from .gym_toytext import GymEnv, value_iteration
+from .registry import ENV_NAMES, make_env
+from .textworld_env import TextWorldEnv
+
+__all__ = [
+    "Env", "Step", "Task", "make_env", "ENV_NAMES", "check_env", "EnvCheckError",
+    "CountdownEnv", "Game24Env", "BlocksworldEnv", "GymEnv", "value_iteration", "TextWorldEnv",
+]
