@@ -16,7 +16,7 @@ import platform
 import re
 import time
 import zlib
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from typing import Any
@@ -242,7 +242,7 @@ def run_search(cfg: SearchJobConfig) -> SearchSummary:
             with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
                 pending = {pool.submit(_search_task, *a) for a in args}
                 while pending:
-                    finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in finished:
                         if fut.exception() is not None:
                             for p in pending:
