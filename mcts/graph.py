@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,12 +36,16 @@ from .hooks import EvaluateFn, ProposeFn
 from .selection import puct_scores, uct_scores
 from .tree import ROOT, Tree
 
+if TYPE_CHECKING:
+    from .search import SearchConfig, SearchResult
+
 __all__ = ["graph_search"]
 
 
 class _Graph:
-    def __init__(self, env: Env, cfg: Any, rng: np.random.Generator, propose: ProposeFn, evaluate: EvaluateFn) -> None:
-        self.env, self.cfg, self.rng = env, cfg, rng
+    def __init__(self, env: Env, cfg: SearchConfig, rng: np.random.Generator, propose: ProposeFn,
+                 evaluate: EvaluateFn) -> None:
+        self.env, self.cfg = env, cfg
         self.propose, self.evaluate = propose, evaluate
         self.merge = bool(cfg.transpositions)
         self.step_rng = None if getattr(env, "deterministic", False) else rng
@@ -57,7 +61,6 @@ class _Graph:
         self.n_value: list[float] = []
         self.by_key: dict[str, int] = {}
         # edges (node, action)
-        self.e_node: list[int] = []
         self.e_action: list[str] = []
         self.e_prior: list[float] = []
         self.e_n: list[int] = []
@@ -92,7 +95,6 @@ class _Graph:
     def _expand(self, node: int, proposals: list[tuple[str, float]]) -> None:
         start = len(self.e_action)
         for action, prior in proposals:
-            self.e_node.append(node)
             self.e_action.append(action)
             self.e_prior.append(float(prior))
             self.e_n.append(0)
@@ -287,8 +289,8 @@ class _Graph:
         return tree
 
 
-def graph_search(env: Env, root_state: Any, cfg: Any, rng: np.random.Generator,
-                 propose: ProposeFn, evaluate: EvaluateFn):
+def graph_search(env: Env, root_state: Any, cfg: SearchConfig, rng: np.random.Generator,
+                 propose: ProposeFn, evaluate: EvaluateFn) -> SearchResult:
     """Run closed-loop tree search or MCGS; see the module docstring."""
     from .search import SearchResult
 
