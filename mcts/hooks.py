@@ -17,7 +17,10 @@ import numpy as np
 from ..envs.base import Env
 from ..errors import ConfigError
 
-__all__ = ["ProposeFn", "EvaluateFn", "uniform_propose", "random_rollout", "zero_evaluate", "bound_evaluate"]
+__all__ = [
+    "ProposeFn", "EvaluateFn", "EVALUATORS", "uniform_propose", "random_rollout", "zero_evaluate", "bound_evaluate",
+    "make_evaluator",
+]
 
 ProposeFn = Callable[[Sequence[Any], int], list[list[tuple[str, float]]]]
 EvaluateFn = Callable[[Sequence[Any]], list[float]]
@@ -95,3 +98,17 @@ def bound_evaluate(env: Env, gamma: float) -> EvaluateFn:
 def zero_evaluate(states: Sequence[Any]) -> list[float]:
     """Value 0 for every state: measures the cost of the tree alone."""
     return [0.0] * len(states)
+
+
+EVALUATORS = ("rollout", "zero", "bound")
+
+
+def make_evaluator(name: str, env: Env, rng: np.random.Generator, gamma: float, rollout_steps: int = 200) -> EvaluateFn:
+    """The built-in evaluator called ``name`` (one of :data:`EVALUATORS`)."""
+    if name == "rollout":
+        return random_rollout(env, rng, gamma, rollout_steps)
+    if name == "zero":
+        return zero_evaluate
+    if name == "bound":
+        return bound_evaluate(env, gamma)
+    raise ConfigError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {name!r}")

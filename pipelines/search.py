@@ -28,11 +28,9 @@ from ..data.store import TreeStore
 from ..envs.base import Env, Task
 from ..envs.registry import make_env
 from ..errors import ConfigError, EnvFailure, TreeqError
-from ..mcts.hooks import bound_evaluate, zero_evaluate
+from ..mcts.hooks import EVALUATORS, make_evaluator
 from ..mcts.search import SearchConfig, SearchResult, resolve_defaults, search
 from ..mcts.tree import ROOT
-
-EVALUATORS = ("rollout", "zero", "bound")
 
 __all__ = ["SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns"]
 
@@ -152,8 +150,7 @@ def _search_task(env_name: str, env_kwargs: dict, task: Task, search_cfg: Search
     try:
         rng = task_rng(seed, task.task_id)
         search_cfg = resolve_defaults(search_cfg, env)
-        evaluate = {"zero": zero_evaluate, "bound": bound_evaluate(env, search_cfg.gamma)}.get(evaluator) \
-            if evaluator != "rollout" else None
+        evaluate = make_evaluator(evaluator, env, rng, search_cfg.gamma, search_cfg.rollout_steps)
         result = search(env, env.reset(task, rng), search_cfg, rng, evaluate=evaluate)
     except TreeqError as exc:
         raise EnvFailure(f"task {task.task_id}: {exc}") from None
