@@ -157,17 +157,12 @@ def make_textworld_games(
     force: bool = typer.Option(False, "--force", help="Remake games that exist."),
 ) -> None:
     """Generate TextWorld games offline with TextWorld's own tw-make (fixed seeds, cached)."""
-    import re
-
+    from treeq.envs.base import parse_seed_spec
     from treeq.errors import ConfigError
     from treeq.pipelines.textworld_games import make_games
 
-    if re.fullmatch(r"\d+:\d+", seeds):
-        lo, hi = map(int, seeds.split(":"))
-        seed_list = list(range(lo, hi))
-    elif re.fullmatch(r"\d+(,\d+)*", seeds):
-        seed_list = [int(x) for x in seeds.split(",")]
-    else:
+    seed_list = parse_seed_spec(seeds)
+    if seed_list is None:
         raise ConfigError(f"--seeds must look like 'A:B' or 'A,B,C', got {seeds!r}")
     paths = make_games(out, seed_list, quest_length=quest_length, world_size=world_size, nb_objects=nb_objects,
                        jobs=jobs or None, force=force)

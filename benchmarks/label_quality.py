@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from treeq.envs.base import Task
 from treeq.envs.countdown import Game24Env, exact_q, optimal_value, solvable
 from treeq.mcts.search import SearchConfig
 from treeq.pipelines.search import SearchJobConfig, run_search
@@ -41,16 +42,16 @@ def evaluate(out: Path, min_visits: int) -> dict:
     trees = con.execute(f"SELECT count(*), sum(solved::int) FROM read_parquet('{out}/trees/**/*.parquet')").fetchone()
     per_depth: dict[int, tuple[list, list]] = {}
     proven_checked = proven_wrong = 0
+    env = Game24Env()
     for task_id, node_id, depth, visits, q, proven, key, parent_key, action in nodes:
         nums, target = _numbers(key)
         if proven is not None:
             proven_checked += 1
             if parent_key is None:
-                env = Game24Env()
                 exact = optimal_value(env.reset(_task(nums)))
             else:
                 pnums, _ = _numbers(parent_key)
-                exact = exact_q(Game24Env().reset(_task(pnums)), action)
+                exact = exact_q(env.reset(_task(pnums)), action)
             proven_wrong += exact != proven
         if visits < min_visits:
             continue
@@ -63,8 +64,6 @@ def evaluate(out: Path, min_visits: int) -> dict:
 
 
 def _task(nums):
-    from treeq.envs.base import Task
-
     return Task("x", {"numbers": [str(x) for x in nums], "target": "24"})
 
 

@@ -7,12 +7,13 @@ without a reset. Actions are strings everywhere above ``envs/``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Env", "Step", "Task", "State"]
+__all__ = ["Env", "Step", "Task", "State", "parse_seed_spec"]
 
 State = TypeVar("State")
 
@@ -85,3 +86,13 @@ class Env(Protocol[State]):
 
     def load_tasks(self, path: str | None) -> Sequence[Task]:
         """Read a task file (None: the env's shipped default set)."""
+
+
+def parse_seed_spec(spec: str) -> list[int] | None:
+    """Seeds written as ``"A:B"`` (A to B-1) or ``"A,B,C"``; None if ``spec`` is neither."""
+    if re.fullmatch(r"\d+:\d+", spec):
+        lo, hi = map(int, spec.split(":"))
+        return list(range(lo, hi))
+    if re.fullmatch(r"\d+(,\d+)*", spec):
+        return [int(x) for x in spec.split(",")]
+    return None

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import ActionError, ConfigError, TaskFileError, UnknownEnvError
-from .base import Step, Task
+from .base import Step, Task, parse_seed_spec
 
 __all__ = ["GymEnv", "GymState", "value_iteration", "ACTION_NAMES"]
 
@@ -142,6 +142,7 @@ class GymEnv:
         self.default_c = 1.0 if step_costs else 2.0
         self._env.reset(seed=0)  # some attributes (lastaction ...) exist only after a reset
         self._extras = tuple(a for a in _EXTRA_ATTRS if hasattr(u, a))
+        self._q_star: dict[float, np.ndarray] = {}
 
     # ---------------------------------------------------------------- protocol
     def reset(self, task: Task, rng: np.random.Generator | None = None) -> GymState:
@@ -181,13 +182,11 @@ class GymEnv:
         """Tasks are start seeds: None gives seeds 0-9; else ``"0:50"``, ``"3,7,9"`` or a file of seeds (one per line)."""
         spec = "0:10" if path is None else str(path)
         p = Path(spec)
+        seeds = parse_seed_spec(spec)
         if p.is_file():
             tokens = [(f"{p}:{i}", line.strip()) for i, line in enumerate(p.read_text().splitlines(), 1) if line.strip()]
-        elif re.fullmatch(r"\d+:\d+", spec):
-            lo, hi = map(int, spec.split(":"))
-            tokens = [(spec, str(i)) for i in range(lo, hi)]
-        elif re.fullmatch(r"\d+(,\d+)*", spec):
-            tokens = [(spec, x) for x in spec.split(",")]
+        elif seeds is not None:
+            tokens = [(spec, str(x)) for x in seeds]
         else:
             raise TaskFileError(f"gym tasks are start seeds: give 'A:B', 'A,B,C' or a file of seeds, got {spec!r} (no such file)")
         tasks, seen = [], set()
@@ -204,8 +203,15 @@ class GymEnv:
 
     # ---------------------------------------------------------------- exact values
     def q_star(self, gamma: float) -> np.ndarray:
-        """Exact Q* over ``unwrapped.P`` (infinite horizon; the time limit is ignored)."""
-        return value_iteration(self._u.P, gamma)
+        """Exact Q* over ``unwrapped.P`` (infinite horizon; the time limit is ignored).
+
+        Computed once per gamma and returned read-only.
+        """
+        q = self._q_star.get(gamma)
+        if q is None:
+            q = self._q_star[gamma] = value_iteration(self._u.P, gamma)
+            q.flags.writeable = False
+        return q
 
     def exact_q(self, state: GymState, action: str, gamma: float) -> float:
         return float(self.q_star(gamma)[state.s, self._index[action]])
