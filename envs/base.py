@@ -1,19 +1,23 @@
-"""The functional, reversible environment protocol every search runs on.
+"""The functional, reversible environment contract every search runs on (env contract v2).
 
-Shape borrowed from Gymnasium's ``FuncEnv``: the env object holds no episode state;
-a state goes in and a new state comes out, so the search can branch from any node
-without a reset. Actions are strings everywhere above ``envs/``.
+Shape borrowed from Gymnasium's ``FuncEnv``: the env object holds no episode state; a
+state goes in and a new state comes out, so the search can branch from any node
+without a reset, and the generator is passed to every call that may need randomness.
+Actions are strings everywhere above ``envs/``.
+
+Every env subclasses :class:`Env`, which declares the optional parts once with their
+documented defaults; nothing above ``envs/`` reads them with ``getattr``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, Sequence, TypeVar, runtime_checkable
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 import numpy as np
 
-__all__ = ["Env", "Step", "Task", "State", "parse_seed_spec"]
+__all__ = ["Env", "Step", "Task", "State", "parse_seed_spec", "is_success"]
 
 State = TypeVar("State")
 
@@ -31,61 +35,135 @@ class Task:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+_NO_INFO: dict[str, Any] = {}
+
+
 class Step(Generic[State]):
-    """Result of ``Env.step``: the next state and what the transition gave."""
+    """Result of ``Env.step``: the next state and what the transition gave.
 
-    state: State
-    reward: float
-    terminated: bool
-    truncated: bool = False
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@runtime_checkable
-class Env(Protocol[State]):
-    """A reversible environment with immutable states.
-
-    Attributes:
-        name: Registry name (``game24``, ``countdown`` ...).
-        deterministic: True when ``step`` has one outcome per (state, action); the
-            MCTS-Solver is only sound then. Stochastic envs take the search's
-            generator as a third argument of ``step`` and sample the outcome with it.
-
-    Optional attributes the search reads when the user leaves a setting open:
-    ``default_gamma``, ``default_c``, ``prefer_transpositions`` and
-    ``default_evaluator`` (``rollout``, ``zero`` or ``bound``).
+    A plain slotted class rather than a frozen dataclass: the search builds one per
+    transition, and a frozen dataclass's ``__init__`` costs several times more.
+    Treat it as immutable.
     """
 
-    name: str
-    deterministic: bool
+    __slots__ = ("state", "reward", "terminated", "truncated", "info")
 
-    def reset(self, task: Task, rng: np.random.Generator) -> State:
+    def __init__(self, state: State, reward: float, terminated: bool, truncated: bool = False,
+                 info: dict[str, Any] | None = None) -> None:
+        self.state = state
+        self.reward = reward
+        self.terminated = terminated
+        self.truncated = truncated
+        self.info = _NO_INFO if info is None else info
+
+    def __repr__(self) -> str:
+        return (f"Step(state={self.state!r}, reward={self.reward!r}, terminated={self.terminated!r}, "
+                f"truncated={self.truncated!r}, info={self.info!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Step):
+            return NotImplemented
+        return (self.state, self.reward, self.terminated, self.truncated, self.info) == (
+            other.state, other.reward, other.terminated, other.truncated, other.info)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def is_success(step: Step) -> bool:
+    """The success test of every search: a terminating step whose ``info["success"]`` is
+    true, or, when the env does not say, whose reward is at least 1."""
+    if not step.terminated:
+        return False
+    flag = step.info.get("success")
+    return bool(step.reward >= 1.0) if flag is None else bool(flag)
+
+
+class Env(Generic[State]):
+    """Base class of every reversible environment with immutable states.
+
+    Subclasses implement :meth:`reset`, :meth:`legal_actions`, :meth:`step`,
+    :meth:`state_key`, :meth:`render` and :meth:`load_tasks`, and override the class
+    attributes below where their defaults do not fit. Those defaults are the only
+    place the search learns an env's preferences; ``treeq.mcts.resolve_defaults``
+    applies them.
+
+    Attributes:
+        name: Registry name (``game24``, ``gym:FrozenLake-v1`` ...).
+        deterministic: True when ``step`` has exactly one outcome per (state, action).
+            The MCTS-Solver runs only then. Default False (the safe answer).
+        default_gamma: Discount the search uses when the user gives none. Default 1.
+        default_c: Exploration constant of UCT / PUCT when the user gives none. Default 1.
+        prefer_transpositions: Search the state graph (one node per ``state_key``)
+            unless the user says otherwise. Default False (a tree).
+        default_evaluator: Leaf evaluator by registry name (``rollout``, ``zero``,
+            ``bound``) when the user gives none. Default ``rollout``.
+    """
+
+    name: str = "env"
+    deterministic: bool = False
+    default_gamma: float = 1.0
+    default_c: float = 1.0
+    prefer_transpositions: bool = False
+    default_evaluator: str = "rollout"
+
+    def reset(self, task: Task, rng: np.random.Generator | None = None) -> State:
         """Return the start state of ``task``."""
+        raise NotImplementedError
 
     def legal_actions(self, state: State) -> list[str] | None:
         """Every legal action as text, in a fixed order; None for open text."""
+        raise NotImplementedError
 
-    def step(self, state: State, action: str) -> Step[State]:
+    def step(self, state: State, action: str, rng: np.random.Generator | None = None) -> Step[State]:
         """Apply ``action``; raise :class:`treeq.errors.ActionError` if illegal.
 
-        Stochastic envs: ``step(state, action, rng)`` with a ``numpy.random.Generator``.
+        A stochastic env samples the outcome with ``rng`` (the search's generator); a
+        deterministic env ignores it. Time limits are not part of the state: an env
+        reports ``truncated`` only for its own reasons, never for a step count.
         """
+        raise NotImplementedError
 
     def state_key(self, state: State) -> str:
         """Canonical key: equal env states give equal keys across trees and tasks."""
+        raise NotImplementedError
 
     def render(self, state: State) -> str:
         """The text an LLM or PRM reads for this state."""
+        raise NotImplementedError
 
     def value_bound(self, state: State, gamma: float) -> float | None:
-        """An upper bound on the optimal return from ``state`` (None: unknown).
+        """An upper bound on the optimal return from ``state`` (None: unknown, the default).
 
-        The MCTS-Solver proves a node as soon as one child reaches this bound.
+        The MCTS-Solver proves a node as soon as one child reaches this bound, and the
+        ``bound`` evaluator uses it as an optimistic leaf value.
         """
+        return None
 
     def load_tasks(self, path: str | None) -> Sequence[Task]:
-        """Read a task file (None: the env's shipped default set)."""
+        """Read a task file, directory or glob (None: the env's shipped default set)."""
+        raise NotImplementedError
+
+    def playout(self, state: State, draw: Callable[[], float], gamma: float, max_steps: int,
+                rng: np.random.Generator) -> float:
+        """Discounted return of one uniformly random playout from ``state``.
+
+        ``draw()`` returns the next uniform number in [0, 1) of the search's stream and
+        picks each action; ``rng`` samples stochastic steps. Envs with a mutable
+        simulator override this to play in place after one copy (OpenSpiel); the
+        result must be the same in distribution.
+        """
+        ret, discount = 0.0, 1.0
+        for _ in range(max_steps):
+            actions = self.legal_actions(state)
+            if not actions:
+                break
+            step = self.step(state, actions[int(draw() * len(actions))], rng)
+            ret += discount * step.reward
+            discount *= gamma
+            if step.terminated or step.truncated:
+                break
+            state = step.state
+        return ret
 
 
 def parse_seed_spec(spec: str) -> list[int] | None:

@@ -2,15 +2,20 @@
 
 The adapter is reversible through the env's own state, not by replaying: a state
 object holds ``unwrapped.s`` and the few other attributes the env's ``step`` reads
-(``lastaction``, Taxi's ``fickle_step`` and ``taxi_orientation``), plus the elapsed
-step count when the registered env has a time limit. ``step`` writes those back into
-one live gymnasium env, calls its real ``step`` and reads the new state out.
+(``lastaction``, Taxi's ``fickle_step`` and ``taxi_orientation``). ``step`` writes
+those back into one live gymnasium env, calls its real ``step`` and reads the new
+state out. The registered ``TimeLimit`` is not part of the MDP (Pardo et al. 2018): it
+stays out of the state and the key, ``step`` never truncates for it, and the search
+bounds depth itself (``max_depth``, rollout length), so transpositions merge the same
+position reached at different times and Q matches value iteration over ``unwrapped.P``.
 Stochastic transitions are sampled with the generator the search passes in, so the
 search controls the randomness (closed-loop: children keyed by the sampled outcome).
 """
 
 from __future__ import annotations
 
+import glob
+import inspect
 import re
 import warnings
 from dataclasses import dataclass
@@ -20,7 +25,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import ActionError, ConfigError, TaskFileError, UnknownEnvError
-from .base import Step, Task, parse_seed_spec
+from .base import Env, Step, Task, parse_seed_spec
+from .taskfiles import check_unique_ids, expand_task_path, read_text, shorten
 
 __all__ = ["GymEnv", "GymState", "value_iteration", "ACTION_NAMES"]
 
@@ -33,6 +39,8 @@ ACTION_NAMES: dict[str, tuple[str, ...]] = {
 # Attributes besides ``s`` that a toy-text ``step`` reads or that render shows.
 _EXTRA_ATTRS = ("lastaction", "fickle_step", "taxi_orientation")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# JSON types a default's type asks for (bool before int: a bool is an int in Python).
+_OPTION_TYPES = ((bool, "true or false"), (int, "a whole number"), (float, "a number"), (str, "a string"))
 
 
 def value_iteration(P: Mapping[int, Mapping[int, list]], gamma: float, tol: float = 1e-12, max_iter: int = 100_000) -> np.ndarray:
@@ -72,14 +80,13 @@ def value_iteration(P: Mapping[int, Mapping[int, list]], gamma: float, tol: floa
 
 @dataclass(frozen=True, slots=True)
 class GymState:
-    """A toy-text state: the env's discrete state, its extra attributes and elapsed steps."""
+    """A toy-text state: the env's discrete state and its extra attributes (no clock)."""
 
     s: int
     extras: tuple[tuple[str, Any], ...] = ()
-    t: int = 0
 
 
-class GymEnv:
+class GymEnv(Env):
     """A gymnasium toy-text env behind the functional protocol.
 
     Defaults it gives the search: gamma 0.95; transpositions on (toy-text state
@@ -103,13 +110,18 @@ class GymEnv:
         import gymnasium
 
         try:
+            spec = gymnasium.spec(env_id)
+        except gymnasium.error.Error as exc:
+            raise UnknownEnvError(f"unknown gym env {env_id!r}: {exc}") from None
+        _check_options(env_id, spec.entry_point, kwargs)
+        try:
             with warnings.catch_warnings():  # envs without an ansi mode warn; the checks below decide
                 warnings.simplefilter("ignore")
                 self._env = gymnasium.make(env_id, render_mode="ansi", **kwargs)
-        except gymnasium.error.Error as exc:
-            raise UnknownEnvError(f"unknown gym env {env_id!r}: {exc}") from None
-        except TypeError as exc:
-            raise ConfigError(f"bad options for gym env {env_id!r}: {exc}") from None
+        except (TypeError, ValueError, KeyError, IndexError, gymnasium.error.Error) as exc:
+            # a value of the right type the env still refuses (FrozenLake's map_name "9x9")
+            what = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise ConfigError(f"bad options for gym env {env_id!r}: {what[:200]}") from None
         u = self._env.unwrapped
         if not hasattr(u, "P") or not hasattr(u, "action_space") or not hasattr(u.action_space, "n"):
             raise ConfigError(f"gym env {env_id!r} is not a tabular toy-text env (needs unwrapped.P and a discrete action space)")
@@ -147,7 +159,7 @@ class GymEnv:
     # ---------------------------------------------------------------- protocol
     def reset(self, task: Task, rng: np.random.Generator | None = None) -> GymState:
         self._env.reset(seed=int(task.payload["seed"]))
-        return self._read(0)
+        return self._read()
 
     def legal_actions(self, state: GymState) -> list[str]:
         return list(self.actions)
@@ -160,46 +172,48 @@ class GymEnv:
         if rng is not None:
             self._u.np_random = rng  # the search's generator samples the outcome
         s2, reward, terminated, _, info = self._u.step(idx)
-        nxt = self._read(state.t + 1)
-        truncated = self.max_steps is not None and nxt.t >= self.max_steps and not terminated
         success = bool(terminated and reward >= self._best_reward)
-        return Step(nxt, float(reward), bool(terminated), bool(truncated),
+        return Step(self._read(), float(reward), bool(terminated), False,
                     {"action_index": idx, "success": success, "prob": info.get("prob")})
 
     def state_key(self, state: GymState) -> str:
-        # elapsed steps are part of the state when a time limit makes them matter
-        return f"s={state.s}" if self.max_steps is None else f"s={state.s} t={state.t}"
+        return f"s={state.s}"
 
     def render(self, state: GymState) -> str:
         self._write(state)
         text = _ANSI.sub("", self._u.render() or "").rstrip()
-        return f"{text}\nstate {state.s}, step {state.t}" if isinstance(text, str) else f"state {state.s}, step {state.t}"
-
-    def value_bound(self, state: GymState, gamma: float) -> float | None:
-        return None
+        return f"{text}\nstate {state.s}" if text else f"state {state.s}"
 
     def load_tasks(self, path: str | Path | None = None) -> list[Task]:
-        """Tasks are start seeds: None gives seeds 0-9; else ``"0:50"``, ``"3,7,9"`` or a file of seeds (one per line)."""
+        """Tasks are start seeds: None gives seeds 0-9; else ``"0:50"``, ``"3,7,9"``, a file
+        of seeds (one per line), a directory of such ``.txt`` files or a glob of them.
+
+        Raises:
+            TaskFileError: neither seeds nor a seed file; a file is not UTF-8 text or
+                empty; a line is not a non-negative integer; a seed repeats.
+        """
         spec = "0:10" if path is None else str(path)
-        p = Path(spec)
         seeds = parse_seed_spec(spec)
-        if p.is_file():
-            tokens = [(f"{p}:{i}", line.strip()) for i, line in enumerate(p.read_text().splitlines(), 1) if line.strip()]
+        if Path(spec).exists() or glob.has_magic(spec):
+            tokens = []
+            for f in expand_task_path(spec, (".txt",), "seed file")[0]:
+                lines = read_text(f, "seeds").split("\n")
+                tokens += [(f"{f}:{i}", line.strip()) for i, line in enumerate(lines, 1) if line.strip()]
         elif seeds is not None:
-            tokens = [(spec, str(x)) for x in seeds]
+            tokens = [(f"seed list {spec!r}", str(x)) for x in seeds]
         else:
-            raise TaskFileError(f"gym tasks are start seeds: give 'A:B', 'A,B,C' or a file of seeds, got {spec!r} (no such file)")
-        tasks, seen = [], set()
+            raise TaskFileError(
+                f"gym tasks are start seeds: give 'A:B', 'A,B,C' or a file of seeds, got {shorten(spec)} (no such file)"
+            )
+        tasks = []
         for where, tok in tokens:
             if not tok.isdigit():
-                raise TaskFileError(f"{where}: a seed must be a non-negative integer, got {tok!r}")
-            if int(tok) in seen:
-                raise TaskFileError(f"{where}: seed {int(tok)} appears twice (one tree per start seed)")
-            seen.add(int(tok))
-            tasks.append(Task(f"seed-{int(tok)}", {"seed": int(tok)}))
+                raise TaskFileError(f"{where}: a seed must be a non-negative integer, got {shorten(tok)}")
+            tasks.append((Task(f"seed-{int(tok)}", {"seed": int(tok)}), where))
         if not tasks:
             raise TaskFileError(f"{spec}: no seeds")
-        return tasks
+        check_unique_ids(((t.task_id, where) for t, where in tasks), "one tree per start seed")
+        return [t for t, _ in tasks]
 
     # ---------------------------------------------------------------- exact values
     def q_star(self, gamma: float) -> np.ndarray:
@@ -222,5 +236,43 @@ class GymEnv:
         for name, value in state.extras:
             setattr(self._u, name, value)
 
-    def _read(self, t: int) -> GymState:
-        return GymState(int(self._u.s), tuple((a, getattr(self._u, a)) for a in self._extras), t)
+    def _read(self) -> GymState:
+        return GymState(int(self._u.s), tuple((a, getattr(self._u, a)) for a in self._extras))
+
+
+def _check_options(env_id: str, entry_point: Any, kwargs: dict[str, Any]) -> None:
+    """Refuse options the env's constructor does not take, or of another type than its default.
+
+    gymnasium passes ``kwargs`` on to the env class unchecked, and a toy-text env keeps
+    whatever it gets: ``is_slippery="no"`` is truthy, so FrozenLake would silently be
+    slippery. Types are checked where the default is a bool, int, float or str.
+
+    Raises:
+        ConfigError: one line naming the option.
+    """
+    from gymnasium.envs.registration import load_env_creator
+
+    try:
+        creator = entry_point if callable(entry_point) else load_env_creator(entry_point)
+        params = inspect.signature(creator).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return  # nothing to check against; gymnasium.make reports what it must
+    named = {n: p for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "render_mode"}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    for name, value in kwargs.items():
+        if name == "render_mode":
+            raise ConfigError(f"gym env {env_id!r}: render_mode is set by treeq ('ansi'); drop it from --env-kwargs")
+        param = named.get(name)
+        if param is None:
+            if takes_any:
+                continue
+            raise ConfigError(f"gym env {env_id!r} has no option {name!r}; its options: {', '.join(named) or 'none'}")
+        for kind, words in _OPTION_TYPES:
+            if isinstance(param.default, kind):
+                accepted = (int, float) if kind is float else kind
+                if isinstance(value, bool) != (kind is bool) or not isinstance(value, accepted):
+                    raise ConfigError(
+                        f"gym env {env_id!r}: option {name} must be {words} (default {param.default!r}), "
+                        f"got {shorten(value)}"
+                    )
+                break

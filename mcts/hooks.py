@@ -1,26 +1,27 @@
-"""Default policy hooks: uniform priors over legal actions and random rollouts.
+"""The engine's built-in policy hooks: uniform priors, random rollouts, zero, bound.
 
 Hooks are plain functions over a batch of states (DESIGN.md), so that an LLM policy
 or a trained PRM can answer a whole wave of leaves in one forward pass:
 
 * ``propose(states, k) -> [[(action, prior), ...], ...]``
-* ``evaluate(states) -> [value, ...]`` (the value of each state, discounted return
-  expected from it)
+* ``evaluate(states) -> [value, ...]`` (the discounted return expected from each state)
+
+The registry that builds hooks by name for jobs and the CLI is
+``treeq.pipelines.policies``; this module holds only what the engine itself falls back
+on and what the registry wraps.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from ..envs.base import Env
 from ..errors import ConfigError
 
-__all__ = [
-    "ProposeFn", "EvaluateFn", "EVALUATORS", "uniform_propose", "random_rollout", "zero_evaluate", "bound_evaluate",
-    "make_evaluator",
-]
+__all__ = ["ProposeFn", "EvaluateFn", "uniform_propose", "random_rollout", "zero_evaluate", "bound_evaluate",
+           "uniform_stream"]
 
 ProposeFn = Callable[[Sequence[Any], int], list[list[tuple[str, float]]]]
 EvaluateFn = Callable[[Sequence[Any]], list[float]]
@@ -42,31 +43,26 @@ def uniform_propose(env: Env) -> ProposeFn:
     return propose
 
 
+def uniform_stream(rng: np.random.Generator, block: int = 4096) -> Iterator[float]:
+    """Uniform numbers in [0, 1) from ``rng``, drawn a block at a time.
+
+    One numpy call per ``block`` numbers instead of one per action: a rollout step
+    then costs a list read, and the stream is still a pure function of the seed.
+    """
+    while True:
+        yield from rng.random(block).tolist()
+
+
 def random_rollout(env: Env, rng: np.random.Generator, gamma: float, max_steps: int = 200) -> EvaluateFn:
-    """Value by one uniformly random playout to the end (or ``max_steps``).
+    """Value by one uniformly random playout per state (``Env.playout``), up to ``max_steps``.
 
     Returns the discounted sum of rewards collected after the state.
     """
-
-    stochastic = not getattr(env, "deterministic", True)
+    draw = uniform_stream(rng).__next__
+    playout = env.playout
 
     def evaluate(states: Sequence[Any]) -> list[float]:
-        values = []
-        for state in states:
-            ret, discount = 0.0, 1.0
-            for _ in range(max_steps):
-                actions = env.legal_actions(state)
-                if not actions:
-                    break
-                action = actions[int(rng.random() * len(actions))]
-                step = env.step(state, action, rng) if stochastic else env.step(state, action)
-                ret += discount * step.reward
-                discount *= gamma
-                state = step.state
-                if step.terminated or step.truncated:
-                    break
-            values.append(ret)
-        return values
+        return [playout(state, draw, gamma, max_steps, rng) for state in states]
 
     return evaluate
 
@@ -79,14 +75,13 @@ def bound_evaluate(env: Env, gamma: float) -> EvaluateFn:
     the shortest solution is found first. Q of branches not yet explored stays
     optimistic (an upper bound), unlike rollout values (lower bounds).
     """
-    bound_fn = getattr(env, "value_bound", None)
-    if bound_fn is None:
+    if type(env).value_bound is Env.value_bound:
         raise ConfigError(f"env {env.name!r} has no value_bound: the 'bound' evaluator needs one")
 
     def evaluate(states: Sequence[Any]) -> list[float]:
         out = []
         for state in states:
-            b = bound_fn(state, gamma)
+            b = env.value_bound(state, gamma)
             if b is None:
                 raise ConfigError(f"env {env.name!r} gives no value bound for a state: use another evaluator")
             out.append(float(b))
@@ -98,17 +93,3 @@ def bound_evaluate(env: Env, gamma: float) -> EvaluateFn:
 def zero_evaluate(states: Sequence[Any]) -> list[float]:
     """Value 0 for every state: measures the cost of the tree alone."""
     return [0.0] * len(states)
-
-
-EVALUATORS = ("rollout", "zero", "bound")
-
-
-def make_evaluator(name: str, env: Env, rng: np.random.Generator, gamma: float, rollout_steps: int = 200) -> EvaluateFn:
-    """The built-in evaluator called ``name`` (one of :data:`EVALUATORS`)."""
-    if name == "rollout":
-        return random_rollout(env, rng, gamma, rollout_steps)
-    if name == "zero":
-        return zero_evaluate
-    if name == "bound":
-        return bound_evaluate(env, gamma)
-    raise ConfigError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {name!r}")

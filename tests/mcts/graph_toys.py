@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from treeq.envs.base import Step, Task
+from treeq.envs.base import Env, Step, Task
 
 
-class _TableEnv:
+class _TableEnv(Env):
     """A deterministic env given as a table ``(state, action) -> (next, reward, terminated)``."""
 
     name = "table"
@@ -70,7 +70,7 @@ class StochasticDiamondEnv(DiamondEnv):
         return super().step(state, action)
 
 
-class CoinEnv:
+class CoinEnv(Env):
     """One decision: ``bet`` wins 1 with probability ``p`` (else 0), ``pass`` takes 0.2. Both end the episode."""
 
     name = "coin"

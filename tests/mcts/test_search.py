@@ -21,35 +21,41 @@ def _run(env, cfg, seed=0, state=None, **hooks):
 
 
 def test_backup_by_hand_without_solver():
-    """Four simulations on TwoStepEnv, gamma 0.9, leaf value 0.2, UCT c = 1."""
+    """Four simulations on TwoStepEnv, gamma 0.9, leaf value 0.2, UCT c = 1.
+
+    Actions are stepped lazily: a row exists once its action has been selected.
+    """
     cfg = SearchConfig(simulations=4, gamma=0.9, c=1.0, solver=False)
     r = _run(TwoStepEnv(), cfg, evaluate=constant_evaluate(0.2))
     t = r.tree
-    # ids: 0 root, 1 a, 2 b (root's children), 3 x (A's child)
-    assert [t.action_text(i) for i in range(t.size)] == [None, "a", "b", "x"]
-    # sim 1: root expanded, V(root) = 0.2
-    # sim 2: a (first unvisited): 0 + 0.9 * 0.2 = 0.18
-    # sim 3: b (unvisited): 0.5 (terminal, nothing after)
+    # rows breadth first: 0 root, 1 a (A), 2 b (B); A's action x was never selected
+    assert [t.action_text(i) for i in range(t.size)] == [None, "a", "b"]
+    # sim 1: root expanded and evaluated, 0.2
+    # sim 2: a (first unvisited) reaches A, expanded and evaluated: 0 + 0.9 * 0.2 = 0.18
+    # sim 3: b (unvisited): 0.5, terminal, nothing after
     # sim 4: UCT at N = 3: a = 0.18 + sqrt(ln 3) = 1.228, b = 0.5 + sqrt(ln 3) = 1.548 -> b
-    assert t.visits[:4].tolist() == [4, 1, 2, 0]
-    assert t.value_sum[:4] == pytest.approx([0.2 + 0.18 + 0.5 + 0.5, 0.18, 1.0, 0.0])
+    assert t.visits.tolist() == [4, 1, 2]
+    assert t.value_sum == pytest.approx([0.2 + 0.18 + 0.5 + 0.5, 0.18, 1.0])
     q = t.q()
-    assert q[1] == pytest.approx(0.18) and q[2] == pytest.approx(0.5) and math.isnan(q[3])
+    assert q[1] == pytest.approx(0.18) and q[2] == pytest.approx(0.5)
     assert np.isnan(t.proven()).all()
-    assert r.simulations == 4 and r.stop_reason == "budget"
+    assert t.expanded.tolist() == [True, True, False] and t.terminal.tolist() == [False, False, True]
+    assert r.simulations == 4 and r.stop_reason == "budget" and r.backup == "mean" and r.waves == 4
 
 
 def test_solver_by_hand():
-    """Solver: b proven at creation (0.5), x proven (1), A proven (1), root V* = max(0.9, 0.5)."""
-    cfg = SearchConfig(simulations=50, gamma=0.9, solver=True)
+    """Solver: B proven on arrival (Q* 0.5), X proven (1), A proven (1), root V* = max(0.9, 0.5)."""
+    cfg = SearchConfig(simulations=50, gamma=0.9, c=1.0, solver=True)
     r = _run(TwoStepEnv(), cfg, evaluate=constant_evaluate(0.2))
     t = r.tree
-    # sim 1 expands the root; sim 2 selects a (b is proven), expands A whose only child is
-    # terminal, so A is proven (V* = 1) and its exact value is backed up: 0 + 0.9 * 1
-    assert r.simulations == 2 and r.stop_reason == "exhausted"
-    assert t.visits[:4].tolist() == [2, 1, 0, 0]
-    assert t.value_sum[:2] == pytest.approx([0.2 + 0.9, 0.9])
-    assert t.proven()[:4] == pytest.approx([0.9, 0.9, 0.5, 1.0])
+    # sim 1 expands the root; sim 2 a -> A (evaluated 0.2: 0.18); sim 3 b -> B, terminal,
+    # proven; sim 4: b is proven so never selected again, a -> A -> x -> X, terminal:
+    # A proven (V* = 1), then the root (0.9 against 0.5): no root action is left to search
+    assert r.simulations == 4 and r.stop_reason == "exhausted"
+    assert [t.action_text(i) for i in range(t.size)] == [None, "a", "b", "x"]
+    assert t.visits.tolist() == [4, 2, 1, 1]
+    assert t.value_sum == pytest.approx([0.2 + 0.18 + 0.9 + 0.5, 0.18 + 0.9, 0.5, 1.0])
+    assert t.proven() == pytest.approx([0.9, 0.9, 0.5, 1.0])
     assert r.solved
 
 
@@ -84,11 +90,11 @@ def _check_invariants(tree, simulations_run):
 @pytest.mark.parametrize("numbers", [(4, 5, 6, 10), (1, 1, 4, 6), (3, 3, 8, 8), (1, 1, 1, 1)])
 def test_game24_invariants_and_exactness(numbers, solver):
     env, s0 = _puzzle(numbers)
-    r = _run(env, SearchConfig(simulations=600, solver=solver), state=s0)
+    r = _run(env, SearchConfig(simulations=2000, solver=solver), state=s0)
     t = r.tree
     _check_invariants(t, r.simulations)
     if r.stop_reason != "exhausted":
-        assert r.simulations == 600
+        assert r.simulations == 2000
     q, proven = t.q(), t.proven()
     for i in range(t.size):
         state: CountdownState = t.states[i]
@@ -108,10 +114,13 @@ def test_solver_spends_nothing_inside_proven_subtrees():
     assert r.stop_reason == "exhausted" and r.simulations < 5000
     kids = t.children(ROOT)
     assert not np.isnan(t.proven()[kids.start : kids.stop]).any()  # every root action proven
-    # a node proven on its first visit (all children terminal) is never visited again
+    # a terminal child is proven on arrival and never selected again: one visit each, and
+    # a row whose children are all terminal was entered once more than it has children
     for i in range(1, t.size):
-        if t.expanded[i] and t.terminal[t.child_start[i]]:
-            assert t.visits[i] == 1
+        kids = t.children(i)
+        if len(kids) and t.terminal[kids.start : kids.stop].all():
+            assert (t.visits[kids.start : kids.stop] == 1).all()
+            assert t.visits[i] == 1 + len(kids)
 
 
 def test_search_continues_after_first_solution_unless_stop_on_solve():

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from treeq.envs.base import Step, Task
+from treeq.envs.base import Env, Step, Task
 
 
-class TwoStepEnv:
+class TwoStepEnv(Env):
     """root --a (r=0)--> A --x (r=1)--> end;  root --b (r=0.5)--> end."""
 
     name = "two-step"
@@ -17,7 +17,7 @@ class TwoStepEnv:
     def legal_actions(self, state: str) -> list[str]:
         return {"root": ["a", "b"], "A": ["x"]}.get(state, [])
 
-    def step(self, state: str, action: str) -> Step[str]:
+    def step(self, state: str, action: str, rng=None) -> Step[str]:
         table = {("root", "a"): ("A", 0.0, False), ("root", "b"): ("B", 0.5, True), ("A", "x"): ("X", 1.0, True)}
         nxt, r, done = table[(state, action)]
         return Step(nxt, r, done)
