@@ -1,6 +1,6 @@
 """Environments: the functional, reversible ``Env`` protocol and its implementations.
 
-Heavy third-party packages (gymnasium, textworld) load only when such an env is built.
+Heavy third-party packages (gymnasium, textworld, pyspiel) load only when such an env is built.
 """
 
 from .base import Env, Step, Task
@@ -8,10 +8,12 @@ from .blocksworld import BlocksworldEnv
 from .checker import EnvCheckError, check_env
 from .countdown import CountdownEnv, Game24Env
 from .gym_toytext import GymEnv, value_iteration
+from .openspiel_env import OpenSpielEnv
 from .registry import ENV_NAMES, make_env
 from .textworld_env import TextWorldEnv
 
 __all__ = [
     "Env", "Step", "Task", "make_env", "ENV_NAMES", "check_env", "EnvCheckError",
     "CountdownEnv", "Game24Env", "BlocksworldEnv", "GymEnv", "value_iteration", "TextWorldEnv",
+    "OpenSpielEnv",
 ]

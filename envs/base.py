@@ -120,6 +120,13 @@ class Env(Generic[State]):
         A stochastic env samples the outcome with ``rng`` (the search's generator); a
         deterministic env ignores it. Time limits are not part of the state: an env
         reports ``truncated`` only for its own reasons, never for a step count.
+
+        ``info`` keys the search reads: ``success`` (see :func:`is_success`);
+        ``deterministic`` (True: this transition had one possible outcome, so the
+        search steps the edge once and reuses it); ``prob`` (the probability of the
+        sampled next state given state and action, transitions into the same state
+        added up: graph search then weighs the outcomes it has seen by it instead of
+        by their sample counts).
         """
         raise NotImplementedError
 

@@ -12,7 +12,7 @@ the tree stays smaller. Text from outside (an LLM, a file) goes through
 from __future__ import annotations
 
 import csv
-import json
+import io
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,7 +23,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import ActionError, TaskFileError
-from .base import Step, Task
+from .base import Env, Step, Task
+from .taskfiles import check_unique_ids, expand_task_path, loads_json, read_text, shorten
 
 __all__ = [
     "CountdownEnv",
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+TASK_SUFFIXES = (".csv", ".jsonl", ".json")
 Numbers = tuple[Fraction, ...]
 
 
@@ -53,9 +55,13 @@ def _format_left(numbers: Iterable[Fraction]) -> str:
 
 def _parse_number(text: str) -> Fraction:
     num, _, den = text.partition("/")
-    if den and int(den) == 0:
-        raise ValueError(f"zero denominator in {text!r}")
-    return Fraction(int(num), int(den) if den else 1)
+    try:
+        numerator, denominator = int(num), int(den) if den else 1
+    except ValueError:  # int()'s own message quotes the whole text, however long
+        raise ValueError(f"not a number: {shorten(text)}") from None
+    if denominator == 0:
+        raise ValueError(f"zero denominator in {shorten(text)}")
+    return Fraction(numerator, denominator)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +184,7 @@ def parse_step(text: str) -> ParsedStep:
 
 
 # ----------------------------------------------------------------------------- env
-class CountdownEnv:
+class CountdownEnv(Env):
     """Countdown: any count of numbers, any target; all numbers must be used."""
 
     name = "countdown"
@@ -195,7 +201,7 @@ class CountdownEnv:
     def legal_actions(self, state: CountdownState) -> list[str]:
         return list(_moves(state.numbers)) if len(state.numbers) > 1 else []
 
-    def step(self, state: CountdownState, action: str) -> Step[CountdownState]:
+    def step(self, state: CountdownState, action: str, rng: np.random.Generator | None = None) -> Step[CountdownState]:
         left = _moves(state.numbers).get(action) if len(state.numbers) > 1 else None
         if left is None:
             action = self.canonical_action(state, action)
@@ -272,73 +278,75 @@ class CountdownEnv:
     def load_tasks(self, path: str | Path | None = None) -> list[Task]:
         """Read tasks from CSV (column ``Puzzles``) or JSONL (d1 or native form).
 
-        JSONL lines are either ``{"input": "30,100,93", "output": "23"}`` or the native
-        ``{"numbers": [4, 4, 6, 8], "target": 24, "task_id": "optional"}``. Task ids
-        default to ``<file stem>-<row>`` with rows counted from 0.
+        ``path`` is a file, a directory (every ``.csv`` / ``.jsonl`` / ``.json`` in it,
+        sorted naturally) or a glob. JSONL lines are either ``{"input": "30,100,93",
+        "output": "23"}`` or the native ``{"numbers": [4, 4, 6, 8], "target": 24,
+        "task_id": "optional"}``. Task ids default to ``<file stem>-<row>`` with rows
+        counted from 0.
 
         Raises:
-            TaskFileError: the file is missing or a line is malformed (named).
+            TaskFileError: nothing found, a file is not UTF-8 text, empty or has no
+                tasks, a line is malformed (file and line named), or a task id repeats
+                (also across files that share a stem).
         """
-        path = Path(path) if path is not None else self.default_tasks
-        if not path.is_file():
-            raise TaskFileError(f"task file not found: {path}")
-        if path.suffix.lower() == ".csv":
-            tasks = self._load_csv(path)
-        elif path.suffix.lower() in (".jsonl", ".json"):
-            tasks = self._load_jsonl(path)
-        else:
-            raise TaskFileError(f"{path}: unknown task file type {path.suffix!r} (use .csv or .jsonl)")
-        if not tasks:
-            raise TaskFileError(f"{path}: no tasks in file")
-        seen: dict[str, int] = {}
-        for i, t in enumerate(tasks):
-            if t.task_id in seen:
-                raise TaskFileError(f"{path}: task_id {t.task_id!r} appears twice (rows {seen[t.task_id]} and {i})")
-            seen[t.task_id] = i
-        return tasks
+        files, _ = expand_task_path(path if path is not None else self.default_tasks, TASK_SUFFIXES, "task file")
+        rows: list[tuple[Task, str]] = []
+        for f in files:
+            suffix = f.suffix.lower()
+            if suffix not in TASK_SUFFIXES:
+                raise TaskFileError(f"{f}: unknown task file type {suffix!r} (use .csv or .jsonl)")
+            text = read_text(f)
+            found = self._read_csv(f, text) if suffix == ".csv" else self._read_jsonl(f, text)
+            if not found:
+                raise TaskFileError(f"{f}: no tasks in the file{' (only a header)' if suffix == '.csv' else ''}")
+            rows.extend(found)
+        check_unique_ids(
+            ((t.task_id, where) for t, where in rows),
+            "ids are <file stem>-<row> unless a JSONL line gives a task_id: rename a file or change the task_id",
+        )
+        return [t for t, _ in rows]
 
-    def _load_csv(self, path: Path) -> list[Task]:
-        tasks = []
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
+    def _read_csv(self, path: Path, text: str) -> list[tuple[Task, str]]:
+        rows = []
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        try:
             if reader.fieldnames is None or "Puzzles" not in reader.fieldnames:
-                raise TaskFileError(f"{path}:1: CSV needs a 'Puzzles' column, found {reader.fieldnames}")
+                found = [shorten(n) for n in reader.fieldnames or []]
+                raise TaskFileError(f"{path}:1: CSV needs a 'Puzzles' column, found {', '.join(found) or 'none'}")
+            target = self.fixed_target if self.fixed_target is not None else 24
             for row_index, row in enumerate(reader):
                 where = f"{path}:{reader.line_num}"
                 puzzle = (row.get("Puzzles") or "").split()
-                target = self.fixed_target if self.fixed_target is not None else 24
-                tasks.append(self.make_task(f"{path.stem}-{row_index}", puzzle, target, where))
-        return tasks
+                rows.append((self.make_task(f"{path.stem}-{row_index}", puzzle, target, where), where))
+        except csv.Error as exc:  # e.g. a field past csv's size limit; line_num counts lines done
+            raise TaskFileError(f"{path}:{reader.line_num + 1}: not valid CSV ({exc})") from None
+        return rows
 
-    def _load_jsonl(self, path: Path) -> list[Task]:
-        tasks = []
-        with path.open(encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{line_no}"
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise TaskFileError(f"{where}: not valid JSON ({exc.msg})") from None
-                if not isinstance(obj, dict):
-                    raise TaskFileError(f"{where}: expected a JSON object")
-                task_id = obj.get("task_id", f"{path.stem}-{len(tasks)}")
-                if not isinstance(task_id, str) or not task_id:
-                    raise TaskFileError(f"{where}: task_id must be a non-empty string")
-                if "numbers" in obj:
-                    numbers, target = obj["numbers"], obj.get("target", self.fixed_target or None)
-                    if not isinstance(numbers, list):
-                        raise TaskFileError(f"{where}: 'numbers' must be a list")
-                elif "input" in obj:
-                    numbers = [t for t in re.split(r"[,\s]+", str(obj["input"]).strip()) if t]
-                    target = obj.get("output", self.fixed_target)
-                else:
-                    raise TaskFileError(f"{where}: expected 'numbers' or 'input' field")
-                if target is None:
-                    raise TaskFileError(f"{where}: missing target ('target' or 'output')")
-                tasks.append(self.make_task(task_id, numbers, target, where))
-        return tasks
+    def _read_jsonl(self, path: Path, text: str) -> list[tuple[Task, str]]:
+        rows = []
+        for line_no, line in enumerate(io.StringIO(text), start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            obj = loads_json(line, where)
+            if not isinstance(obj, dict):
+                raise TaskFileError(f"{where}: expected a JSON object")
+            task_id = obj.get("task_id", f"{path.stem}-{len(rows)}")
+            if not isinstance(task_id, str) or not task_id:
+                raise TaskFileError(f"{where}: task_id must be a non-empty string")
+            if "numbers" in obj:
+                numbers, target = obj["numbers"], obj.get("target", self.fixed_target or None)
+                if not isinstance(numbers, list):
+                    raise TaskFileError(f"{where}: 'numbers' must be a list")
+            elif "input" in obj:
+                numbers = [t for t in re.split(r"[,\s]+", str(obj["input"]).strip()) if t]
+                target = obj.get("output", self.fixed_target)
+            else:
+                raise TaskFileError(f"{where}: expected 'numbers' or 'input' field")
+            if target is None:
+                raise TaskFileError(f"{where}: missing target ('target' or 'output')")
+            rows.append((self.make_task(task_id, numbers, target, where), where))
+        return rows
 
 
 class Game24Env(CountdownEnv):

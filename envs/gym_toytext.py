@@ -14,7 +14,6 @@ search controls the randomness (closed-loop: children keyed by the sampled outco
 
 from __future__ import annotations
 
-import glob
 import inspect
 import re
 import warnings
@@ -24,9 +23,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import ActionError, ConfigError, TaskFileError, UnknownEnvError
-from .base import Env, Step, Task, parse_seed_spec
-from .taskfiles import check_unique_ids, expand_task_path, read_text, shorten
+from ..errors import ActionError, ConfigError, UnknownEnvError
+from .base import Env, Step, Task
+from .taskfiles import seed_tasks, shorten
 
 __all__ = ["GymEnv", "GymState", "value_iteration", "ACTION_NAMES"]
 
@@ -135,7 +134,7 @@ class GymEnv(Env):
         self.actions: tuple[str, ...] = names if len(names) == n_a else tuple(f"action-{i}" for i in range(n_a))
         self._index = {a: i for i, a in enumerate(self.actions)}
         self.max_steps: int | None = self._env.spec.max_episode_steps if self._env.spec else None
-        fickle = bool(getattr(u, "fickle_passenger", False))
+        fickle = self._fickle = bool(getattr(u, "fickle_passenger", False))
         self.deterministic = not fickle and all(
             len([t for t in u.P[s][a] if t[0] > 0]) == 1 for s in u.P for a in u.P[s]
         )
@@ -173,8 +172,12 @@ class GymEnv(Env):
             self._u.np_random = rng  # the search's generator samples the outcome
         s2, reward, terminated, _, info = self._u.step(idx)
         success = bool(terminated and reward >= self._best_reward)
+        # the probability of this next state (transitions into the same state added up):
+        # graph search weighs sampled outcomes by it (Env.step)
+        prob = 1.0 if self.deterministic else (
+            None if self._fickle else float(sum(p for p, ns, _, _ in self._u.P[state.s][idx] if ns == s2)))
         return Step(self._read(), float(reward), bool(terminated), False,
-                    {"action_index": idx, "success": success, "prob": info.get("prob")})
+                    {"action_index": idx, "success": success, "prob": prob})
 
     def state_key(self, state: GymState) -> str:
         return f"s={state.s}"
@@ -189,31 +192,9 @@ class GymEnv(Env):
         of seeds (one per line), a directory of such ``.txt`` files or a glob of them.
 
         Raises:
-            TaskFileError: neither seeds nor a seed file; a file is not UTF-8 text or
-                empty; a line is not a non-negative integer; a seed repeats.
+            TaskFileError: see :func:`treeq.envs.taskfiles.seed_tasks`.
         """
-        spec = "0:10" if path is None else str(path)
-        seeds = parse_seed_spec(spec)
-        if Path(spec).exists() or glob.has_magic(spec):
-            tokens = []
-            for f in expand_task_path(spec, (".txt",), "seed file")[0]:
-                lines = read_text(f, "seeds").split("\n")
-                tokens += [(f"{f}:{i}", line.strip()) for i, line in enumerate(lines, 1) if line.strip()]
-        elif seeds is not None:
-            tokens = [(f"seed list {spec!r}", str(x)) for x in seeds]
-        else:
-            raise TaskFileError(
-                f"gym tasks are start seeds: give 'A:B', 'A,B,C' or a file of seeds, got {shorten(spec)} (no such file)"
-            )
-        tasks = []
-        for where, tok in tokens:
-            if not tok.isdigit():
-                raise TaskFileError(f"{where}: a seed must be a non-negative integer, got {shorten(tok)}")
-            tasks.append((Task(f"seed-{int(tok)}", {"seed": int(tok)}), where))
-        if not tasks:
-            raise TaskFileError(f"{spec}: no seeds")
-        check_unique_ids(((t.task_id, where) for t, where in tasks), "one tree per start seed")
-        return [t for t, _ in tasks]
+        return seed_tasks(path, "gym tasks")
 
     # ---------------------------------------------------------------- exact values
     def q_star(self, gamma: float) -> np.ndarray:

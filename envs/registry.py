@@ -1,7 +1,9 @@
 """Env names -> constructors. Heavy env packages are imported only when asked for.
 
-Names: ``game24``, ``countdown``, ``blocksworld``, ``textworld`` and ``gym:<id>`` for
-any gymnasium toy-text id (``gym:FrozenLake-v1``, ``gym:Taxi-v4`` ...).
+Names: ``game24``, ``countdown``, ``blocksworld``, ``textworld``, ``gym:<id>`` for
+any gymnasium toy-text id (``gym:FrozenLake-v1``, ``gym:Taxi-v4`` ...) and
+``openspiel:<game>`` for single-player OpenSpiel games (``openspiel:catch`` ...; the
+optional extra ``treeq[openspiel]``).
 """
 
 from __future__ import annotations
@@ -44,11 +46,12 @@ _REGISTRY: dict[str, Callable[..., Env]] = {
     "blocksworld": _blocksworld,
     "textworld": _textworld,
 }
-ENV_NAMES = (*_REGISTRY, "gym:<id>")
+ENV_NAMES = (*_REGISTRY, "gym:<id>", "openspiel:<game>")
 
 
 def make_env(name: str, **kwargs: Any) -> Env:
-    """Build the env registered as ``name`` (``gym:<id>`` for gymnasium toy-text).
+    """Build the env registered as ``name`` (``gym:<id>`` for gymnasium toy-text,
+    ``openspiel:<game>`` for OpenSpiel, whose ``kwargs`` are the game's parameters).
 
     Raises:
         UnknownEnvError: no env of that name.
@@ -58,6 +61,10 @@ def make_env(name: str, **kwargs: Any) -> Env:
         from .gym_toytext import GymEnv
 
         return GymEnv(name[4:], **kwargs)
+    if name.startswith("openspiel:"):
+        from .openspiel_env import OpenSpielEnv
+
+        return OpenSpielEnv(name[len("openspiel:"):], **kwargs)
     factory = _REGISTRY.get(name)
     if factory is None:
         raise UnknownEnvError(f"unknown env {name!r}; known envs: {', '.join(ENV_NAMES)}")

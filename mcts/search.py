@@ -75,8 +75,6 @@ def _tables(size: int) -> None:
         _SQRT_LOG.append(math.sqrt(math.log(n)))
 
 
-def _sqrt_log(n: int) -> float:
-    return _SQRT_LOG[n] if n < len(_SQRT_LOG) else math.sqrt(math.log(n))
 
 
 class _Engine:
@@ -90,6 +88,7 @@ class _Engine:
         self.gamma = float(cfg.gamma)
         self.c = float(cfg.c)
         self.uct = cfg.selection == "uct"
+        self._plain_uct = self.uct and not self.graph and not self.solver
         has_bound = type(env).value_bound is not Env.value_bound
         self._bound = env.value_bound if self.solver and has_bound else None
         # decision nodes
@@ -119,6 +118,7 @@ class _Engine:
         self.o_child: list[int] = []
         self.o_n: list[int] = []
         self.o_rsum: list[float] = []
+        self.o_prob: list[float | None] = []  # the env's probability of the outcome, if it gives one
         self.solution = False
         self.rows = 1  # exported rows so far: the root and one per (edge, outcome)
         self.full = False
@@ -212,6 +212,8 @@ class _Engine:
             self.o_child.append(child)
             self.o_n.append(0)
             self.o_rsum.append(0.0)
+            prob = step.info.get("prob")
+            self.o_prob.append(None if prob is None else float(prob))
         self.o_n[out] += 1
         self.o_rsum[out] += reward
         return self.o_child[out], reward
@@ -227,12 +229,21 @@ class _Engine:
         child = self.e_child[e]
         if child >= 0:
             return self.e_reward[e] + self.gamma * self.n_value[child]
+        outs = self.e_out[e].values()
+        o_n, o_rsum, o_prob, o_child, n_value, gamma = (
+            self.o_n, self.o_rsum, self.o_prob, self.o_child, self.n_value, self.gamma)
+        if all(o_prob[o] is not None for o in outs):  # expectation over the outcomes seen
+            total = mass = 0.0
+            for o in outs:
+                p = o_prob[o]
+                total += p * (o_rsum[o] / o_n[o] + gamma * n_value[o_child[o]])
+                mass += p
+            return total / mass if mass > 0 else math.nan
         total = 0.0
         cnt = 0
-        for out in self.e_out.get(e, {}).values():
-            on = self.o_n[out]
-            total += self.o_rsum[out] + self.gamma * on * self.n_value[self.o_child[out]]
-            cnt += on
+        for o in outs:  # else the empirical model: outcomes weighted by their sample counts
+            total += o_rsum[o] + gamma * o_n[o] * n_value[o_child[o]]
+            cnt += o_n[o]
         return total / cnt if cnt else math.nan
 
     def value(self, node: int) -> float:
@@ -298,20 +309,22 @@ class _Engine:
         """
         s = self.n_start[node]
         stop = s + self.n_count[node]
-        e_n, e_w, e_child = self.e_n, self.e_w, self.e_child
+        e_n, e_w = self.e_n, self.e_w
+        if self._plain_uct:  # tree mode, no solver: nothing to skip, every edge visited
+            explore = self.c * _SQRT_LOG[self.n_visits[node]]
+            isqrt = _ISQRT
+            best, best_e = -_INF, -1
+            for e in range(s, stop):
+                n = e_n[e]
+                score = e_w[e] / n + explore * isqrt[n]
+                if score > best:
+                    best, best_e = score, e
+            return best_e
+        e_child = self.e_child
         parent_n = self.n_visits[node]
         graph, q = self.graph, self.q
         if self.uct:
-            explore = self.c * _sqrt_log(parent_n)
-            isqrt = _ISQRT
-            if not graph and not self.solver:  # the plain tree: nothing to skip
-                best, best_e = -_INF, -1
-                for e in range(s, stop):
-                    n = e_n[e]
-                    score = e_w[e] / n + explore * isqrt[n]
-                    if score > best:
-                        best, best_e = score, e
-                return best_e
+            explore = self.c * _SQRT_LOG[parent_n]
         else:
             explore = self.c * math.sqrt(parent_n)
             e_prior, fpu = self.e_prior, self.cfg.fpu
@@ -336,12 +349,13 @@ class _Engine:
         return best_e
 
     # ------------------------------------------------------------------ one descent
-    def _descend(self) -> tuple[list[int], list[int], list[float], int, float] | None:
+    def _descend(self) -> list | None:
         """Select a path; None when the root has no action left to search.
 
-        Returns the path's nodes (root first; graph mode: a closing cycle ends on a
-        node already on the path), its edges and rewards, how it ended and, for a
-        valued end, the leaf value.
+        Returns ``[nodes, edges, rewards, how it ended, leaf value]``: the path's nodes
+        (root first; graph mode: a closing cycle ends on a node already on the path),
+        its edges and rewards; the leaf value of a new leaf is filled in after the
+        wave's evaluate call.
         """
         nodes, edges, rewards = [0], [], []
         node = 0
@@ -354,14 +368,14 @@ class _Engine:
         while True:
             if n_term[node]:
                 n_visits[node] += 1
-                return nodes, edges, rewards, _TERMINAL, 0.0
+                return [nodes, edges, rewards, _TERMINAL, 0.0]
             s = n_start[node]
             if s < 0:
                 n_visits[node] += 1
-                return nodes, edges, rewards, _NEW, 0.0
+                return [nodes, edges, rewards, _NEW, 0.0]
             if depth >= max_depth:
                 n_visits[node] += 1
-                return nodes, edges, rewards, _VALUED, self.value(node)
+                return [nodes, edges, rewards, _VALUED, self.value(node)]
             k = n_next[node]
             if uct and k < n_count[node]:
                 e = s + k
@@ -377,7 +391,7 @@ class _Engine:
                 if node == 0:
                     return None
                 n_visits[node] += 1
-                return nodes, edges, rewards, _VALUED, self.value(node)
+                return [nodes, edges, rewards, _VALUED, self.value(node)]
             else:
                 child, reward = self._step(node, e)
             n_visits[node] += 1
@@ -388,7 +402,7 @@ class _Engine:
             depth += 1
             if on_path is not None:
                 if child in on_path:  # closing a cycle (a sampled outcome): use its current value
-                    return nodes, edges, rewards, _VALUED, self.n_value[child]
+                    return [nodes, edges, rewards, _VALUED, self.n_value[child]]
                 on_path.add(child)
             node = child
 
@@ -444,7 +458,7 @@ class _Engine:
     def run(self, root_state: Any) -> SearchResult:
         t0 = time.perf_counter()
         cfg = self.cfg
-        _tables(cfg.simulations + 1)  # no visit count exceeds the simulations
+        _tables(cfg.simulations + cfg.batch_size)  # no visit count exceeds this
         root_key = self.env.state_key(root_state) if self.graph else None
         self._new_node(root_state, root_key, False)
         done = waves = 0
@@ -477,31 +491,37 @@ class _Engine:
     def _expand_and_evaluate(self, descents: list) -> None:
         """One propose call for the wave's new leaves, one evaluate call for those
         that are not dead ends; then every descent's leaf value is known."""
-        new = list(dict.fromkeys(d[0][-1] for d in descents if d[3] == _NEW))
+        if len(descents) == 1:
+            new = [descents[0][0][-1]] if descents[0][3] == _NEW else []
+        else:
+            new = list(dict.fromkeys(d[0][-1] for d in descents if d[3] == _NEW))
         if not new:
             return
-        proposals = self.propose([self.n_state[n] for n in new], self.cfg.proposals)
+        n_state = self.n_state
+        proposals = self.propose([n_state[n] for n in new], self.cfg.proposals)
         if len(proposals) != len(new):
             raise ConfigError(f"a propose hook returned {len(proposals)} lists for {len(new)} states")
         for node, props in zip(new, proposals):
-            self._expand(node, list(props))
-        live = [n for n in new if not self.n_term[n]]
+            self._expand(node, props)
+        n_term = self.n_term
+        live = [n for n in new if not n_term[n]]
         values: dict[int, float] = {}
         if live:
-            got = self.evaluate([self.n_state[n] for n in live])
+            got = self.evaluate([n_state[n] for n in live])
             if len(got) != len(live):
                 raise ConfigError(f"an evaluate hook returned {len(got)} values for {len(live)} states")
+            n_eval_sum, n_eval_n = self.n_eval_sum, self.n_eval_n
             for n, v in zip(live, got):
                 v = float(v)
                 values[n] = v
-                self.n_eval_sum[n] += v
-                self.n_eval_n[n] += 1
+                n_eval_sum[n] += v
+                n_eval_n[n] += 1
         if self.graph:
             for n in new:
                 self._refresh(n)
-        for i, d in enumerate(descents):
+        for d in descents:
             if d[3] == _NEW:
-                descents[i] = (d[0], d[1], d[2], _NEW, values.get(d[0][-1], 0.0))
+                d[4] = values.get(d[0][-1], 0.0)
 
     # ------------------------------------------------------------------ export
     def _export(self) -> Tree:

@@ -77,6 +77,7 @@ class Tree:
         self.states = states
         self._state_keys = state_keys
         self._key_fn = key_fn
+        self._listing: dict[str, int] | None = None
         self.action_table = action_table
 
     @property
@@ -129,26 +130,45 @@ class Tree:
             node = int(self.parent[node])
         return out[::-1]
 
+    def listing_row(self, node: int) -> int:
+        """The row whose children stand for ``node``'s state: ``node`` itself, or in a
+        graph-mode tree the (shallowest) row of the same ``state_key`` that lists them."""
+        if self.child_count[node] > 0 or self.terminal[node]:
+            return node
+        if self._listing is None:
+            self._listing = {}
+            keys = self.state_keys
+            for row in np.nonzero(self.child_count > 0)[0].tolist():
+                self._listing.setdefault(keys[row], row)
+        return self._listing.get(self.state_keys[node], node)
+
     def best_child(self, node: int = ROOT) -> int | None:
-        """Child with the highest label, ties broken by visits then the lower id; None if none.
+        """Child with the highest label, ties broken by a proven label, then visits, then the
+        lower id; None if none.
 
         The label, not the visit count: under the MCTS-Solver a proven win is never
-        visited again, so the most visited child can be a proven loss.
+        visited again, so the most visited child can be a proven loss. In a graph-mode
+        tree a row of a shared state takes the children listed under its state's row.
         """
-        kids = self.children(node)
+        kids = self.children(self.listing_row(node))
         if len(kids) == 0:
             return None
         label = self.label()[kids.start : kids.stop]
+        proven = ~np.isnan(self.proven()[kids.start : kids.stop])
         visits = self.visits[kids.start : kids.stop]
         key = np.where(np.isnan(label), -np.inf, label)
-        order = np.lexsort((-np.arange(len(kids)), visits, key))
+        order = np.lexsort((-np.arange(len(kids)), visits, proven, key))
         return kids.start + int(order[-1])
 
     def best_path(self) -> list[int]:
-        """Greedy path of :meth:`best_child` from the root to a row without children."""
+        """Greedy path of :meth:`best_child` from the root to a row without children
+        (graph mode: stops before a state it has passed)."""
         path = [ROOT]
-        seen = {ROOT}
-        while (child := self.best_child(path[-1])) is not None and child not in seen:
+        seen = {self.listing_row(ROOT)}
+        while (child := self.best_child(path[-1])) is not None:
+            listing = self.listing_row(child)
+            if listing in seen:
+                break
             path.append(child)
-            seen.add(child)
+            seen.add(listing)
         return path

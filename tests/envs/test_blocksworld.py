@@ -1,4 +1,7 @@
-"""Blocksworld (PlanBench) env: PDDL reader, actions, exact values, task loading."""
+"""Blocksworld (PlanBench) env: shipped data, actions, keys, task loading.
+
+The PDDL reader is tested in ``test_pddl.py``, the exact oracle in ``test_blocksworld_exact.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,71 +11,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from blocksworld_cases import ENV, PLANS, PROBLEM, TASKS, reachable, run_actions, start_state
 
-from treeq.envs.base import Task
-from treeq.envs.blocksworld import (
-    TASKS_DIR,
-    BlocksworldEnv,
-    BlocksworldState,
-    atoms,
-    exact_q,
-    is_goal,
-    optimal_plan_length,
-    optimal_value,
-    parse_action,
-    parse_problem,
-    plan_length_lower_bound,
-)
+from treeq.envs.blocksworld import TASKS_DIR, atoms, exact_q, is_goal, optimal_plan_length, optimal_value, parse_action
 from treeq.errors import ActionError, TaskFileError
-
-PLANS = json.loads((TASKS_DIR / "optimal_plans.json").read_text(encoding="utf-8"))
-ENV = BlocksworldEnv()
-TASKS = {key: {t.task_id: t for t in ENV.load_tasks(TASKS_DIR / key)} for key in ("3", "4-5")}
-
-PROBLEM = """\
-(define (problem BW-rand-3)
-(:domain blocksworld-4ops)
-(:objects a b c )
-(:init
-(handempty)
-(ontable a)
-(ontable b)
-(ontable c)
-(clear a)
-(clear b)
-(clear c)
-)
-(:goal
-(and
-(on a c)
-(on b a))
-)
-)
-"""
-
-
-def _start(text: str = PROBLEM) -> BlocksworldState:
-    return ENV.reset(Task("t", parse_problem(text)))
-
-
-def _run(state: BlocksworldState, *actions: str) -> BlocksworldState:
-    for a in actions:
-        state = ENV.step(state, a).state
-    return state
-
-
-def _reachable(state: BlocksworldState) -> list[BlocksworldState]:
-    """Every state reachable from ``state`` without passing through the goal."""
-    seen = {state.world: state}
-    todo = [state]
-    while todo:
-        s = todo.pop()
-        for a in ENV.legal_actions(s):
-            nxt = ENV.step(s, a).state
-            if nxt.world not in seen:
-                seen[nxt.world] = nxt
-                todo.append(nxt)
-    return list(seen.values())
 
 
 # ----------------------------------------------------------------------------- shipped data
@@ -117,7 +59,7 @@ def test_render_is_planbench_statement_then_plan():
         "My goal is to have that the red block is on top of the orange block and the blue block is on top of the "
         "red block.\n\nMy plan is as follows:\n\n[PLAN]"
     )
-    state = _run(state, "pick up the red block")
+    state = run_actions(state, "pick up the red block")
     assert ENV.render(state).endswith("[PLAN]\npick up the red block")
 
 
@@ -136,66 +78,18 @@ def test_pddl_form_actions_replay_with_colours_and_letters():
         assert step.reward == 1.0
 
 
-# ----------------------------------------------------------------------------- reader errors
-@pytest.mark.parametrize(
-    "text, line, words",
-    [
-        (PROBLEM.replace("(on b a))", "(on b a)))"), 18, "')' closes nothing"),
-        (PROBLEM.replace("(clear c)", "(clear c"), 1, "never closed"),
-        (PROBLEM.replace("(ontable b)", "(ontop b)"), 7, "unknown predicate 'ontop'"),
-        (PROBLEM.replace("(:goal\n(and\n(on a c)\n(on b a))\n)", ""), 1, "no (:goal ...) section"),
-        (PROBLEM.replace("(on b a))", "(on b z))"), 16, "unknown object 'z'"),
-        (PROBLEM.replace("(on a c)", "(on a)"), 15, "on takes 2 argument(s), got 1"),
-        (PROBLEM.replace("(and\n(on a c)", "(or\n(on a c)"), 14, "unsupported goal connective 'or'"),
-        (PROBLEM.replace("(:objects a b c )", "(:objects a b a )"), 3, "declared twice"),
-        (PROBLEM.replace("(ontable c)", "(ontable c)\n(on c a)"), 9, "placed twice"),
-        (PROBLEM.replace("(clear c)\n", ""), 4, "clear atoms disagree"),
-        (PROBLEM.replace("(handempty)\n", ""), 4, "neither says (handempty) nor holds"),
-        (PROBLEM.replace("(on a c)\n(on b a)", "(ontable a)"), 13, "goal already holds"),
-        (PROBLEM.replace("(:init", "(:metric minimize (total-cost))\n(:init"), 4, "unsupported section ':metric'"),
-        ("\n; only a comment\n", 1, "empty file"),
-        ("(define (domain blocksworld-4ops))", 1, "domain definition, not a problem"),
-    ],
-)
-def test_malformed_pddl_names_file_and_line(tmp_path, text, line, words):
-    path = tmp_path / "bad.pddl"
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(TaskFileError) as exc:
-        ENV.load_tasks(path)
-    assert f"bad.pddl:{line}:" in str(exc.value)
-    assert words in str(exc.value)
-
-
-def test_reader_accepts_comments_case_types_and_single_atom_goal():
-    text = (
-        "; a comment (with parentheses)\n(DEFINE (PROBLEM p) (:domain bw)\n"
-        "(:objects x y - block) ; trailing\n"
-        "(:init (handempty) (ontable x) (on y x) (clear y))\n(:goal (on x y)))"
-    )
-    payload = parse_problem(text, "inline")
-    assert payload["blocks"] == ["x", "y"]  # not PlanBench letters: names kept
-    assert payload["goal"] == ["on x y"] and payload["init"][0] == "handempty"
-    state = ENV.reset(Task("p", payload))
-    assert optimal_plan_length(state) == 4
-
-
-def test_bad_payload_in_reset():
-    payload = dict(parse_problem(PROBLEM), goal=["on red purple"])
-    with pytest.raises(TaskFileError, match="task t: bad atom 'on red purple'"):
-        ENV.reset(Task("t", payload))
-
 
 # ----------------------------------------------------------------------------- actions
 def test_legal_actions_are_deterministic_and_complete():
-    s = _start()
+    s = start_state()
     assert ENV.legal_actions(s) == ["pick up the blue block", "pick up the orange block", "pick up the red block"]
-    s = _run(s, "pick up the blue block")
+    s = run_actions(s, "pick up the blue block")
     assert ENV.legal_actions(s) == [
         "put down the blue block",
         "stack the blue block on top of the orange block",
         "stack the blue block on top of the red block",
     ]
-    for state in _reachable(_start()):
+    for state in reachable(start_state()):
         acts = ENV.legal_actions(state)
         assert acts == ENV.legal_actions(replace(state, steps=("x",))) and len(set(acts)) == len(acts)
         for a in acts:
@@ -223,7 +117,7 @@ def test_legal_actions_are_deterministic_and_complete():
     ],
 )  # fmt: skip
 def test_illegal_or_unknown_actions_raise(setup, action, message):
-    state = _run(_start(), *setup)
+    state = run_actions(start_state(), *setup)
     with pytest.raises(ActionError) as exc:
         ENV.step(state, action)
     assert message in str(exc.value)
@@ -231,22 +125,22 @@ def test_illegal_or_unknown_actions_raise(setup, action, message):
 
 
 def test_no_action_after_the_goal():
-    done = _run(_start(), *PLANS["3"]["instance-2"]["plan"])
+    done = run_actions(start_state(), *PLANS["3"]["instance-2"]["plan"])
     with pytest.raises(ActionError, match="episode is over"):
         ENV.step(done, "unstack the blue block from on top of the red block")
 
 
 def test_lenient_spelling_maps_to_canonical_text():
-    s = _start()
+    s = start_state()
     assert ENV.step(s, "  Pick up  the RED block. ").state.steps == ("pick up the red block",)
     assert ENV.step(s, "(PICK-UP a)").state.steps == ("pick up the red block",)
 
 
 # ----------------------------------------------------------------------------- keys
 def test_state_key_is_canonical_across_paths_and_tasks():
-    a = _run(_start(), "pick up the red block", "stack the red block on top of the blue block",
+    a = run_actions(start_state(), "pick up the red block", "stack the red block on top of the blue block",
              "pick up the orange block", "put down the orange block")  # fmt: skip
-    b = _run(_start(), "pick up the orange block", "put down the orange block",
+    b = run_actions(start_state(), "pick up the orange block", "put down the orange block",
              "pick up the red block", "stack the red block on top of the blue block")  # fmt: skip
     assert a.steps != b.steps and a.world == b.world
     assert ENV.state_key(a) == ENV.state_key(b) == (
@@ -254,83 +148,13 @@ def test_state_key_is_canonical_across_paths_and_tasks():
     )
     # another task, same goal, starting from a different configuration
     other = PROBLEM.replace("(ontable a)", "(on a b)").replace("(clear b)\n", "")
-    c = _run(_start(other), "pick up the orange block", "put down the orange block")
+    c = run_actions(start_state(other), "pick up the orange block", "put down the orange block")
     assert ENV.state_key(c) == ENV.state_key(a)
     # the goal is part of the key: the same configuration under another goal differs
-    d = _run(_start(other.replace("(on b a))", "(on b c))")), "pick up the orange block", "put down the orange block")
+    d = run_actions(start_state(other.replace("(on b a))", "(on b c))")), "pick up the orange block", "put down the orange block")
     assert ENV.state_key(d) != ENV.state_key(a)
-    assert ENV.state_key(_run(_start(), "pick up the red block")).startswith("blue on table; orange on table; red held")
+    assert ENV.state_key(run_actions(start_state(), "pick up the red block")).startswith("blue on table; orange on table; red held")
     assert atoms(a) == {"on red blue", "ontable blue", "ontable orange", "clear red", "clear orange", "handempty"}
-
-
-# ----------------------------------------------------------------------------- values
-def test_value_bound_never_below_exact_value():
-    """Every configuration of every shipped instance (105,602 states), several gammas."""
-    configurations: dict[tuple[str, ...], list] = {}
-    checked = tight = 0
-    for tasks in TASKS.values():
-        for task in tasks.values():
-            start = ENV.reset(task)
-            if start.blocks not in configurations:  # one state space per block set
-                never = ("handempty", f"holding {start.blocks[0]}")  # a goal no state meets: no stop
-                configurations[start.blocks] = [s.world for s in _reachable(replace(start, goal=never))]
-            for world in configurations[start.blocks]:
-                state = replace(start, world=world)
-                d, h = optimal_plan_length(state), plan_length_lower_bound(state)
-                assert h <= d and (h == 0) == (d == 0), (task.task_id, world)
-                for gamma in (1.0, 0.95, 0.5, 0.0):
-                    assert ENV.value_bound(state, gamma) >= optimal_value(state, gamma) - 1e-12
-                checked, tight = checked + 1, tight + (h == d)
-    assert checked == 101 * 22 + 446 * 125 + 55 * 866
-    assert tight / checked > 0.99  # nearly exact, so the MCTS-Solver proves nodes early
-
-
-def test_value_bound_admissible_for_other_goal_atoms():
-    """Random goals, including clear / holding / handempty atoms, from random 4-block starts."""
-    rng = np.random.default_rng(0)
-    names = ["red", "blue", "orange", "yellow"]
-    start = parse_problem(PROBLEM.replace("(:objects a b c )", "(:objects a b c d)")
-                          .replace("(clear c)", "(clear c)\n(ontable d)\n(clear d)"))  # fmt: skip
-    checked = 0
-    for _ in range(200):
-        pool = [f"on {x} {y}" for x in names for y in names if x != y]
-        pool += [f"{p} {x}" for p in ("ontable", "clear", "holding") for x in names] + ["handempty"]
-        goal = sorted(set(rng.choice(pool, size=int(rng.integers(1, 4)), replace=False).tolist()))
-        try:
-            state = ENV.reset(Task("r", dict(start, goal=goal)))
-        except TaskFileError:
-            continue  # the goal holds at the start
-        for s in _reachable(state):
-            d = optimal_plan_length(s)
-            if d is not None:
-                assert plan_length_lower_bound(s) <= d, (goal, s.world)
-                checked += 1
-    assert checked > 1000
-
-
-def test_exact_values():
-    s = _start()
-    assert optimal_plan_length(s) == 4
-    assert optimal_value(s, 0.9) == pytest.approx(0.9**3)
-    q = {a: exact_q(s, a, 0.9) for a in ENV.legal_actions(s)}
-    assert q["pick up the red block"] == pytest.approx(0.9**3)  # red goes onto orange first
-    assert q["pick up the blue block"] == pytest.approx(0.9**5)  # blue must come down again
-    one_left = _run(
-        s, "pick up the red block", "stack the red block on top of the orange block", "pick up the blue block"
-    )
-    assert optimal_value(one_left, 0.9) == 1.0
-    assert exact_q(one_left, "stack the blue block on top of the red block", 0.9) == 1.0
-    assert exact_q(one_left, "put down the blue block", 0.9) == pytest.approx(0.9**2)
-
-
-def test_search_proves_the_optimal_value():
-    from treeq.mcts.search import SearchConfig, search
-    from treeq.mcts.tree import ROOT
-
-    state = ENV.reset(TASKS["3"]["instance-3"])
-    result = search(ENV, state, SearchConfig(simulations=3000, gamma=0.95), np.random.default_rng(0))
-    assert result.solved
-    assert result.tree.solved_v[ROOT] == pytest.approx(optimal_value(state, 0.95))
 
 
 # ----------------------------------------------------------------------------- loading
@@ -358,8 +182,8 @@ def test_load_tasks_skips_domain_files_in_directories(tmp_path):
 def test_load_tasks_errors(tmp_path):
     cases = [
         (tmp_path / "missing.pddl", "task file not found"),
-        (str(tmp_path / "nothing-*.pddl"), "no files match"),
-        (tmp_path, "no .pddl files in directory"),
+        (str(tmp_path / "nothing-*.pddl"), "no PDDL problem (*.pddl) matches"),
+        (tmp_path, "no PDDL problem (*.pddl) in this directory"),
     ]
     for path, message in cases:
         with pytest.raises(TaskFileError, match=re.escape(message)):
@@ -370,7 +194,7 @@ def test_load_tasks_errors(tmp_path):
     for sub in ("x", "y"):
         (tmp_path / sub).mkdir()
         (tmp_path / sub / "p.pddl").write_text(PROBLEM)
-    with pytest.raises(TaskFileError, match="task id 'p' comes from two files"):
+    with pytest.raises(TaskFileError, match=r"task id 'p' appears twice \(.*x/p.pddl and .*y/p.pddl\); task ids are file stems"):
         ENV.load_tasks(str(tmp_path / "*" / "p.pddl"))
 
 

@@ -175,6 +175,33 @@ def test_bad_env_option():
         GymEnv("FrozenLake-v1", no_such_option=1)
 
 
+@pytest.mark.parametrize(
+    "env_id, kwargs, match",
+    [
+        ("FrozenLake-v1", {"is_slippery": "no"}, r"option is_slippery must be true or false \(default True\), got 'no'"),
+        ("FrozenLake-v1", {"is_slippery": 0}, "option is_slippery must be true or false"),
+        ("FrozenLake-v1", {"map_name": 4}, "option map_name must be a string"),
+        ("FrozenLake-v1", {"success_rate": True}, "option success_rate must be a number"),
+        ("Taxi-v4", {"fickle_passenger": "yes"}, "option fickle_passenger must be true or false"),
+        ("CliffWalking-v1", {"slippery": True}, r"'CliffWalking-v1' has no option 'slippery'; its options: is_slippery"),
+        ("FrozenLake-v1", {"render_mode": "human"}, "render_mode is set by treeq"),
+        ("FrozenLake-v1", {"map_name": "9x9"}, r"bad options for gym env 'FrozenLake-v1': KeyError: '9x9'"),
+    ],
+)
+def test_env_options_are_checked(env_id, kwargs, match):
+    """gymnasium hands options on unchecked; a truthy "no" would make the lake slippery."""
+    with pytest.raises(ConfigError, match=match) as info:
+        GymEnv(env_id, **kwargs)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError):
+        make_env(f"gym:{env_id}", **kwargs)
+
+
+def test_env_options_of_the_right_type_pass():
+    assert GymEnv("FrozenLake-v1", is_slippery=False, success_rate=1, map_name="8x8").deterministic is True
+    assert GymEnv("Taxi-v4", rainy_probability=0.5, is_rainy=True).deterministic is False
+
+
 # ----------------------------------------------------------------------------- flags and defaults
 def test_deterministic_flags(lake, slippery, taxi):
     assert slippery.deterministic is False
@@ -204,24 +231,27 @@ def test_stochastic_step_follows_the_generator(slippery):
 
 
 # ----------------------------------------------------------------------------- time limit
-def test_time_limit_truncates_and_is_in_the_key(lake):
-    assert lake.max_steps == 100
-    state = _start(lake)
-    assert lake.state_key(state) == "s=0 t=0"
-    for i in range(1, 101):
+def test_time_limit_is_not_state(lake):
+    """The registered TimeLimit (100 steps) is truncation, not state: no clock in the
+    state or the key, and ``step`` never truncates for it (the search bounds depth)."""
+    assert lake.max_steps == 100  # known, reported, not enforced by ``step``
+    s0 = _start(lake)
+    assert lake.state_key(s0) == "s=0"
+    state = s0
+    for _ in range(150):
         step = lake.step(state, "left")  # into the wall: stays at 0
         state = step.state
-        assert state.t == i and state.s == 0
-        assert step.truncated == (i == 100) and not step.terminated
-    assert lake.state_key(state) == "s=0 t=100"
-    assert "t=100" in lake.state_key(state) and "step 100" in lake.render(state)
+        assert not step.truncated and not step.terminated
+    assert state == lake.step(s0, "left").state == GymState(0, (("lastaction", 0),))
+    assert lake.state_key(state) == lake.state_key(s0) == "s=0"
+    assert "step" not in lake.render(state)
 
 
-def test_no_time_limit_no_t_in_key():
+def test_no_time_limit_same_keys():
     cliff = GymEnv("CliffWalking-v1")
     assert cliff.max_steps is None
     s1 = cliff.step(_start(cliff), "down").state
-    assert cliff.state_key(s1) == "s=36"  # t is not part of the state without a time limit
+    assert cliff.state_key(s1) == "s=36"
     assert cliff.state_key(s1) == cliff.state_key(_start(cliff))
 
 
@@ -232,7 +262,7 @@ def test_restore_after_stepping_other_states(lake):
     other = lake.step(lake.step(s0, "down").state, "down").state  # go elsewhere, deeper
     lake.step(other, "right")
     again = lake.step(s0, "right")
-    assert first.state == again.state == GymState(1, (("lastaction", 2),), 1)
+    assert first.state == again.state == GymState(1, (("lastaction", 2),))
     assert lake.render(first.state) == lake.render(again.state)
     # an old state steps as it did, whatever was stepped last
     hole = lake.step(lake.step(s0, "right").state, "down")  # 1 -> 5 is a hole

@@ -19,7 +19,8 @@ pytest.importorskip("textworld")
 pytest.importorskip("jericho")
 
 from treeq.envs.base import Task  # noqa: E402
-from treeq.envs.textworld_env import TextWorldEnv, _clean, read_walkthrough  # noqa: E402
+from treeq.envs.textworld_env import TextWorldEnv, read_walkthrough  # noqa: E402
+from treeq.envs.textworld_runtime import _clean  # noqa: E402
 from treeq.errors import ActionError, ConfigError, EnvFailure, OutputError, TaskFileError  # noqa: E402
 from treeq.mcts.search import SearchConfig, search  # noqa: E402
 from treeq.pipelines.textworld_games import find_tw_make, make_games  # noqa: E402
@@ -157,7 +158,7 @@ def test_load_tasks_errors(env, games_dir, tmp_path):
     bad.mkdir()
     (bad / "g.z8").write_bytes(b"")
     (bad / "g.json").write_text("{not json")
-    with pytest.raises(TaskFileError, match="not valid TextWorld game data"):
+    with pytest.raises(TaskFileError, match=r"g.json: not valid JSON"):
         env.load_tasks(bad)
     # Frotz would end the process on a story file it cannot run: refused before it sees one.
     (bad / "g.json").write_bytes((games_dir / "game-1.json").read_bytes())
