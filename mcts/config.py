@@ -37,6 +37,10 @@ class SearchConfig:
         default=None, metadata={"help": "Exploration constant of UCT / PUCT; None: the env's default_c."})
     selection: str = field(default="uct", metadata={"help": "'uct' (UCB1 on trees) or 'puct' (AlphaZero, uses priors)."})
     fpu: float = field(default=0.0, metadata={"help": "PUCT only: Q assumed for actions not yet visited."})
+    random_untried: bool = field(
+        default=True,
+        metadata={"help": "UCT: try a node's unvisited actions from a random one on (as OpenSpiel's MCTSBot "
+                          "shuffles children); False: in the order proposed."})
     solver: bool = field(
         default=True,
         metadata={"help": "MCTS-Solver: prove exact values where the env is deterministic (tree and graph mode)."})

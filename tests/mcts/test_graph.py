@@ -89,7 +89,7 @@ def test_diamond_graph_mode_by_hand():
     although no simulation went A -> G -> T: what B's path learnt, A's edge uses.
     """
     env = DiamondEnv()
-    cfg = SearchConfig(simulations=5, gamma=0.9, c=1.0, transpositions=True)
+    cfg = SearchConfig(simulations=5, gamma=0.9, c=1.0, random_untried=False, transpositions=True)
     r = _run(env, cfg, evaluate=constant_evaluate(0.5))
     t = r.tree
     got = _rows(t)
@@ -123,7 +123,7 @@ def test_diamond_graph_mode_ten_simulations():
     Visits: A 3 (sims 2, 4, 10), B 6 (3, 5-9), A-g 2, B-g 5, G-finish 6 (5-10).
     """
     env = DiamondEnv()
-    cfg = SearchConfig(simulations=10, gamma=0.9, c=1.0, transpositions=True, solver=False)
+    cfg = SearchConfig(simulations=10, gamma=0.9, c=1.0, random_untried=False, transpositions=True, solver=False)
     t = _run(env, cfg, evaluate=constant_evaluate(0.5)).tree
     assert [row[3] for row in _rows(t)] == [10, 3, 6, 2, 5, 6]
     assert t.q() == pytest.approx([0.81, 0.81, 0.81, 0.9, 0.9, 1.0])
@@ -139,7 +139,7 @@ def test_diamond_tree_mode_gives_plain_means():
     returns through e1: 0.45, 0.405. Q(a) = Q(b) = (0.45 + 0.405) / 2 = 0.4275 and the
     root's value_sum is the sum of all five returns 0.5 + 0.45 + 0.45 + 0.405 + 0.405.
     """
-    cfg = SearchConfig(simulations=5, gamma=0.9, c=1.0, transpositions=False, solver=False)
+    cfg = SearchConfig(simulations=5, gamma=0.9, c=1.0, random_untried=False, transpositions=False, solver=False)
     t = _run(DiamondEnv(), cfg, evaluate=constant_evaluate(0.5)).tree
     got = _rows(t)
     assert [g[:4] for g in got] == [
@@ -152,7 +152,7 @@ def test_diamond_tree_mode_gives_plain_means():
 def test_diamond_closed_loop_tree_mode_gives_plain_means():
     """A stochastic-flagged diamond is sampled on every visit (closed loop): same rows and
     means as the flat tree, the root row holding the sum of all five returns."""
-    cfg = SearchConfig(simulations=5, gamma=0.9, c=1.0)
+    cfg = SearchConfig(simulations=5, gamma=0.9, c=1.0, random_untried=False)
     t = _run(StochasticDiamondEnv(), cfg, evaluate=constant_evaluate(0.5)).tree
     got = _rows(t)
     assert [g[:4] for g in got] == [

@@ -25,7 +25,7 @@ def test_backup_by_hand_without_solver():
 
     Actions are stepped lazily: a row exists once its action has been selected.
     """
-    cfg = SearchConfig(simulations=4, gamma=0.9, c=1.0, solver=False)
+    cfg = SearchConfig(simulations=4, gamma=0.9, c=1.0, random_untried=False, solver=False)
     r = _run(TwoStepEnv(), cfg, evaluate=constant_evaluate(0.2))
     t = r.tree
     # rows breadth first: 0 root, 1 a (A), 2 b (B); A's action x was never selected
@@ -45,7 +45,7 @@ def test_backup_by_hand_without_solver():
 
 def test_solver_by_hand():
     """Solver: B proven on arrival (Q* 0.5), X proven (1), A proven (1), root V* = max(0.9, 0.5)."""
-    cfg = SearchConfig(simulations=50, gamma=0.9, c=1.0, solver=True)
+    cfg = SearchConfig(simulations=50, gamma=0.9, c=1.0, random_untried=False, solver=True)
     r = _run(TwoStepEnv(), cfg, evaluate=constant_evaluate(0.2))
     t = r.tree
     # sim 1 expands the root; sim 2 a -> A (evaluated 0.2: 0.18); sim 3 b -> B, terminal,
@@ -178,3 +178,17 @@ def test_puct_uses_the_priors():
     best = kids.start + int(np.argmax(t.visits[kids.start : kids.stop]))
     assert t.action_text(best) == target
     assert t.prior[best] == pytest.approx(0.9)
+
+
+def test_untried_actions_start_at_a_random_one():
+    """UCT tries each action once before scoring any; with random_untried the first one
+    varies with the seed (as MCTSBot's shuffled children), without it it is the first proposed."""
+    env, s0 = _puzzle((4, 5, 6, 10))
+    firsts = set()
+    for seed in range(8):
+        r = _run(env, SearchConfig(simulations=2, solver=False), seed=seed, state=s0, evaluate=zero_evaluate)
+        firsts.add(r.tree.action_text(1))  # the one row under the root after two simulations
+    assert len(firsts) > 1
+    ordered = _run(env, SearchConfig(simulations=2, solver=False, random_untried=False), state=s0,
+                   evaluate=zero_evaluate)
+    assert ordered.tree.action_text(1) == env.legal_actions(s0)[0]

@@ -1,0 +1,348 @@
+"""The search's working storage: decision nodes, edges and sampled outcomes in flat
+Python lists, with the values (Q, V, the max backup), the MCTS-Solver's proofs and the
+export to a flat-array :class:`~treeq.mcts.tree.Tree`.
+
+Node ids, edge ids and outcome ids index the lists; a node's edges are the contiguous
+ids ``n_start[n] : n_start[n] + n_count[n]``. Lists, not numpy arrays, because the
+engine's hot path reads and writes single elements, which lists serve several times
+faster. :mod:`treeq.mcts.search` runs the loop over this storage; nothing else
+touches it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..envs.base import Env, is_success
+from ..errors import ConfigError
+from .config import SearchConfig
+from .tree import NO_PARENT, Tree
+
+__all__ = ["SearchGraph", "UNSTEPPED", "END", "DEAD", "SAMPLED"]
+
+_EPS = 1e-12
+UNSTEPPED = -1  # e_child of an edge not stepped yet; n_start of a node not expanded yet
+END = -2  # n_start of a terminal node
+DEAD = -3  # n_start of a dead end: expanded, no action proposed
+SAMPLED = -2  # e_child of an edge whose outcomes are sampled on every visit
+_INF = math.inf
+
+
+class SearchGraph:
+    """Nodes, edges and outcomes of one search, and what is computed from them."""
+
+    def __init__(self, env: Env, cfg: SearchConfig, rng: np.random.Generator) -> None:
+        self.env, self.cfg, self.rng = env, cfg, rng
+        self.graph = bool(cfg.transpositions)
+        self.det = bool(env.deterministic)
+        self.solver = bool(cfg.solver) and self.det
+        self.gamma = float(cfg.gamma)
+        has_bound = type(env).value_bound is not Env.value_bound
+        self._bound = env.value_bound if self.solver and has_bound else None
+        # decision nodes
+        self.n_state: list[Any] = []
+        self.n_key: list[str | None] = []  # tree mode: filled at export
+        self.n_term: list[bool] = []
+        self.n_start: list[int] = []  # first edge id; UNSTEPPED until expanded, END if terminal
+        self.n_count: list[int] = []
+        self.n_next: list[int] = []  # UCT: edges tried so far (each once, in turn, before any score)
+        self.n_off: list[int] = []  # UCT: the edge tried first, from the start of the node's edges
+        self.n_visits: list[int] = []
+        self.n_value: list[float] = []  # graph mode: V(s)
+        self.n_eval_sum: list[float] = []
+        self.n_eval_n: list[int] = []
+        self.n_solved: list[float | None] = []  # V*, None while unproven
+        self.n_bound: list[float | None] = []
+        self.by_key: dict[str, int] = {}
+        # edges (node, action)
+        self.e_action: list[str] = []
+        self.e_prior: list[float] = []
+        self.e_n: list[int] = []
+        self.e_w: list[float] = []  # tree mode: sum of returns through the edge
+        self.e_child: list[int] = []  # child node, UNSTEPPED or SAMPLED
+        self.e_reward: list[float] = []
+        self.e_dead: list[bool] = []
+        self.e_out: dict[int, dict[str, int]] = {}  # sampled edges: state_key -> outcome id
+        # outcomes of sampled edges
+        self.o_child: list[int] = []
+        self.o_n: list[int] = []
+        self.o_rsum: list[float] = []
+        self.o_prob: list[float | None] = []  # the env's probability of the outcome, if it gives one
+        self.solution = False
+        self.rows = 1  # exported rows so far: the root and one per (edge, outcome)
+        self.full = False
+
+
+    # ------------------------------------------------------------------ structure
+    def _new_node(self, state: Any, key: str | None, terminal: bool) -> int:
+        n = len(self.n_state)
+        self.n_state.append(state)
+        self.n_key.append(key)
+        self.n_term.append(terminal)
+        self.n_start.append(END if terminal else UNSTEPPED)
+        self.n_count.append(0)
+        self.n_next.append(0)
+        self.n_off.append(0)
+        self.n_visits.append(0)
+        self.n_value.append(0.0)
+        self.n_eval_sum.append(0.0)
+        self.n_eval_n.append(0)
+        if self.solver:
+            self.n_solved.append(0.0 if terminal else None)
+            self.n_bound.append(None if terminal or self._bound is None else self._bound(state, self.gamma))
+        else:
+            self.n_solved.append(None)
+            self.n_bound.append(None)
+        if key is not None and self.graph:
+            self.by_key[key] = n
+        return n
+
+    def _expand(self, node: int, proposals: list[tuple[str, float]]) -> None:
+        if self._check_proposals:  # a hook from outside: text actions, each once
+            for a, _ in proposals:
+                if a.__class__ is not str:
+                    raise ConfigError(f"a propose hook returned a non-text action {a!r}")
+            if len({a for a, _ in proposals}) != len(proposals):  # proposed twice: priors added up
+                merged: dict[str, float] = {}
+                for a, p in proposals:
+                    merged[a] = merged.get(a, 0.0) + float(p)
+                proposals = list(merged.items())
+        start = len(self.e_action)
+        k = len(proposals)
+        actions = [a for a, _ in proposals]
+        self.e_action.extend(actions)
+        self.e_prior.extend([float(p) for _, p in proposals])
+        self.e_n.extend([0] * k)
+        self.e_w.extend([0.0] * k)
+        self.e_child.extend([UNSTEPPED] * k)
+        self.e_reward.extend([0.0] * k)
+        self.e_dead.extend([False] * k)
+        self.n_start[node] = start
+        self.n_count[node] = k
+        if k > 1 and self._draw is not None:
+            self.n_off[node] = int(self._draw() * k)
+        if not proposals:  # a dead end: nothing more can happen from here
+            self.n_term[node] = True
+            self.n_start[node] = DEAD
+            if self.solver:
+                self.n_solved[node] = 0.0
+
+    def _step(self, node: int, e: int) -> tuple[int, float]:
+        """Step edge ``e`` of ``node`` (not stepped yet, or sampled): (child node, reward)."""
+        child = self.e_child[e]
+        env = self.env
+        step = env.step(self.n_state[node], self.e_action[e], self.rng)
+        reward = float(step.reward)
+        end = bool(step.terminated or step.truncated)
+        if not self.solution and step.terminated and is_success(step):
+            self.solution = True
+        fixed = self.det or step.info.get("deterministic", False)
+        if child == UNSTEPPED and fixed:
+            self.rows += 1
+            if self.graph:
+                key = env.state_key(step.state)
+                child = self.by_key.get(key)
+                if child is None:
+                    child = self._new_node(step.state, key, end)
+                elif child == node and reward <= 0.0:
+                    # 'look', bumping into a wall: Q = r + gamma V(s) <= V(s), never the best
+                    self.e_dead[e] = True
+            else:
+                child = self._new_node(step.state, None, end)
+            self.e_child[e] = child
+            self.e_reward[e] = reward
+            return child, reward
+        # sampled: one outcome per distinct next state
+        self.e_child[e] = SAMPLED
+        key = env.state_key(step.state)
+        outs = self.e_out.setdefault(e, {})
+        out = outs.get(key)
+        if out is None:
+            self.rows += 1
+            out = len(self.o_child)
+            child = self.by_key.get(key) if self.graph else None
+            if child is None:
+                child = self._new_node(step.state, key, end)
+            outs[key] = out
+            self.o_child.append(child)
+            self.o_n.append(0)
+            self.o_rsum.append(0.0)
+            prob = step.info.get("prob")
+            self.o_prob.append(None if prob is None else float(prob))
+        self.o_n[out] += 1
+        self.o_rsum[out] += reward
+        return self.o_child[out], reward
+
+    # ------------------------------------------------------------------ values
+    def q(self, e: int) -> float:
+        """Q of edge ``e`` (NaN before its first visit)."""
+        n = self.e_n[e]
+        if n == 0:
+            return math.nan
+        if not self.graph:
+            return self.e_w[e] / n
+        child = self.e_child[e]
+        if child >= 0:
+            return self.e_reward[e] + self.gamma * self.n_value[child]
+        outs = self.e_out[e].values()
+        o_n, o_rsum, o_prob, o_child, n_value, gamma = (
+            self.o_n, self.o_rsum, self.o_prob, self.o_child, self.n_value, self.gamma)
+        if all(o_prob[o] is not None for o in outs):  # expectation over the outcomes seen
+            total = mass = 0.0
+            for o in outs:
+                p = o_prob[o]
+                total += p * (o_rsum[o] / o_n[o] + gamma * n_value[o_child[o]])
+                mass += p
+            return total / mass if mass > 0 else math.nan
+        total = 0.0
+        cnt = 0
+        for o in outs:  # else the empirical model: outcomes weighted by their sample counts
+            total += o_rsum[o] + gamma * o_n[o] * n_value[o_child[o]]
+            cnt += o_n[o]
+        return total / cnt if cnt else math.nan
+
+    def value(self, node: int) -> float:
+        """V of ``node`` as a leaf value: V* when proven, else :meth:`estimate`."""
+        solved = self.n_solved[node]
+        return self.estimate(node) if solved is None else solved
+
+    def estimate(self, node: int) -> float:
+        """The backed-up V of ``node``: graph mode, the max backup; tree mode, the mean
+        return of the simulations that went through it (0 before any)."""
+        if self.graph:
+            return self.n_value[node]
+        num, den = self.n_eval_sum[node], self.n_eval_n[node]
+        s = self.n_start[node]
+        if s >= 0:
+            for e in range(s, s + self.n_count[node]):
+                num += self.e_w[e]
+                den += self.e_n[e]
+        return num / den if den else 0.0
+
+    def _refresh(self, node: int) -> None:
+        """Graph mode: V(s) = max over tried actions of Q, untried ones valued at the
+        node's own evaluation. Dead self-loops are left out: their Q, r + gamma V(s), is
+        never above V(s), and counting it would feed V(s) its own stale value."""
+        solved = self.n_solved[node]
+        if solved is not None:
+            self.n_value[node] = solved
+            return
+        if self.n_term[node]:
+            self.n_value[node] = 0.0
+            return
+        best = -_INF
+        untried = False
+        s = self.n_start[node]
+        if s >= 0:
+            e_n, e_dead = self.e_n, self.e_dead
+            for e in range(s, s + self.n_count[node]):
+                if e_dead[e]:
+                    continue
+                if e_n[e]:
+                    qe = self.q(e)
+                    if qe > best:
+                        best = qe
+                else:
+                    untried = True
+        if (untried or s < 0) and self.n_eval_n[node]:
+            own = self.n_eval_sum[node] / self.n_eval_n[node]
+            if own > best:
+                best = own
+        if best > -_INF:
+            self.n_value[node] = best
+
+    def _try_prove(self, node: int) -> bool:
+        """Prove ``node`` from its children if their proven values settle it."""
+        if self.n_term[node]:
+            self.n_solved[node] = 0.0
+            return True
+        s = self.n_start[node]
+        if s < 0:
+            return False
+        n_solved, e_child, e_reward, gamma = self.n_solved, self.e_child, self.e_reward, self.gamma
+        best = None
+        complete = True
+        for e in range(s, s + self.n_count[node]):
+            child = e_child[e]
+            v = n_solved[child] if child >= 0 else None
+            if v is None:
+                complete = False
+                continue
+            q = e_reward[e] + gamma * v
+            if best is None or q > best:
+                best = q
+        if best is None:
+            return False
+        bound = self.n_bound[node]
+        if complete or (bound is not None and best >= bound - _EPS):
+            self.n_solved[node] = best
+            if self.graph:
+                self.n_value[node] = best
+            return True
+        return False
+
+    # ------------------------------------------------------------------ export
+    def _export(self) -> Tree:
+        """Flat rows, breadth first, so each row's children are contiguous.
+
+        One row per (parent row, stepped action, outcome); in graph mode a shared
+        node's edges are listed once, under its shallowest row.
+        """
+        graph = self.graph
+        n_start, n_count, e_child, e_out, o_child = self.n_start, self.n_count, self.e_child, self.e_out, self.o_child
+        order, r_edge, r_out, r_parent, depth = [0], [-1], [-1], [NO_PARENT], [0]
+        child_start, child_count = [], []
+        listed: set[int] = set()
+        i = 0
+        while i < len(order):
+            node = order[i]
+            first = len(order)
+            s = n_start[node]
+            if s >= 0 and not (graph and node in listed):
+                listed.add(node)
+                d = depth[i] + 1
+                for e in range(s, s + n_count[node]):
+                    child = e_child[e]
+                    if child >= 0:
+                        order.append(child)
+                        r_edge.append(e)
+                        r_out.append(-1)
+                    elif child == SAMPLED:
+                        for o in e_out[e].values():
+                            order.append(o_child[o])
+                            r_edge.append(e)
+                            r_out.append(o)
+                    else:
+                        continue
+                    r_parent.extend([i] * (len(order) - len(r_parent)))
+                    depth.extend([d] * (len(order) - len(depth)))
+            child_start.append(first if len(order) > first else -1)
+            child_count.append(len(order) - first)
+            i += 1
+        e_n, e_prior, e_reward, o_n, o_rsum = self.e_n, self.e_prior, self.e_reward, self.o_n, self.o_rsum
+        edges = r_edge[1:]
+        q = {e: self.q(e) for e in set(edges)} if graph or self.e_out else None
+        visits = [self.n_visits[0]] + [e_n[e] if o < 0 else o_n[o] for e, o in zip(edges, r_out[1:])]
+        if q is None:  # the plain tree: a row's value_sum is its edge's sum of returns
+            value_sum = [self.estimate(0) * visits[0]] + [self.e_w[e] for e in edges]
+        else:
+            value_sum = [self.estimate(0) * visits[0]] + [q[e] * n if n else 0.0 for e, n in zip(edges, visits[1:])]
+        action_index: dict[str, int] = {}
+        e_action = self.e_action
+        action = [-1] + [action_index.setdefault(e_action[e], len(action_index)) for e in edges]
+        reward = [0.0] + [e_reward[e] if o < 0 else (o_rsum[o] / o_n[o] if o_n[o] else 0.0)
+                          for e, o in zip(edges, r_out[1:])]
+        n_solved = self.n_solved
+        columns = {
+            "parent": r_parent, "action": action, "depth": depth, "visits": visits, "value_sum": value_sum,
+            "prior": [0.0] + [e_prior[e] for e in edges], "reward": reward,
+            "terminal": [self.n_term[n] for n in order], "expanded": [n_start[n] >= 0 or n_start[n] == DEAD for n in order],
+            "child_start": child_start, "child_count": child_count,
+            "solved_v": [math.nan if n_solved[n] is None else n_solved[n] for n in order],
+        }
+        states = [self.n_state[n] for n in order]
+        keys = [self.n_key[n] for n in order] if graph else None  # tree mode: on first use
+        return Tree(self.gamma, columns, states, keys, list(action_index), key_fn=self.env.state_key)
