@@ -1,17 +1,27 @@
 """treeq command line: thin typer commands over ``treeq.pipelines``.
 
-Every user error ends as one line on stderr and exit code 2.
+Every user error ends as one line on stderr and exit code 2; Ctrl-C as one line and
+exit code 130. The ``search`` options, their defaults and help texts come from the
+config dataclasses (``SearchJobConfig``, ``SearchConfig``), the one source that the
+code, ``search --help`` and the README table share.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
+import signal
 import sys
+import threading
+from dataclasses import MISSING, fields
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+
+from treeq.mcts.config import SearchConfig
+from treeq.pipelines.config import SearchJobConfig
 
 # typer >= 0.29 ships its own copy of click; older releases raise click's own classes.
 try:
@@ -39,16 +49,32 @@ class OutFormat(str, Enum):
     json = "json"
 
 
+def _opt(config: type, name: str, *decls: str, **kw: Any) -> Any:
+    """A ``typer.Option`` whose default and help are those of ``config``'s field ``name``.
+
+    A help text ``"...; None: the env's default_gamma."`` becomes the help ``"..."`` and the
+    shown default ``the env's default_gamma``.
+    """
+    f = next(f for f in fields(config) if f.name == name)
+    default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+    if isinstance(default, dict):  # given on the command line as JSON
+        default = json.dumps(default)
+    text, _, when_none = f.metadata["help"].partition("; None: ")
+    if default is None:
+        kw.setdefault("show_default", when_none.rstrip(".") or False)
+    return typer.Option(default, *decls, help=text, **kw)
+
+
 def _json_object(text: str, flag: str) -> dict:
     """Parse a JSON object given on the command line (never eval)."""
-    import json
-
     from treeq.errors import ConfigError
 
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{flag} is not valid JSON ({exc.msg}): {text!r}") from None
+    except RecursionError:
+        raise ConfigError(f"{flag} is nested too deeply") from None
     if not isinstance(value, dict):
         raise ConfigError(f"{flag} must be a JSON object like '{{\"is_slippery\": false}}', got {text!r}")
     return value
@@ -58,45 +84,52 @@ def _json_object(text: str, flag: str) -> dict:
 def _root(ctx: typer.Context) -> None:
     """MCTS search and process-reward data for agent RL. With no command: `search` with its defaults."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(search)
+        command = ctx.command.get_command(ctx, "search")  # type: ignore[attr-defined]
+        with command.make_context("search", [], parent=ctx) as sub:
+            command.invoke(sub)
+
+
+_J, _S = SearchJobConfig, SearchConfig
 
 
 @app.command()
 def search(
-    env: str = typer.Option("game24", help="Env: game24, countdown, blocksworld, textworld or gym:<id> (e.g. gym:FrozenLake-v1)."),
-    env_kwargs: str = typer.Option("{}", "--env-kwargs", help='Env options as a JSON object, e.g. \'{"is_slippery": false}\' for gym envs.'),
-    tasks: Optional[str] = typer.Option(None, help="Task file, directory or glob (gym: start seeds 'A:B' or 'A,B'); default: the env's shipped set."),
-    limit: Optional[int] = typer.Option(None, help="Search only the first N tasks."),
-    simulations: int = typer.Option(1000, help="Simulations per task."),
-    gamma: Optional[float] = typer.Option(None, help="Discount in [0, 1]; default: the env's (1 for game24/countdown, 0.95 otherwise)."),
-    c: Optional[float] = typer.Option(None, "--c", help="Exploration constant of UCT / PUCT; default: the env's (1; 0.1 for textworld)."),
-    selection: str = typer.Option("uct", help="uct or puct."),
-    evaluator: Optional[str] = typer.Option(None, help="Leaf values: rollout, zero or bound (the env's optimistic value bound); default: the env's (rollout; zero for gym envs with step costs; bound for textworld)."),
-    seed: int = typer.Option(0, help="Root seed (same seed, same trees)."),
-    out: Path = typer.Option(Path("treeq-out"), help="Output directory (Parquet tree store)."),
-    workers: int = typer.Option(0, help="Worker processes; 0 = one per CPU core. Output does not depend on it."),
-    solver: bool = typer.Option(True, "--solver/--no-solver", help="MCTS-Solver: prove exact values (deterministic tree search)."),
-    transpositions: Optional[bool] = typer.Option(
-        None, "--transpositions/--no-transpositions",
-        help="Search the state graph (equal state keys share statistics); default: on for gym envs, off otherwise.",
-    ),
-    stop_on_solve: bool = typer.Option(False, "--stop-on-solve", help="Stop each search at its first solution."),
-    max_nodes: int = typer.Option(1_000_000, help="Node bound per tree."),
-    batch_size: int = typer.Option(1, help="Leaves per wave given to the policy hooks."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar over tasks."),
+    env: str = _opt(_J, "env"),
+    env_kwargs: str = _opt(_J, "env_kwargs", "--env-kwargs"),
+    tasks: Optional[str] = _opt(_J, "tasks"),
+    limit: Optional[int] = _opt(_J, "limit"),
+    simulations: int = _opt(_S, "simulations"),
+    gamma: Optional[float] = _opt(_S, "gamma"),
+    c: Optional[float] = _opt(_S, "c", "--c"),
+    selection: str = _opt(_S, "selection"),
+    fpu: float = _opt(_S, "fpu"),
+    random_untried: bool = _opt(_S, "random_untried"),
+    evaluator: Optional[str] = _opt(_J, "evaluator"),
+    proposer: Optional[str] = _opt(_J, "proposer"),
+    proposals: int = _opt(_S, "proposals"),
+    rollout_steps: int = _opt(_S, "rollout_steps"),
+    solver: bool = _opt(_S, "solver"),
+    transpositions: Optional[bool] = _opt(_S, "transpositions", "--transpositions/--no-transpositions"),
+    stop_on_solve: bool = _opt(_S, "stop_on_solve"),
+    max_nodes: int = _opt(_S, "max_nodes"),
+    max_depth: int = _opt(_S, "max_depth"),
+    batch_size: int = _opt(_S, "batch_size"),
+    seed: int = _opt(_J, "seed"),
+    out: Path = _opt(_J, "out"),
+    workers: int = _opt(_J, "workers"),
+    progress: bool = _opt(_J, "progress"),
 ) -> None:
     """Search every task with MCTS and write the trees to Parquet."""
-    from treeq.mcts.search import SearchConfig
-    from treeq.pipelines.search import SearchJobConfig, run_search
+    from treeq.pipelines.search import run_search
 
-    kwargs = _json_object(env_kwargs, "--env-kwargs")
     search_cfg = SearchConfig(
-        simulations=simulations, gamma=gamma, c=c, selection=selection, solver=solver,
-        transpositions=transpositions, stop_on_solve=stop_on_solve, max_nodes=max_nodes, batch_size=batch_size,
+        simulations=simulations, gamma=gamma, c=c, selection=selection, fpu=fpu, random_untried=random_untried,
+        solver=solver, stop_on_solve=stop_on_solve, max_nodes=max_nodes, batch_size=batch_size, proposals=proposals,
+        rollout_steps=rollout_steps, transpositions=transpositions, max_depth=max_depth,
     )
     job = SearchJobConfig(
-        env=env, env_kwargs=kwargs, tasks=tasks, limit=limit, search=search_cfg, evaluator=evaluator,
-        seed=seed, out=str(out), workers=workers, progress=progress,
+        env=env, env_kwargs=_json_object(env_kwargs, "--env-kwargs"), tasks=tasks, limit=limit, search=search_cfg,
+        evaluator=evaluator, proposer=proposer, seed=seed, out=str(out), workers=workers, progress=progress,
     )
     s = run_search(job)
     pct = 100.0 * s.solved / s.tasks if s.tasks else 0.0
@@ -125,11 +158,11 @@ def query(
 
 @app.command()
 def replay(
-    env: str = typer.Option("game24", help="Env name, as for search."),
+    env: str = _opt(_J, "env"),
     action: list[str] = typer.Option([], "--action", "-a", help="An action as text; repeat for a sequence."),
-    tasks: Optional[str] = typer.Option(None, help="Task file, directory or glob; default: the env's shipped set."),
+    tasks: Optional[str] = _opt(_J, "tasks"),
     task_id: Optional[str] = typer.Option(None, help="Which task (default: the first)."),
-    env_kwargs: str = typer.Option("{}", "--env-kwargs", help="Env options as a JSON object."),
+    env_kwargs: str = _opt(_J, "env_kwargs", "--env-kwargs"),
     seed: int = typer.Option(0, help="Seed for reset and stochastic steps."),
 ) -> None:
     """Apply actions written as text to a task and print what the env answers."""
@@ -172,12 +205,20 @@ def make_textworld_games(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, turning user errors into one line and exit code 2."""
-    from treeq.errors import TreeqError
+    """Entry point: run the app; a user error is one line and exit code 2, Ctrl-C one line and 130.
+
+    The command runs in a context made here rather than through click's ``main``, which
+    would turn Ctrl-C into ``Abort`` and print a stray empty line first. After Ctrl-C the
+    program ignores further ones while it exits (a held key repeats); called with
+    ``argv`` (in-process, as tests do) it restores the handler.
+    """
+    from treeq.errors import Interrupted, TreeqError
 
     command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        rv = command.main(args=argv, prog_name="treeq", standalone_mode=False)
+        with command.make_context("treeq", args) as ctx:
+            rv = command.invoke(ctx)
         return rv if isinstance(rv, int) else 0
     except _EXITS as exc:
         return int(getattr(exc, "exit_code", 0) or 0)
@@ -187,9 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     except TreeqError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except _ABORTS:
-        print("interrupted: tasks finished so far are on disk", file=sys.stderr)
+    except _ABORTS as exc:
+        previous = _ignore_sigint()
+        print(f"interrupted: {exc}" if isinstance(exc, Interrupted) else "interrupted", file=sys.stderr)
+        if argv is not None and previous is not None:
+            signal.signal(signal.SIGINT, previous)
         return 130
+
+
+def _ignore_sigint() -> Any:
+    """Ignore SIGINT from now on (main thread only); return the handler it replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Exceptions a user can cause. The CLI turns each into one line and exit code 2.
 
 One class per failure, all under :class:`TreeqError`, so callers can catch them
-together while tests and messages stay precise.
+together while tests and messages stay precise. :class:`Interrupted` (Ctrl-C during a
+job) is not a user error: the CLI ends it with exit code 130.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ __all__ = [
     "OutputError",
     "StoreError",
     "EnvFailure",
+    "Interrupted",
 ]
 
 
@@ -51,3 +53,10 @@ class StoreError(TreeqError, ValueError):
 
 class EnvFailure(TreeqError, RuntimeError):
     """An environment raised while a task was being searched."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C ended a job; the message says what was finished and written.
+
+    A ``KeyboardInterrupt``, not a :class:`TreeqError`: the CLI ends with exit code 130.
+    """

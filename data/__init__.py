@@ -1,6 +1,9 @@
-"""The Parquet tree store (schema v1) and its DuckDB views."""
+"""The Parquet tree store (schema v2, reads v1 too) and its DuckDB views."""
 
-from .schema import NODES, RUNS, SCHEMA_VERSION, SCHEMAS, TREES
-from .store import TreeStore, connect, run_query, write_parquet_atomic
+from .schema import NODES, READABLE_VERSIONS, RUNS, SCHEMA_VERSION, SCHEMAS, TREES, schema_of_version
+from .store import Staged, TreeStore, connect, run_query, write_parquet_atomic
 
-__all__ = ["SCHEMA_VERSION", "NODES", "TREES", "RUNS", "SCHEMAS", "TreeStore", "connect", "run_query", "write_parquet_atomic"]
+__all__ = [
+    "SCHEMA_VERSION", "READABLE_VERSIONS", "NODES", "TREES", "RUNS", "SCHEMAS", "schema_of_version",
+    "TreeStore", "Staged", "connect", "run_query", "write_parquet_atomic",
+]

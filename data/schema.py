@@ -1,23 +1,34 @@
-"""Parquet tree store, schema v1: the one module that owns the table layouts.
+"""Parquet tree store, schema v2: the one module that owns the table layouts.
 
 Tables (DESIGN.md): ``nodes`` (one row per node), ``trees`` (one row per searched
 task) and ``runs`` (one row per run). Every file carries ``treeq.schema_version`` and
 ``treeq.table`` in its key-value metadata.
+
+Schema v2 adds nullable columns only (:data:`ADDED_IN_V2`), so a v1 file is a v2 file
+with those columns missing: the readers (``treeq.data.store.connect``) read both and
+show the missing columns as null.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["SCHEMA_VERSION", "NODES", "TREES", "RUNS", "SCHEMAS", "VERSION_KEY", "TABLE_KEY"]
+__all__ = [
+    "SCHEMA_VERSION", "READABLE_VERSIONS", "NODES", "TREES", "RUNS", "SCHEMAS", "VERSION_KEY", "TABLE_KEY",
+    "ADDED_IN_V2", "BACKUPS", "STATUSES", "schema_of_version",
+]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 VERSION_KEY = b"treeq.schema_version"
 TABLE_KEY = b"treeq.table"
 
+BACKUPS = ("mean", "max")  # trees.backup: tree mode, graph mode (DESIGN.md, Q semantics)
+STATUSES = ("ok", "error", "timeout")  # trees.status
 
-def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
-    return pa.schema(fields, metadata={VERSION_KEY: str(SCHEMA_VERSION).encode(), TABLE_KEY: name.encode()})
+
+def _schema(name: str, fields: list[pa.Field], version: int = SCHEMA_VERSION) -> pa.Schema:
+    return pa.schema(fields, metadata={VERSION_KEY: str(version).encode(), TABLE_KEY: name.encode()})
 
 
 NODES = _schema(
@@ -38,6 +49,7 @@ NODES = _schema(
         pa.field("reward", pa.float64(), nullable=False),
         pa.field("terminal", pa.bool_(), nullable=False),
         pa.field("proven", pa.float64()),  # the solver's exact value; null where unproven
+        pa.field("feedback", pa.float64()),  # v2: a model's AI-feedback score of the action; null without one
     ],
 )
 
@@ -50,9 +62,12 @@ TREES = _schema(
         pa.field("simulations", pa.int64(), nullable=False),
         pa.field("nodes", pa.int64(), nullable=False),
         pa.field("root_value", pa.float64()),
-        pa.field("best_action", pa.string()),
+        pa.field("best_action", pa.string()),  # the root child with the highest coalesce(proven, q)
         pa.field("solved", pa.bool_(), nullable=False),
         pa.field("seconds", pa.float64(), nullable=False),
+        pa.field("backup", pa.string()),  # v2: 'mean' (tree mode) or 'max' (graph mode); null without a search
+        pa.field("status", pa.string()),  # v2: 'ok', 'error' or 'timeout'
+        pa.field("error", pa.string()),  # v2: what went wrong; null when ok
     ],
 )
 
@@ -69,3 +84,15 @@ RUNS = _schema(
 )
 
 SCHEMAS = {"nodes": NODES, "trees": TREES, "runs": RUNS}
+
+ADDED_IN_V2 = {"nodes": ("feedback",), "trees": ("backup", "status", "error"), "runs": ()}
+
+
+def schema_of_version(table: str, version: int) -> pa.Schema:
+    """The layout of ``table`` as schema ``version`` wrote it (1 or 2), with that version's metadata."""
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"no schema version {version!r}; known: {READABLE_VERSIONS}")
+    schema = SCHEMAS[table]
+    if version == 1:
+        schema = pa.schema([f for f in schema if f.name not in ADDED_IN_V2[table]])
+    return _schema(table, list(schema), version)

@@ -6,47 +6,82 @@ Layout (hive-partitioned by run, one file per task shard)::
     OUT/trees/run_id=<run>/<task>.parquet
     OUT/runs/run_id=<run>/run.parquet
 
-so plain DuckDB reads ``read_parquet('OUT/nodes/**/*.parquet')``. Each file is written
-to a hidden temporary name in its final folder, synced, then renamed over the target:
-a crash leaves either the old file or the new one, never half a file, and the
-temporary name does not match ``*.parquet``.
+so plain DuckDB reads ``read_parquet('OUT/nodes/**/*.parquet')``. Each file is first
+*staged*: written to a hidden temporary name in its final folder (``.<name>.<pid>.tmp``,
+which does not match ``*.parquet``) and synced; *committing* renames it over the
+target. A crash leaves either the old file or the new one, never half a file. A job
+stages a task's shards and commits them together, so a task is on disk whole or not
+at all; whoever ends a writer before it commits removes its staged files
+(:meth:`TreeStore.discard`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import OutputError, StoreError
-from .schema import SCHEMA_VERSION, SCHEMAS, VERSION_KEY
+from .schema import BACKUPS, READABLE_VERSIONS, SCHEMAS, STATUSES, VERSION_KEY
 
-__all__ = ["TreeStore", "write_parquet_atomic", "connect", "run_query"]
+__all__ = ["TreeStore", "Staged", "write_parquet_atomic", "connect", "run_query"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
+_MAX_STEM = 100  # file names stay far below the usual 255-byte limit, temp suffix included
+
+Staged = tuple[Path, Path]  # (temporary file, final path)
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` via a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _temp_path(path: Path, pid: int | None = None) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid() if pid is None else pid}.tmp")
+
+
+def _remove(path: Path) -> None:
+    """Remove a temporary file if it is there (a folder that refused it held none)."""
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def _stage(table: pa.Table, path: Path) -> Staged:
+    """Write ``table`` next to ``path`` under a temporary name and sync it."""
+    tmp = _temp_path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp, compression="zstd")
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except BaseException as exc:  # KeyboardInterrupt included: never leave a temp file behind
+        _remove(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+    return tmp, path
 
 
-_MAX_STEM = 100  # file names stay far below the usual 255-byte limit, temp suffix included
+def _commit(staged: Iterable[Staged]) -> None:
+    """Rename staged files over their targets (each rename is atomic)."""
+    for tmp, path in staged:
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            _remove(tmp)
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` via a temporary file and an atomic rename.
+
+    Raises:
+        OutputError: the file cannot be written (the old file, if any, is left intact).
+    """
+    _commit([_stage(table, path)])
 
 
 def _shard_name(task_id: str) -> str:
@@ -54,6 +89,14 @@ def _shard_name(task_id: str) -> str:
     if safe != task_id or not safe or safe.startswith(".") or len(safe) > _MAX_STEM:
         safe = f"{safe.lstrip('.')[:_MAX_STEM]}-{hashlib.sha1(task_id.encode()).hexdigest()[:8]}"
     return safe + ".parquet"
+
+
+def _check_values(table: str, columns: Mapping[str, Sequence[Any]]) -> None:
+    allowed = {"backup": BACKUPS, "status": STATUSES} if table == "trees" else {}
+    for name, values in allowed.items():
+        bad = {v for v in columns[name] if v is not None and v not in values}
+        if bad:
+            raise ValueError(f"{table}.{name} must be one of {', '.join(values)} or null, got {sorted(bad)}")
 
 
 class TreeStore:
@@ -78,57 +121,108 @@ class TreeStore:
         name = "run.parquet" if task_id is None else _shard_name(task_id)
         return self.root / table / f"run_id={run_id}" / name
 
-    def write(self, table: str, run_id: str, columns: Mapping[str, Sequence[Any]], task_id: str | None = None) -> Path:
-        """Validate ``columns`` against the schema of ``table`` and write one shard."""
+    def stage(self, table: str, run_id: str, columns: Mapping[str, Sequence[Any]],
+              task_id: str | None = None) -> Staged:
+        """Validate ``columns`` against the schema of ``table`` and write them to a temporary file.
+
+        Nothing is visible under ``*.parquet`` until :meth:`commit`.
+
+        Raises:
+            ValueError: columns missing or unexpected, or a value outside its column's domain.
+            OutputError: the file cannot be written.
+        """
         schema = SCHEMAS[table]
         missing = set(schema.names) - set(columns)
         extra = set(columns) - set(schema.names)
         if missing or extra:
             raise ValueError(f"{table}: columns missing {sorted(missing)}, unexpected {sorted(extra)}")
+        _check_values(table, columns)
         arrays = [pa.array(columns[f.name], type=f.type, from_pandas=True) for f in schema]
-        tbl = pa.Table.from_arrays(arrays, schema=schema)
-        path = self.path(table, run_id, task_id)
-        write_parquet_atomic(tbl, path)
-        return path
+        return _stage(pa.Table.from_arrays(arrays, schema=schema), self.path(table, run_id, task_id))
+
+    commit = staticmethod(_commit)
+
+    @staticmethod
+    def abandon(staged: Iterable[Staged]) -> None:
+        """Remove staged files that will not be committed."""
+        for tmp, _ in staged:
+            _remove(tmp)
+
+    def write(self, table: str, run_id: str, columns: Mapping[str, Sequence[Any]], task_id: str | None = None) -> Path:
+        """Stage and commit one shard; return its path."""
+        staged = self.stage(table, run_id, columns, task_id)
+        _commit([staged])
+        return staged[1]
+
+    def discard(self, run_id: str, task_id: str, pid: int) -> None:
+        """Remove what process ``pid`` staged for a task and never committed (after it was ended)."""
+        for table in SCHEMAS:
+            _remove(_temp_path(self.path(table, run_id, task_id), pid))
 
 
-def _one_line(exc: Exception) -> str:
+def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
+
+
+def _parquet_files(folder: Path) -> list[Path]:
+    """Every ``*.parquet`` below ``folder``; a folder that cannot be listed is an error, never 'no files'."""
+    out: list[Path] = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    out += _parquet_files(Path(entry.path))
+                elif entry.name.endswith(".parquet"):
+                    out.append(Path(entry.path))
+    except OSError as exc:
+        raise StoreError(f"cannot read {folder}: {exc.strerror or exc}") from None
+    return sorted(out)
+
+
+def _check_versions(con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
+    names = [str(f) for f in files]
+    rows = con.execute(
+        "SELECT file_name, decode(value) FROM parquet_kv_metadata(?) WHERE decode(key) = ?",
+        [names, VERSION_KEY.decode()],
+    ).fetchall()
+    versions = dict(rows)
+    readable = {str(v) for v in READABLE_VERSIONS}
+    for name in names:
+        if versions.get(name) not in readable:
+            raise StoreError(f"{name}: treeq schema version {versions.get(name, 'none')}, this treeq reads "
+                             f"versions {', '.join(sorted(readable))}")
 
 
 def connect(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views ``nodes``, ``trees`` and ``runs``.
 
+    Files of every readable schema version are read together (by column name); each
+    view has the current schema's columns, in its order, and a column a file's
+    version lacks reads as null.
+
     Raises:
-        StoreError: ``root`` is not a tree store, a file is corrupt or of another
-            schema version.
+        StoreError: ``root`` is not a tree store, a folder cannot be listed, a file is
+            corrupt or of an unknown schema version.
     """
     root = Path(root)
     if not root.is_dir() or not any((root / t).is_dir() for t in SCHEMAS):
         raise StoreError(f"{root} is not a treeq output directory (no nodes/, trees/ or runs/ inside)")
     con = duckdb.connect()
     for table, schema in SCHEMAS.items():
-        files = sorted((root / table).glob("**/*.parquet"))
+        folder = root / table
+        files = _parquet_files(folder) if os.path.lexists(folder) else []
+        con.register(f"_empty_{table}", schema.empty_table())
         if not files:
-            con.register(f"_empty_{table}", schema.empty_table())
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
             continue
         # explicit file lists, not a glob: a folder named 'run[1]' or "it's" must still work
-        names = [str(f) for f in files]
-        sql_list = "[" + ", ".join("'" + n.replace("'", "''") + "'" for n in names) + "]"
+        sql_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
         try:
-            rows = con.execute(
-                "SELECT file_name, decode(value) FROM parquet_kv_metadata(?) WHERE decode(key) = ?",
-                [names, VERSION_KEY.decode()],
-            ).fetchall()
-            versions = dict(rows)
-            for f in files:
-                if versions.get(str(f)) != str(SCHEMA_VERSION):
-                    found = versions.get(str(f), "none")
-                    raise StoreError(
-                        f"{f}: treeq schema version {found}, this treeq reads version {SCHEMA_VERSION}"
-                    )
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_list}, union_by_name = true)")
+            _check_versions(con, files)
+            con.execute(
+                f"CREATE VIEW {table} AS SELECT * FROM _empty_{table} "
+                f"UNION ALL BY NAME SELECT * FROM read_parquet({sql_list}, union_by_name = true)"
+            )
             con.execute(f"SELECT count(*) FROM {table}").fetchall()  # reads every footer now
         except duckdb.Error as exc:
             raise StoreError(f"cannot read {table} files under {root}: {_one_line(exc)}") from None
@@ -139,11 +233,13 @@ def run_query(root: str | os.PathLike, sql: str) -> tuple[list[str], list[tuple]
     """Run ``sql`` over the store's views; return column names and rows.
 
     Raises:
-        StoreError: the store cannot be read or the SQL fails.
+        StoreError: the store cannot be read, the SQL is empty or fails.
     """
     con = connect(root)
     try:
         cur = con.execute(sql)
+        if cur is None:
+            raise StoreError("the query is empty (nothing but white space or comments): give a SQL statement")
         if cur.description is None:
             return [], []
         return [d[0] for d in cur.description], cur.fetchall()

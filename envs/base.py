@@ -97,6 +97,11 @@ class Env(Generic[State]):
             unless the user says otherwise. Default False (a tree).
         default_evaluator: Leaf evaluator by registry name (``rollout``, ``zero``,
             ``bound``) when the user gives none. Default ``rollout``.
+        step_on_expand: For a deterministic env whose steps are cheap: the search steps
+            every proposed action as soon as it expands a node, so terminal children and
+            value bounds are known at once and the MCTS-Solver proves a node without
+            spending simulations on its children. Default False: an action is stepped
+            the first time it is selected (expensive steps, many proposals).
     """
 
     name: str = "env"
@@ -105,6 +110,7 @@ class Env(Generic[State]):
     default_c: float = 1.0
     prefer_transpositions: bool = False
     default_evaluator: str = "rollout"
+    step_on_expand: bool = False
 
     def reset(self, task: Task, rng: np.random.Generator | None = None) -> State:
         """Return the start state of ``task``."""

@@ -73,6 +73,7 @@ class BlocksworldEnv(Env):
 
     name = "blocksworld"
     deterministic = True
+    step_on_expand = True  # a step is a few tuple operations; terminal children prove nodes at once
     default_tasks = TASKS_DIR / "3"
     default_gamma = 0.95  # discounting makes shorter plans worth more
     # block configurations are reached by many orders of moves: search the state graph

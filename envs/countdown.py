@@ -189,6 +189,7 @@ class CountdownEnv(Env):
 
     name = "countdown"
     deterministic = True
+    step_on_expand = True  # a step is a dict lookup; the solver proves nodes from their children at once
     default_tasks = TASKS_DIR / "countdown" / "countdown_cd3_test.jsonl"
     fixed_target: Fraction | None = None
     fixed_count: int | None = None

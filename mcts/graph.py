@@ -39,6 +39,7 @@ class SearchGraph:
         self.graph = bool(cfg.transpositions)
         self.det = bool(env.deterministic)
         self.solver = bool(cfg.solver) and self.det
+        self.eager = self.det and bool(env.step_on_expand)
         self.gamma = float(cfg.gamma)
         has_bound = type(env).value_bound is not Env.value_bound
         self._bound = env.value_bound if self.solver and has_bound else None
@@ -129,6 +130,14 @@ class SearchGraph:
             self.n_start[node] = DEAD
             if self.solver:
                 self.n_solved[node] = 0.0
+        elif self.eager:  # the env's steps are cheap: know every child now (terminals, bounds)
+            for e in range(start, start + k):
+                if self.rows >= self.cfg.max_nodes:
+                    self.full = True
+                    break
+                self._step(node, e)
+            if self.solver:
+                self._try_prove(node)
 
     def _step(self, node: int, e: int) -> tuple[int, float]:
         """Step edge ``e`` of ``node`` (not stepped yet, or sampled): (child node, reward)."""

@@ -58,7 +58,7 @@ __all__ = ["search"]
 _INF = math.inf
 
 # how a descent ended
-_NEW, _TERMINAL, _VALUED = 0, 1, 2
+_NEW, _EVAL, _TERMINAL, _VALUED = 0, 1, 2, 3  # new: expand and evaluate; eval: evaluate
 
 # 1 / sqrt(n) and sqrt(ln n) by table: a list read is cheaper than a call on the hot path
 _ISQRT: list[float] = [0.0]
@@ -151,12 +151,17 @@ class _Engine(SearchGraph):
         depth = 0
         while True:
             s = n_start[node]
-            if s < 0:
+            if s < 0 and s != UNSTEPPED:
                 n_visits[node] += 1
-                return [nodes, edges, rewards, _NEW if s == UNSTEPPED else _TERMINAL, 0.0]
-            if depth >= max_depth:
+                return [nodes, edges, rewards, _TERMINAL, 0.0]
+            if depth >= max_depth:  # a leaf, not expanded further: valued by the evaluator once
                 n_visits[node] += 1
+                if s == UNSTEPPED and not self.n_eval_n[node]:
+                    return [nodes, edges, rewards, _EVAL, 0.0]
                 return [nodes, edges, rewards, _VALUED, self.value(node)]
+            if s == UNSTEPPED:
+                n_visits[node] += 1
+                return [nodes, edges, rewards, _NEW, 0.0]
             k = n_next[node]
             cnt = n_count[node]
             if uct and k < cnt:  # UCT scores an unvisited edge +inf: each goes once, in turn
@@ -250,23 +255,28 @@ class _Engine(SearchGraph):
                             "max" if self.graph else "mean", waves)
 
     def _expand_and_evaluate(self, descents: list) -> None:
-        """One propose call for the wave's new leaves, one evaluate call for those
-        that are not dead ends; then every descent's leaf value is known."""
+        """One propose call for the wave's new leaves, one evaluate call for those not
+        settled by their expansion (dead ends, proofs) and for leaves at ``max_depth``;
+        then every descent's leaf value is known."""
         if len(descents) == 1:
-            new = [descents[0][0][-1]] if descents[0][3] == _NEW else []
+            d = descents[0]
+            new = [d[0][-1]] if d[3] == _NEW else []
+            leaves = [d[0][-1]] if d[3] == _EVAL else []
         else:
             new = list(dict.fromkeys(d[0][-1] for d in descents if d[3] == _NEW))
-        if not new:
+            leaves = list(dict.fromkeys(d[0][-1] for d in descents if d[3] == _EVAL))
+        if not new and not leaves:
             return
         n_state = self.n_state
-        proposals = self.propose([n_state[n] for n in new], self.cfg.proposals)
-        if len(proposals) != len(new):
-            raise ConfigError(f"a propose hook returned {len(proposals)} lists for {len(new)} states")
-        for node, props in zip(new, proposals):
-            self._expand(node, props)
-        n_term = self.n_term
-        live = [n for n in new if not n_term[n]]
-        values: dict[int, float] = {}
+        if new:
+            proposals = self.propose([n_state[n] for n in new], self.cfg.proposals)
+            if len(proposals) != len(new):
+                raise ConfigError(f"a propose hook returned {len(proposals)} lists for {len(new)} states")
+            for node, props in zip(new, proposals):
+                self._expand(node, props)
+        n_term, n_solved = self.n_term, self.n_solved
+        values: dict[int, float] = {n: n_solved[n] for n in new if n_solved[n] is not None}  # proven on expansion
+        live = [n for n in new if not n_term[n] and n_solved[n] is None] + leaves
         if live:
             got = self.evaluate([n_state[n] for n in live])
             if len(got) != len(live):
@@ -278,10 +288,10 @@ class _Engine(SearchGraph):
                 n_eval_sum[n] += v
                 n_eval_n[n] += 1
         if self.graph:
-            for n in new:
+            for n in new + leaves:
                 self._refresh(n)
         for d in descents:
-            if d[3] == _NEW:
+            if d[3] <= _EVAL:
                 d[4] = values.get(d[0][-1], 0.0)
 
 def search(

@@ -1,7 +1,27 @@
-"""Batch jobs over the envs, the search and the store."""
+"""Batch jobs over the envs, the search and the store; the policy hook registry in ``policies``.
 
-from .replay import ReplayStep, replay
-from .search import SearchJobConfig, SearchSummary, run_search, task_rng, tree_columns
-from .textworld_games import make_games
+Names are imported on first use, so that reading a job's settings (``SearchJobConfig``,
+as the CLI does for ``--help``) does not load the store's pyarrow and DuckDB.
+"""
 
-__all__ = ["SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns", "replay", "ReplayStep", "make_games"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns", "tree_row", "replay", "ReplayStep",
+    "make_games",
+]
+
+_HOME = {
+    "SearchJobConfig": "config", "SearchSummary": "search", "run_search": "search", "task_rng": "search",
+    "tree_columns": "search", "tree_row": "search", "replay": "replay", "ReplayStep": "replay",
+    "make_games": "textworld_games",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)

@@ -52,7 +52,7 @@ def replay(env_name: str, actions: list[str], tasks: str | None = None, task_id:
         if out and (out[-1].terminated or out[-1].truncated):
             raise ActionError(f"action {i} ({action!r}): the episode already ended after action {i - 1}")
         try:
-            step = env.step(state, action) if getattr(env, "deterministic", True) else env.step(state, action, rng)
+            step = env.step(state, action, rng)
         except ActionError as exc:
             raise ActionError(f"action {i}: {exc}") from None
         state = step.state

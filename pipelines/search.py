@@ -1,9 +1,18 @@
 """Batch search job: many tasks, one tree each, every tree written to Parquet.
 
-Reads top to bottom: build the env, read the tasks, open the store, record the run,
-search each task (in this process or in worker processes), write each task's shards
-as soon as it finishes, close the run and return a summary. A task's randomness
-comes from ``(seed, task_id)`` alone, so ``--workers`` never changes a row.
+Reads top to bottom (the settings, :class:`SearchJobConfig`, live in
+``pipelines.config``): the rows a searched task becomes, searching one task (in this
+process or a worker), then the job itself: build the env, read the tasks, open the
+store, record the run, search the tasks, commit each task's shards as it finishes,
+close the run and return a summary.
+
+A task's randomness comes from ``(seed, task_id)`` alone, so ``--workers`` never
+changes a row. Whoever searches a task stages its shards (temporary files); the job
+commits them (two renames, with Ctrl-C held back meanwhile), so a task is on disk
+whole or not at all. Ctrl-C ends the run at once: the workers are ended, what they
+had staged is removed, ``runs.ended_at`` is written and :class:`Interrupted` says how
+many tasks were written. A failing task is recorded as a ``trees`` row with
+``status = 'error'`` and stops the job (every task finished before it stays).
 """
 
 from __future__ import annotations
@@ -16,56 +25,27 @@ import platform
 import re
 import time
 import zlib
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from ..data.schema import SCHEMA_VERSION
-from ..data.store import TreeStore
+from ..data.store import Staged, TreeStore
 from ..envs.base import Env, Task
 from ..envs.registry import make_env
-from ..errors import ConfigError, EnvFailure, TreeqError
-from ..mcts.hooks import EVALUATORS, make_evaluator
-from ..mcts.search import SearchConfig, SearchResult, resolve_defaults, search
+from ..errors import EnvFailure, Interrupted, TreeqError
+from ..mcts.config import SearchResult, resolve_defaults
+from ..mcts.search import search
 from ..mcts.tree import ROOT
+from .config import SearchJobConfig
+from .policies import DEFAULT_PROPOSER, make_hooks
+from .workers import Inline, Workers, WorkerDied, sigint_deferred, sigint_ignored
 
-__all__ = ["SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns"]
-
-
-@dataclass(frozen=True)
-class SearchJobConfig:
-    """A batch search over a task set."""
-
-    env: str = field(default="game24", metadata={"help": "Env name (game24, countdown, blocksworld, textworld, gym:<id>)."})
-    env_kwargs: dict = field(default_factory=dict, metadata={"help": "Keyword options for the env (gym: passed to gymnasium.make)."})
-    tasks: str | None = field(default=None, metadata={"help": "Task file, directory or glob (gym: start seeds); None: the env's default set."})
-    limit: int | None = field(default=None, metadata={"help": "Search only the first N tasks."})
-    search: SearchConfig = field(default_factory=SearchConfig, metadata={"help": "Per-task search settings."})
-    evaluator: str | None = field(
-        default=None,
-        metadata={"help": "Leaf values: 'rollout' (one random playout), 'zero' or 'bound' (the env's optimistic value_bound); None: the env's default_evaluator (else rollout)."},
-    )
-    seed: int = field(default=0, metadata={"help": "Root seed; each task's RNG derives from (seed, task_id)."})
-    out: str = field(default="treeq-out", metadata={"help": "Output directory of the tree store."})
-    workers: int = field(default=0, metadata={"help": "Worker processes; 0: one per CPU core."})
-    progress: bool = field(default=True, metadata={"help": "Show a progress bar over tasks."})
-
-    def __post_init__(self) -> None:
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit must be >= 1, got {self.limit!r}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed!r}")
-        if self.workers < 0:
-            raise ConfigError(f"workers must be >= 0, got {self.workers!r}")
-        if self.evaluator is not None and self.evaluator not in EVALUATORS:
-            raise ConfigError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {self.evaluator!r}")
-        if not isinstance(self.env_kwargs, dict):
-            raise ConfigError(f"env_kwargs must be a JSON object, got {self.env_kwargs!r}")
+__all__ = ["SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns", "tree_row"]
 
 
+# ---------------------------------------------------------------------------- results
 @dataclass(frozen=True)
 class SearchSummary:
     """What a finished job reports."""
@@ -89,11 +69,15 @@ def task_rng(seed: int, task_id: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(task_id.encode("utf-8"))]))
 
 
+# ---------------------------------------------------------------------------- rows of a task
+def _nan_to_none(a: np.ndarray) -> list[float | None]:
+    return [None if np.isnan(x) else float(x) for x in a]
+
+
 def tree_columns(result: SearchResult, env: Env, run_id: str, task_id: str) -> dict[str, Any]:
-    """The ``nodes`` columns of one searched tree (schema v1)."""
+    """The ``nodes`` columns of one searched tree (schema v2)."""
     tree = result.tree
     n = tree.size
-    nan_to_none = lambda a: [None if np.isnan(x) else float(x) for x in a]  # noqa: E731
     return {
         "run_id": [run_id] * n,
         "task_id": [task_id] * n,
@@ -106,28 +90,35 @@ def tree_columns(result: SearchResult, env: Env, run_id: str, task_id: str) -> d
         "prior": tree.prior[:n],
         "visits": tree.visits[:n],
         "value_sum": tree.value_sum[:n],
-        "q": nan_to_none(tree.q()),
+        "q": _nan_to_none(tree.q()),
         "reward": tree.reward[:n],
         "terminal": tree.terminal[:n],
-        "proven": nan_to_none(tree.proven()),
+        "proven": _nan_to_none(tree.proven()),
+        "feedback": [None] * n,  # no AI-feedback model in the loop yet
     }
 
 
-def _tree_row(result: SearchResult, env_name: str, run_id: str, task_id: str) -> dict[str, list]:
-    tree = result.tree
-    root_value = tree.label()[ROOT]
-    best = tree.best_child(ROOT)
-    return {
-        "run_id": [run_id],
-        "task_id": [task_id],
-        "env": [env_name],
-        "simulations": [result.simulations],
-        "nodes": [tree.size],
-        "root_value": [None if np.isnan(root_value) else float(root_value)],
-        "best_action": [None if best is None else tree.action_text(best)],
-        "solved": [result.solved],
-        "seconds": [result.seconds],
+def tree_row(env_name: str, run_id: str, task_id: str, result: SearchResult | None = None,
+             error: str | None = None, seconds: float = 0.0) -> dict[str, list]:
+    """The ``trees`` row of a searched task (``result``) or of one that failed (``error``).
+
+    ``best_action`` is the root child ranked first by :meth:`Tree.best_child`: the highest
+    ``coalesce(proven, q)``, not the most visits (the solver never revisits a proven child).
+    """
+    row: dict[str, Any] = {
+        "run_id": run_id, "task_id": task_id, "env": env_name, "simulations": 0, "nodes": 0, "root_value": None,
+        "best_action": None, "solved": False, "seconds": seconds, "backup": None, "status": "error", "error": error,
     }
+    if result is not None:
+        tree = result.tree
+        best = tree.best_child(ROOT)
+        root_value = float(tree.label()[ROOT])
+        row |= {
+            "simulations": result.simulations, "nodes": tree.size, "solved": result.solved, "seconds": result.seconds,
+            "root_value": None if np.isnan(root_value) else root_value, "backup": result.backup, "status": "ok",
+            "best_action": None if best is None else tree.action_text(best),
+        }
+    return {k: [v] for k, v in row.items()}
 
 
 # ---------------------------------------------------------------------------- one task
@@ -143,23 +134,39 @@ def _env(name: str, kwargs: dict) -> Env:
     return env
 
 
-def _search_task(env_name: str, env_kwargs: dict, task: Task, search_cfg: SearchConfig, evaluator: str,
-                 seed: int, run_id: str, out: str) -> dict:
-    """Search one task and write its shards; runs in the parent or in a worker."""
-    env = _env(env_name, env_kwargs)
+@dataclass(frozen=True)
+class _Done:
+    """A searched task as its searcher hands it back: counts, staged shards, or the error."""
+
+    solved: bool
+    nodes: int
+    simulations: int
+    staged: list[Staged]
+    error: str | None = None
+
+
+def _search_task(job: SearchJobConfig, run_id: str, task: Task) -> _Done:
+    """Search one task (``job`` has the env's defaults resolved) and stage its shards."""
+    env = _env(job.env, job.env_kwargs)
+    store = TreeStore(job.out)
+    t0 = time.perf_counter()
     try:
-        rng = task_rng(seed, task.task_id)
-        search_cfg = resolve_defaults(search_cfg, env)
-        evaluate = make_evaluator(evaluator, env, rng, search_cfg.gamma, search_cfg.rollout_steps)
-        result = search(env, env.reset(task, rng), search_cfg, rng, evaluate=evaluate)
-    except TreeqError as exc:
-        raise EnvFailure(f"task {task.task_id}: {exc}") from None
+        rng = task_rng(job.seed, task.task_id)
+        propose, evaluate = make_hooks(env, job.search, rng, job.evaluator, job.proposer)
+        result = search(env, env.reset(task, rng), job.search, rng, propose=propose, evaluate=evaluate)
     except Exception as exc:  # an env that raises must not take finished work with it
-        raise EnvFailure(f"task {task.task_id}: env {env_name!r} raised {type(exc).__name__}: {exc}") from None
-    store = TreeStore(out)
-    store.write("nodes", run_id, tree_columns(result, env, run_id, task.task_id), task.task_id)
-    store.write("trees", run_id, _tree_row(result, env.name, run_id, task.task_id), task.task_id)
-    return {"solved": result.solved, "nodes": result.tree.size, "simulations": result.simulations}
+        what = str(exc) if isinstance(exc, TreeqError) else f"env {job.env!r} raised {type(exc).__name__}: {exc}"
+        error = " ".join(f"task {task.task_id}: {what}".split())
+        row = tree_row(env.name, run_id, task.task_id, error=error, seconds=time.perf_counter() - t0)
+        return _Done(False, 0, 0, [store.stage("trees", run_id, row, task.task_id)], error)
+    staged: list[Staged] = []
+    try:
+        staged.append(store.stage("nodes", run_id, tree_columns(result, env, run_id, task.task_id), task.task_id))
+        staged.append(store.stage("trees", run_id, tree_row(env.name, run_id, task.task_id, result), task.task_id))
+    except BaseException:
+        store.abandon(staged)
+        raise
+    return _Done(result.solved, result.tree.size, result.simulations, staged)
 
 
 # ---------------------------------------------------------------------------- the job
@@ -175,14 +182,15 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _run_id(cfg: SearchJobConfig, env_name: str, tasks: list[Task]) -> str:
-    """Same env, tasks, search settings and seed give the same run id (and rows)."""
+def _run_id(job: SearchJobConfig, env_name: str, tasks: list[Task]) -> str:
+    """Same env, tasks, effective search settings, hooks and seed give the same run id (and rows)."""
     ident = {
         "env": env_name,
-        "env_kwargs": cfg.env_kwargs,
-        "evaluator": cfg.evaluator,
-        "search": asdict(cfg.search),
-        "seed": cfg.seed,
+        "env_kwargs": job.env_kwargs,
+        "evaluator": job.evaluator,
+        "proposer": job.proposer,
+        "search": asdict(job.search),
+        "seed": job.seed,
         "tasks": [[t.task_id, t.payload] for t in tasks],
     }
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -193,62 +201,74 @@ def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
 
 
+def _run_row(job: SearchJobConfig, env_name: str, run_id: str) -> dict[str, list]:
+    """The ``runs`` row as a run starts: the effective settings; ``ended_at`` null until it ends."""
+    return {
+        "run_id": [run_id],
+        "config": [json.dumps(asdict(job) | {"env": env_name}, sort_keys=True, default=str)],
+        "versions": [json.dumps(_versions(), sort_keys=True)],
+        "seed": [job.seed],
+        "started_at": [_utcnow()],
+        "ended_at": [None],
+    }
+
+
 def run_search(cfg: SearchJobConfig) -> SearchSummary:
     """Search every task of ``cfg`` and write the tree store.
 
     Raises:
         TreeqError: bad env, task file, output directory or a failing env; every task
-            finished before the failure is already on disk.
+            finished before the failure is on disk, the failing one as an error row.
+        Interrupted: Ctrl-C (a ``KeyboardInterrupt``); the tasks finished before it are
+            on disk, nothing half-written is left, ``runs.ended_at`` is set.
     """
     from tqdm import tqdm
 
     env = _env(cfg.env, cfg.env_kwargs)
-    evaluator = cfg.evaluator or getattr(env, "default_evaluator", "rollout")
     tasks = list(env.load_tasks(cfg.tasks))[: cfg.limit]
+    job = replace(cfg, search=resolve_defaults(cfg.search, env), evaluator=cfg.evaluator or env.default_evaluator,
+                  proposer=cfg.proposer or DEFAULT_PROPOSER)
     store = TreeStore(cfg.out)
-    run_id = _run_id(cfg, env.name, tasks)
-    started = _utcnow()
-    effective = asdict(cfg) | {"env": env.name, "evaluator": evaluator, "search": asdict(resolve_defaults(cfg.search, env))}
-    run_row = {
-        "run_id": [run_id],
-        "config": [json.dumps(effective, sort_keys=True, default=str)],
-        "versions": [json.dumps(_versions(), sort_keys=True)],
-        "seed": [cfg.seed],
-        "started_at": [started],
-        "ended_at": [None],
-    }
+    run_id = _run_id(job, env.name, tasks)
+    run_row = _run_row(job, env.name, run_id)
     store.write("runs", run_id, run_row)
 
     workers = min(cfg.workers or os.cpu_count() or 1, len(tasks))
-    args = [(cfg.env, cfg.env_kwargs, t, cfg.search, evaluator, cfg.seed, run_id, cfg.out) for t in tasks]
-    totals = {"solved": 0, "nodes": 0, "simulations": 0}
+    runner: Inline | Workers = Inline(_search_task)
+    totals = {"written": 0, "solved": 0, "nodes": 0, "simulations": 0}
     t0 = time.perf_counter()
     bar = tqdm(total=len(tasks), desc=f"search {env.name}", unit="task", disable=not cfg.progress, dynamic_ncols=True)
-
-    def collect(res: dict) -> None:
-        for k in totals:
-            totals[k] += int(res[k])
-        bar.update(1)
-        bar.set_postfix(solved=totals["solved"], refresh=False)
-
+    interrupted = finished = False
     try:
-        if workers <= 1:
-            for a in args:
-                collect(_search_task(*a))
-        else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-                pending = {pool.submit(_search_task, *a) for a in args}
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        if fut.exception() is not None:
-                            for p in pending:
-                                p.cancel()
-                            raise fut.exception()
-                        collect(fut.result())
+        if workers > 1:
+            runner = Workers(_search_task, workers)
+        for _, done in runner.map_unordered([(job, run_id, t) for t in tasks]):
+            with sigint_deferred():  # a task's shards land together, and the count says so
+                store.commit(done.staged)
+                totals["written"] += 1
+            if done.error is not None:
+                raise EnvFailure(done.error)
+            totals["solved"] += done.solved
+            totals["nodes"] += done.nodes
+            totals["simulations"] += done.simulations
+            bar.update(1)
+            bar.set_postfix(solved=totals["solved"], refresh=False)
+        finished = True
+    except WorkerDied as exc:
+        raise EnvFailure(f"task {tasks[exc.index].task_id}: {exc}") from None
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
-        bar.close()
+        with sigint_ignored():  # a second Ctrl-C must not cut the clean-up short
+            runner.close()
+            for pid, i in runner.in_flight():
+                store.discard(run_id, tasks[i].task_id, pid)
+            bar.leave = finished  # else the bar makes way for the one line that says why
+            bar.close()
+            store.write("runs", run_id, run_row | {"ended_at": [_utcnow()]})
+    if interrupted:
+        raise Interrupted(f"{totals['written']} of {len(tasks)} tasks finished and were written to {cfg.out} "
+                          f"(run {run_id}); rerun the same command to redo the rest")
     seconds = time.perf_counter() - t0
-    run_row["ended_at"] = [_utcnow()]
-    store.write("runs", run_id, run_row)
-    return SearchSummary(run_id, str(cfg.out), env.name, len(tasks), totals["solved"], totals["nodes"], totals["simulations"], seconds)
+    return SearchSummary(run_id, str(cfg.out), env.name, len(tasks), totals["solved"], totals["nodes"],
+                         totals["simulations"], seconds)

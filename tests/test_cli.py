@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import pyarrow.parquet as pq
@@ -20,7 +21,7 @@ from treeq.data.schema import NODES, RUNS, TREES
 
 NODE_COLUMNS = [
     "run_id", "task_id", "node_id", "parent_id", "depth", "action", "state_key", "observation",
-    "prior", "visits", "value_sum", "q", "reward", "terminal", "proven",
+    "prior", "visits", "value_sum", "q", "reward", "terminal", "proven", "feedback",
 ]
 FAST = ["--no-progress", "--workers", "1"]
 
@@ -54,8 +55,8 @@ def test_help_subprocess_exits_zero():
 
 
 # ------------------------------------------------------------------------- main job path
-def test_search_game24_writes_schema_v1_store(run_cli, tmp_path):
-    """search --env game24 --limit 3: summary line, v1 columns in all tables, metadata on every file."""
+def test_search_game24_writes_schema_v2_store(run_cli, tmp_path):
+    """search --env game24 --limit 3: summary line, v2 columns in all tables, metadata on every file."""
     out = tmp_path / "out"
     res = run_cli("search", "--env", "game24", "--limit", "3", "--simulations", "200", "--out", out, *FAST)
     assert res.rc == 0, res.err
@@ -70,7 +71,7 @@ def test_search_game24_writes_schema_v1_store(run_cli, tmp_path):
     files = sorted(out.rglob("*.parquet"))
     assert len(files) == 3 + 3 + 1  # nodes and trees per task, one runs file
     for f in files:
-        assert pq.read_schema(f).metadata[b"treeq.schema_version"] == b"1", f
+        assert pq.read_schema(f).metadata[b"treeq.schema_version"] == b"2", f
 
     # The summary's counts are the store's counts.
     n_nodes = plain_duckdb(out, "nodes", "count(*)").fetchall()[0][0]
@@ -80,6 +81,9 @@ def test_search_game24_writes_schema_v1_store(run_cli, tmp_path):
     sims = plain_duckdb(out, "trees", "sum(simulations)").fetchall()[0][0]
     assert f"{sims:,} simulations" in summary
 
+    status = plain_duckdb(out, "trees", "DISTINCT backup, status, error").fetchall()
+    assert status == [("mean", "ok", None)]  # tree mode: mean backup
+    assert plain_duckdb(out, "nodes", "count(*)", "WHERE feedback IS NOT NULL").fetchall() == [(0,)]
     trees = plain_duckdb(out, "trees", "task_id, env, nodes", "ORDER BY task_id").fetchall()
     per_task = dict(plain_duckdb(out, "nodes", "task_id, count(*)", "GROUP BY task_id").fetchall())
     assert [(t, e) for t, e, _ in trees] == [("24-0", "game24"), ("24-1", "game24"), ("24-2", "game24")]
@@ -252,3 +256,211 @@ def test_query_error_corrupt_parquet(run_cli, game24_store, tmp_path):
     res = run_cli("query", store, "SELECT count(*) FROM trees")
     line = assert_one_line_error(res, "nodes")
     assert victim.name in line or str(store) in line
+
+
+# ------------------------------------------------------------------------- no command = the main job
+@pytest.mark.parametrize("argv", [[], ["search"]], ids=["no-command", "search"])
+def test_no_command_runs_search_with_the_config_defaults(run_cli, monkeypatch, argv):
+    """`treeq` alone and `treeq search` build exactly SearchJobConfig() (one source of defaults)."""
+    import treeq.pipelines.search as job
+    from treeq.pipelines.config import SearchJobConfig
+
+    seen = []
+
+    def fake_run_search(cfg):
+        seen.append(cfg)
+        return job.SearchSummary("r", cfg.out, cfg.env, 0, 0, 0, 0, 1.0)
+
+    monkeypatch.setattr(job, "run_search", fake_run_search)
+    res = run_cli(*argv)
+    assert res.rc == 0, res.err
+    assert seen == [SearchJobConfig()]
+    assert res.out.startswith("searched 0 game24 tasks")
+
+
+# ------------------------------------------------------------------------- more user errors
+@pytest.mark.parametrize("sql", ["", "   ", "/* nothing */"])
+def test_query_error_empty(run_cli, game24_store, sql):
+    """An empty or comment-only query is one line, not a traceback."""
+    assert_one_line_error(run_cli("query", game24_store, sql), "empty")
+
+
+def test_query_error_comment_only_after_double_dash(run_cli, game24_store):
+    """A query starting with `--` goes after `--` on the command line; comment-only is still one line."""
+    assert_one_line_error(run_cli("query", game24_store, "--", "-- only a comment"), "empty")
+
+
+def test_query_error_trees_folder_cannot_be_opened(run_cli, game24_store, tmp_path):
+    """trees/ that cannot be opened (a dangling link, so even root cannot): one line, never 0 rows."""
+    store = tmp_path / "store"
+    shutil.copytree(game24_store, store)
+    shutil.rmtree(store / "trees")
+    (store / "trees").symlink_to(tmp_path / "nowhere")
+    assert_one_line_error(run_cli("query", store, "SELECT count(*) FROM trees"), "cannot read", "trees")
+
+
+def as_user_without_dac_override() -> list[str]:
+    """A command prefix under which chmod binds: none for a normal user; for root, root without
+    the capabilities that bypass file permissions (setpriv); None where neither is possible."""
+    import os
+
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    drop = "-dac_override,-dac_read_search"
+    prefix = [setpriv, f"--inh-caps={drop}", f"--bounding-set={drop}"]
+    if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+        return None
+    return prefix
+
+
+def test_chmod_read_only_nodes_and_unreadable_trees(game24_store, tmp_path):
+    """nodes/ chmod 0o500 (a new run cannot make its partition) and trees/ chmod 0: each one line, exit 2."""
+    prefix = as_user_without_dac_override()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: chmod does not bind")
+    cli = [*prefix, sys.executable, str(Path(treeq.__file__).parent / "cli.py")]
+    store = tmp_path / "store"
+    shutil.copytree(game24_store, store)
+
+    def run(*argv):
+        proc = subprocess.run([*cli, *map(str, argv)], capture_output=True, text=True, timeout=120)
+        return SimpleNamespace(rc=proc.returncode, out=proc.stdout, err=proc.stderr)
+
+    (store / "nodes").chmod(0o500)
+    try:
+        for workers in ("1", "2"):
+            res = run("search", "--limit", "2", "--simulations", "40", "--seed", "9", "--out", store,
+                      "--no-progress", "--workers", workers)
+            assert_one_line_error(res, "cannot write", "nodes", "Permission denied")
+    finally:
+        (store / "nodes").chmod(0o755)
+    (store / "trees").chmod(0)
+    try:
+        assert_one_line_error(run("query", store, "SELECT count(*) FROM trees"), "cannot read", "trees")
+    finally:
+        (store / "trees").chmod(0o755)
+    assert not list(store.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_search_error_nodes_partition_cannot_be_written(run_cli, tmp_path, workers):
+    """The run's nodes/ partition is a file (it cannot be opened as a folder): one line, exit 2."""
+    out = tmp_path / "out"
+    argv = ["search", "--limit", "2", "--simulations", "50", "--out", out, "--no-progress", "--workers", workers]
+    assert run_cli(*argv).rc == 0
+    (part,) = (out / "nodes").iterdir()
+    shutil.rmtree(part)
+    part.write_text("in the way")
+    assert_one_line_error(run_cli(*argv), "cannot write", part.name)
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_search_error_nodes_folder_cannot_be_opened(run_cli, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "nodes").symlink_to(tmp_path / "nowhere")
+    res = run_cli("search", "--limit", "1", "--simulations", "50", "--out", out, *FAST)
+    assert_one_line_error(res, "cannot create output directory", str(out))
+
+
+def test_error_max_nodes_1(run_cli, tmp_path):
+    res = run_cli("search", "--limit", "1", "--max-nodes", "1", "--out", tmp_path / "o", *FAST)
+    line = assert_one_line_error(res, "max_nodes")
+    assert "got 1" in line
+
+
+# ------------------------------------------------------------------------- README and --help agree
+README = Path(treeq.__file__).parent / "README.md"
+
+
+def cli_defaults() -> dict[str, str]:
+    """Each search option's flags -> the default `search --help` shows, from the click command."""
+    import typer
+
+    from treeq.cli import app
+
+    out = {}
+    for p in typer.main.get_command(app).commands["search"].params:
+        if p.name == "help":
+            continue
+        flags = "/".join(p.opts + p.secondary_opts)
+        if isinstance(p.show_default, str):
+            text = p.show_default
+        elif p.is_flag and p.secondary_opts:
+            text = p.opts[0] if p.default else p.secondary_opts[0]
+        else:
+            text = str(p.default)
+        out[flags] = text
+    return out
+
+
+def readme_table() -> dict[str, str]:
+    """The Search section's option table: flags -> default cell."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = lines.index("| option | default | meaning |") + 2
+    rows = {}
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        flags = cells[0].strip("`").split(" ")[0]
+        rows[flags] = cells[1].replace("`", "")
+    return rows
+
+
+def test_readme_option_table_matches_search_help():
+    """Same options, and each README default starts with what `search --help` says."""
+    cli, readme = cli_defaults(), readme_table()
+    assert sorted(readme) == sorted(cli)
+    for flags, text in cli.items():
+        assert readme[flags].split(": ", 1)[0] == text, (flags, readme[flags], text)
+
+
+def test_every_config_field_is_a_search_option():
+    """A field added to SearchConfig or SearchJobConfig must get an option (and a README row)."""
+    from dataclasses import fields
+
+    from treeq.mcts.config import SearchConfig
+    from treeq.pipelines.config import SearchJobConfig
+
+    names = {f.name for f in fields(SearchConfig)} | {f.name for f in fields(SearchJobConfig)} - {"search"}
+    options = {flags.split("/")[0][2:].replace("-", "_") for flags in cli_defaults()}
+    assert options == names
+
+
+def test_readme_per_env_defaults_match_the_envs():
+    """The per-env values in the README's default cells are the envs' declared defaults."""
+    from treeq.envs.registry import make_env
+
+    attr = {"--gamma": "default_gamma", "--c": "default_c", "--evaluator": "default_evaluator",
+            "--transpositions/--no-transpositions": "prefer_transpositions"}
+
+    def show(v):
+        return ("on" if v else "off") if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else v
+
+    envs = {n: make_env(n) for n in ("game24", "countdown", "blocksworld", "textworld")}
+    envs["gym"] = make_env("gym:FrozenLake-v1")
+    envs["gym with step costs"] = make_env("gym:CliffWalking-v1")
+    readme = readme_table()
+    for flags, name in attr.items():
+        claims = dict(e.split(" ", 1) for e in readme[flags].split(": ", 1)[1].split(" · "))
+        gym = re.fullmatch(r"(\S+)(?: \((\S+) with step costs\))?", claims.pop("gym"))
+        assert gym, readme[flags]
+        claims["gym"], claims["gym with step costs"] = gym[1], gym[2] or gym[1]
+        for env_name, env in envs.items():
+            assert claims[env_name] == show(getattr(env, name)), (flags, env_name)
+
+
+def test_readme_has_no_duckdb_cli_line_and_its_python_line_runs(game24_store, tmp_path):
+    """The DuckDB example uses the installed duckdb package, not a CLI the install lacks."""
+    text = README.read_text(encoding="utf-8")
+    assert "duckdb -c" not in text
+    (line,) = [ln for ln in text.splitlines() if ln.startswith('python -c "import duckdb')]
+    shutil.copytree(game24_store, tmp_path / "treeq-out")
+    proc = subprocess.run(["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert "feedback" in proc.stdout and "24-0" in proc.stdout

@@ -20,7 +20,7 @@ from treeq.data.schema import NODES, RUNS, TREES
 FAST = ["--no-progress", "--workers", "1"]
 NODE_COLUMNS = [
     "run_id", "task_id", "node_id", "parent_id", "depth", "action", "state_key", "observation",
-    "prior", "visits", "value_sum", "q", "reward", "terminal", "proven",
+    "prior", "visits", "value_sum", "q", "reward", "terminal", "proven", "feedback",
 ]
 BW3 = Path(treeq.__file__).parent / "envs" / "tasks" / "blocksworld" / "3"
 TW_SEEDS = [101, 202]
@@ -60,7 +60,7 @@ def one_line_error(res, *needles: str) -> str:
 
 
 # ----------------------------------------------------------------------------- gym
-def test_search_gym_frozenlake_writes_schema_v1(run_cli, tmp_path):
+def test_search_gym_frozenlake_writes_schema_v2(run_cli, tmp_path):
     out = tmp_path / "out"
     res = run_cli("search", "--env", "gym:FrozenLake-v1", "--env-kwargs", '{"is_slippery": false}',
                   "--tasks", "0:2", "--simulations", "300", "--out", out, *FAST)
@@ -71,15 +71,15 @@ def test_search_gym_frozenlake_writes_schema_v1(run_cli, tmp_path):
     assert duckdb.sql(f"SELECT * FROM read_parquet('{out}/trees/**/*.parquet')").columns == TREES.names
     assert duckdb.sql(f"SELECT * FROM read_parquet('{out}/runs/**/*.parquet')").columns == RUNS.names
     for f in out.rglob("*.parquet"):
-        assert pq.read_schema(f).metadata[b"treeq.schema_version"] == b"1", f
-    trees = sql(out, "trees", "task_id, env, simulations", "ORDER BY task_id")
-    assert trees == [("seed-0", "gym:FrozenLake-v1", 300), ("seed-1", "gym:FrozenLake-v1", 300)]
+        assert pq.read_schema(f).metadata[b"treeq.schema_version"] == b"2", f
+    trees = sql(out, "trees", "task_id, env, simulations, backup, status", "ORDER BY task_id")
+    assert trees == [(f"seed-{i}", "gym:FrozenLake-v1", 300, "max", "ok") for i in range(2)]
     roots = sql(out, "nodes", "task_id, parent_id, action, state_key, visits", "WHERE node_id = 0 ORDER BY task_id")
-    assert roots == [("seed-0", -1, None, "s=0 t=0", 300), ("seed-1", -1, None, "s=0 t=0", 300)]
-    # first moves are the four named actions; keys of children carry the step count
+    assert roots == [("seed-0", -1, None, "s=0", 300), ("seed-1", -1, None, "s=0", 300)]
+    # first moves are the four named actions; keys carry the position only (time limits are truncation)
     first = sql(out, "nodes", "DISTINCT action", "WHERE depth = 1 ORDER BY action")
     assert {a for (a,) in first} <= {"left", "down", "right", "up"}
-    assert all(k.endswith(" t=1") for (k,) in sql(out, "nodes", "state_key", "WHERE depth = 1"))
+    assert all(" t=" not in k for (k,) in sql(out, "nodes", "state_key"))
     # the run records the env options and the env-chosen defaults it resolved
     (config,) = sql(out, "runs", "config")[0]
     cfg = json.loads(config)
@@ -143,7 +143,8 @@ def test_query_states_shared_across_trees(run_cli, tmp_path):
     From 1 2 3 4:  1+2 -> 3 3 4,  1*2 -> 2 3 4,  2*3 -> 1 4 6,  3-2 -> 1 1 4.
     From 1 3 3 4:  1*3 -> 3 3 4,  3-1 -> 2 3 4,  3+3 -> 1 4 6,  3/3 -> 1 1 4.
     No other first step of one is a first step of the other (checked pair by pair), and
-    one simulation expands only the root, so these four are exactly the shared keys.
+    With ``--max-depth 1`` only the root is expanded (every first step is tried, nothing
+    deeper), so these four are exactly the shared keys.
     """
     tasks = tmp_path / "two.jsonl"
     tasks.write_text(
@@ -155,7 +156,9 @@ def test_query_states_shared_across_trees(run_cli, tmp_path):
     shared = ["target=24 left=1 1 4", "target=24 left=1 4 6", "target=24 left=2 3 4", "target=24 left=3 3 4"]
 
     one = tmp_path / "one"
-    assert run_cli("search", "--env", "countdown", "--tasks", tasks, "--simulations", "1", "--out", one, *FAST).rc == 0
+    assert run_cli("search", "--env", "countdown", "--tasks", tasks, "--simulations", "200", "--max-depth", "1",
+                   "--out", one, *FAST).rc == 0
+    assert sql(one, "nodes", "max(depth)") == [(1,)]
     res = run_cli("query", one, query, "--format", "json")
     assert res.rc == 0, res.err
     assert json.loads(res.out) == [{"state_key": k, "trees": 2} for k in shared]
@@ -179,7 +182,7 @@ def test_replay_frozenlake_plan(run_cli):
                   *[x for a in ("down", "down", "right", "right", "down", "right") for x in ("-a", a)])
     assert res.rc == 0, res.err
     assert res.out.startswith("task seed-0\n")
-    assert "[6] right -> reward 1 terminated (key s=15 t=6)" in res.out
+    assert "[6] right -> reward 1 terminated (key s=15)" in res.out
     assert res.out.rstrip().endswith("6 actions, total reward 1")
 
 
@@ -276,7 +279,8 @@ def test_blocksworld_env_failure_keeps_finished_tasks(run_cli, tmp_path, monkeyp
     res = run_cli("search", "--env", "blocksworld", "--tasks", BW3, "--limit", "4", "--simulations", "30",
                   "--out", out, *FAST)
     one_line_error(res, "instance-3", "RuntimeError", "planner exploded")
-    assert sql(out, "trees", "task_id", "ORDER BY task_id") == [("instance-1",), ("instance-2",)]
+    assert sql(out, "trees", "task_id, status", "ORDER BY task_id") == [
+        ("instance-1", "ok"), ("instance-2", "ok"), ("instance-3", "error")]
     assert sql(out, "nodes", "DISTINCT task_id", "ORDER BY task_id") == [("instance-1",), ("instance-2",)]
     for f in out.rglob("*"):
         if f.is_file():

@@ -16,11 +16,11 @@ from treeq.errors import StoreError
 
 
 def node_columns(task_id: str = "t", run_id: str = "r1") -> dict[str, list]:
-    """A valid one-row (root only) nodes shard."""
+    """A valid one-row (root only) nodes shard (schema v2)."""
     return {
         "run_id": [run_id], "task_id": [task_id], "node_id": [0], "parent_id": [-1], "depth": [0],
         "action": [None], "state_key": ["s0"], "observation": ["obs"], "prior": [1.0], "visits": [3],
-        "value_sum": [1.5], "q": [0.5], "reward": [0.0], "terminal": [False], "proven": [None],
+        "value_sum": [1.5], "q": [0.5], "reward": [0.0], "terminal": [False], "proven": [None], "feedback": [None],
     }
 
 
@@ -48,7 +48,7 @@ def test_write_rejects_extra_column(tmp_path):
 
 
 def test_write_is_atomic_and_leaves_only_the_file(tmp_path):
-    """After a write the partition folder holds exactly the shard: no temp file, v1 metadata, same row."""
+    """After a write the partition folder holds exactly the shard: no temp file, v2 metadata, same row."""
     path = TreeStore(tmp_path).write("nodes", "r1", node_columns(), "t")
     assert path == tmp_path / "nodes" / "run_id=r1" / "t.parquet"
     assert sorted(os.listdir(path.parent)) == ["t.parquet"]
@@ -76,14 +76,14 @@ def test_failed_rename_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
 
 
 def test_connect_rejects_other_schema_version(tmp_path):
-    """A nodes file stamped schema version 2 makes connect raise StoreError naming the file."""
+    """A nodes file stamped schema version 3 makes connect raise StoreError naming the file."""
     ts = TreeStore(tmp_path)
     ts.write("nodes", "r1", node_columns("good"), "good")
     table = pa.Table.from_pylist([{k: v[0] for k, v in node_columns("future").items()}], schema=NODES)
-    table = table.replace_schema_metadata({VERSION_KEY: b"2", b"treeq.table": b"nodes"})
+    table = table.replace_schema_metadata({VERSION_KEY: b"3", b"treeq.table": b"nodes"})
     future = tmp_path / "nodes" / "run_id=r1" / "future.parquet"
     pq.write_table(table, future)
-    with pytest.raises(StoreError, match="version 2") as info:
+    with pytest.raises(StoreError, match="version 3") as info:
         connect(tmp_path)
     assert "future.parquet" in str(info.value)
 
@@ -99,7 +99,7 @@ def test_connect_rejects_parquet_without_treeq_metadata(tmp_path):
 
 
 def test_empty_store_has_empty_views_with_columns(tmp_path):
-    """Only a runs row written: nodes and trees are empty views with the v1 columns."""
+    """Only a runs row written: nodes and trees are empty views with the v2 columns."""
     TreeStore(tmp_path).write("runs", "r1", run_columns())
     con = connect(tmp_path)
     try:
@@ -165,3 +165,158 @@ def test_connect_store_under_unusual_directory_name(tmp_path, dirname):
         assert con.execute("SELECT count(*) FROM nodes").fetchall() == [(1,)]
     finally:
         con.close()
+
+
+# ------------------------------------------------------------------------- staging
+def tree_columns(task_id: str = "t", run_id: str = "r1", **over) -> dict[str, list]:
+    """A valid trees row (schema v2)."""
+    row = {"run_id": run_id, "task_id": task_id, "env": "e", "simulations": 5, "nodes": 1, "root_value": 0.5,
+           "best_action": None, "solved": False, "seconds": 0.1, "backup": "mean", "status": "ok", "error": None}
+    return {k: [v] for k, v in (row | over).items()}
+
+
+def test_stage_is_invisible_until_commit_and_discard_removes_it(tmp_path):
+    """A staged shard is a hidden temp file (not *.parquet); commit renames it, discard drops it."""
+    ts = TreeStore(tmp_path)
+    tmp, final = ts.stage("nodes", "r1", node_columns(), "t")
+    assert tmp.exists() and not final.exists() and not tmp.name.endswith(".parquet")
+    assert connect(tmp_path).execute("SELECT count(*) FROM nodes").fetchall() == [(0,)]
+    ts.commit([(tmp, final)])
+    assert final.exists() and not tmp.exists()
+
+    staged = [ts.stage(t, "r1", cols, "u") for t, cols in (("nodes", node_columns("u")), ("trees", tree_columns("u")))]
+    ts.discard("r1", "u", os.getpid())
+    assert not any(tmp.exists() or final.exists() for tmp, final in staged)
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_interrupt_while_writing_leaves_no_temp_file(tmp_path, monkeypatch):
+    """Ctrl-C inside the Parquet writer: the temp file is removed, the exception goes on."""
+    real = pq.write_table
+
+    def half_then_interrupt(table, where, **kw):
+        real(table, where, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_mod.pq, "write_table", half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        TreeStore(tmp_path).write("nodes", "r1", node_columns(), "t")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize("column, value", [("status", "fine"), ("backup", "median")])
+def test_write_rejects_status_or_backup_outside_domain(tmp_path, column, value):
+    with pytest.raises(ValueError, match=f"trees.{column}.*{value}"):
+        TreeStore(tmp_path).write("trees", "r1", tree_columns(**{column: value}), "t")
+
+
+def test_unwritable_partition_is_an_output_error(tmp_path):
+    """A partition path that cannot be a folder: OutputError naming the shard, nothing left behind."""
+    from treeq.errors import OutputError
+
+    ts = TreeStore(tmp_path)
+    (tmp_path / "nodes" / "run_id=r1").write_text("in the way")
+    with pytest.raises(OutputError, match="cannot write .*run_id=r1"):
+        ts.write("nodes", "r1", node_columns(), "t")
+
+
+# ------------------------------------------------------------------------- schema v1 files read beside v2
+V1_NODES = pa.schema(
+    [pa.field(n, t, nullable=nn) for n, t, nn in [
+        ("run_id", pa.string(), False), ("task_id", pa.string(), False), ("node_id", pa.int32(), False),
+        ("parent_id", pa.int32(), False), ("depth", pa.int32(), False), ("action", pa.string(), True),
+        ("state_key", pa.string(), False), ("observation", pa.string(), True), ("prior", pa.float64(), True),
+        ("visits", pa.int64(), False), ("value_sum", pa.float64(), False), ("q", pa.float64(), True),
+        ("reward", pa.float64(), False), ("terminal", pa.bool_(), False), ("proven", pa.float64(), True),
+    ]],
+    metadata={VERSION_KEY: b"1", b"treeq.table": b"nodes"},
+)
+V1_TREES = pa.schema(
+    [pa.field(n, t, nullable=nn) for n, t, nn in [
+        ("run_id", pa.string(), False), ("task_id", pa.string(), False), ("env", pa.string(), False),
+        ("simulations", pa.int64(), False), ("nodes", pa.int64(), False), ("root_value", pa.float64(), True),
+        ("best_action", pa.string(), True), ("solved", pa.bool_(), False), ("seconds", pa.float64(), False),
+    ]],
+    metadata={VERSION_KEY: b"1", b"treeq.table": b"trees"},
+)
+
+
+def write_v1_store(root, run_id: str = "old") -> None:
+    """What treeq with schema v1 wrote: plain pyarrow, the v1 columns and metadata."""
+    node = {k: v[0] for k, v in node_columns("v1task", run_id).items() if k != "feedback"}
+    tree = {k: v[0] for k, v in tree_columns("v1task", run_id).items() if k not in ("backup", "status", "error")}
+    for table, schema, row in (("nodes", V1_NODES, node), ("trees", V1_TREES, tree)):
+        folder = root / table / f"run_id={run_id}"
+        folder.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist([row], schema=schema), folder / "v1task.parquet")
+
+
+def test_v1_files_read_beside_v2_files(tmp_path):
+    """A v1 shard (written with plain pyarrow) and a v2 shard: one view, v2 columns null for v1 rows."""
+    from treeq.data.schema import schema_of_version
+    from treeq.data.store import run_query
+
+    assert schema_of_version("nodes", 1).names == V1_NODES.names  # the module knows what v1 was
+    assert schema_of_version("trees", 1).names == V1_TREES.names
+    write_v1_store(tmp_path)
+    ts = TreeStore(tmp_path)
+    ts.write("nodes", "new", node_columns("v2task", "new") | {"feedback": [0.25]}, "v2task")
+    ts.write("trees", "new", tree_columns("v2task", "new", backup="max"), "v2task")
+
+    cols, rows = run_query(tmp_path, "SELECT task_id, feedback, visits FROM nodes ORDER BY task_id")
+    assert cols == ["task_id", "feedback", "visits"]
+    assert rows == [("v1task", None, 3), ("v2task", 0.25, 3)]
+    cols, rows = run_query(tmp_path, "SELECT task_id, backup, status, error, simulations FROM trees ORDER BY task_id")
+    assert rows == [("v1task", None, None, None, 5), ("v2task", "max", "ok", None, 5)]
+    cols, _ = run_query(tmp_path, "SELECT * FROM nodes")
+    assert cols == NODES.names
+
+
+def test_v1_only_store_has_the_v2_columns(tmp_path):
+    """A store holding only v1 files still offers the v2 columns (null), in schema order."""
+    from treeq.data.store import run_query
+
+    write_v1_store(tmp_path)
+    cols, rows = run_query(tmp_path, "SELECT * FROM trees")
+    assert cols == TREES.names
+    assert rows[0][-3:] == (None, None, None)
+
+
+# ------------------------------------------------------------------------- unreadable folders are errors
+def test_trees_folder_that_cannot_be_opened_is_an_error(tmp_path):
+    """trees/ a dangling link (a folder that cannot be opened, even by root): StoreError, not 0 rows."""
+    TreeStore(tmp_path).write("nodes", "r1", node_columns(), "t")
+    (tmp_path / "trees").rmdir()
+    (tmp_path / "trees").symlink_to(tmp_path / "gone")
+    with pytest.raises(StoreError, match="cannot read .*trees"):
+        connect(tmp_path)
+
+
+def test_trees_path_that_is_a_file_is_an_error(tmp_path):
+    TreeStore(tmp_path).write("nodes", "r1", node_columns(), "t")
+    (tmp_path / "trees").rmdir()
+    (tmp_path / "trees").write_text("not a folder")
+    with pytest.raises(StoreError, match="trees"):
+        connect(tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 folder anyway")
+def test_unreadable_trees_partition_is_an_error(tmp_path):
+    ts = TreeStore(tmp_path)
+    ts.write("trees", "r1", tree_columns(), "t")
+    part = tmp_path / "trees" / "run_id=r1"
+    part.chmod(0)
+    try:
+        with pytest.raises(StoreError, match="cannot read"):
+            connect(tmp_path)
+    finally:
+        part.chmod(0o755)
+
+
+def test_empty_or_comment_only_query_is_an_error(tmp_path):
+    from treeq.data.store import run_query
+
+    TreeStore(tmp_path).write("runs", "r1", run_columns())
+    for sql in ("", "   \n", "-- just a comment", "/* nothing */"):
+        with pytest.raises(StoreError, match="empty"):
+            run_query(tmp_path, sql)

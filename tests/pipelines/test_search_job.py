@@ -96,14 +96,14 @@ def test_workers_do_not_change_rows(run_cli, tmp_path):
 
 # ------------------------------------------------------------------------- failure mid-run
 def test_env_failure_keeps_finished_tasks(run_cli, tmp_path, monkeypatch):
-    """The 3rd task's env raises: tasks 1-2 stay on disk and readable, exit 2, one line naming t3."""
+    """The 3rd task's env raises: tasks 1-2 stay on disk, t3 is an error row, exit 2, one line naming t3."""
     bad_start = (Fraction(1), Fraction(5), Fraction(5), Fraction(5))
     real_step = CountdownEnv.step
 
-    def step(self, state, action):
+    def step(self, state, action, rng=None):
         if state.start == bad_start:
             raise RuntimeError("simulator exploded")
-        return real_step(self, state, action)
+        return real_step(self, state, action, rng)
 
     monkeypatch.setattr(CountdownEnv, "step", step)
     tasks = write_jsonl(tmp_path / "t.jsonl", [
@@ -121,9 +121,13 @@ def test_env_failure_keeps_finished_tasks(run_cli, tmp_path, monkeypatch):
     assert "t3" in lines[0] and "RuntimeError" in lines[0] and "simulator exploded" in lines[0]
     assert "Traceback" not in res.out + res.err
 
-    assert rows(out, "trees", "task_id", "task_id") == [("t1",), ("t2",)]
+    # t1, t2 searched; t3 recorded as failed (its message, no nodes); t4 never started
+    assert rows(out, "trees", "task_id, status, error IS NULL, backup", "task_id") == [
+        ("t1", "ok", True, "mean"), ("t2", "ok", True, "mean"), ("t3", "error", False, None)]
+    error = rows(out, "trees", "error", "task_id")[2][0]
+    assert error == lines[0][len("error: "):]
     assert rows(out, "nodes", "DISTINCT task_id", "task_id") == [("t1",), ("t2",)]
-    assert len(rows(out, "runs", "run_id", "run_id")) == 1
+    assert rows(out, "runs", "ended_at IS NOT NULL", "run_id") == [(True,)]
 
     # Nothing half-written: every *.parquet is complete, no temporary files remain.
     for f in out.rglob("*"):

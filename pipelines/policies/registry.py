@@ -1,0 +1,119 @@
+"""Policy hooks by name: the evaluators and proposers a search job can be given.
+
+A hook factory takes ``(env, search_cfg, rng)`` (``search_cfg`` with the env's
+defaults resolved, ``rng`` the task's generator) and returns the batched hook the
+engine calls (DESIGN.md, Policy hooks):
+
+* an *evaluator* returns ``evaluate(states) -> [value, ...]``;
+* a *proposer* returns ``propose(states, k) -> [[(action, prior), ...], ...]``.
+
+Registering one is a single call; heavy imports (torch, transformers) belong inside
+the factory, so that listing the names stays fast::
+
+    register_evaluator("prm", load_prm_value, help="a trained PRM's value of the state")
+
+Make the call in a module this package imports (``policies/__init__.py``), so that the
+name is known wherever a job runs (spawned workers import the package afresh) and
+``search --help`` lists it. Factories run once per task, in the process that searches
+it: a model should be cached per process, not loaded per task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ...envs.base import Env
+from ...errors import ConfigError
+from ...mcts.config import SearchConfig, resolve_defaults
+from ...mcts.hooks import EvaluateFn, ProposeFn, bound_evaluate, random_rollout, uniform_propose, zero_evaluate
+
+__all__ = [
+    "HookFactory", "Hook", "EVALUATORS", "PROPOSERS", "DEFAULT_PROPOSER", "register_evaluator",
+    "register_proposer", "check_name", "make_hooks",
+]
+
+HookFactory = Callable[[Env, SearchConfig, np.random.Generator], Any]
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A registered hook: its name, a one-line help text and its factory."""
+
+    name: str
+    help: str
+    factory: HookFactory
+
+
+EVALUATORS: dict[str, Hook] = {}
+PROPOSERS: dict[str, Hook] = {}
+DEFAULT_PROPOSER = "uniform"
+_KINDS = {"evaluator": EVALUATORS, "proposer": PROPOSERS}
+
+
+def _register(kind: str, name: str, factory: HookFactory, help: str) -> HookFactory:
+    table = _KINDS[kind]
+    if name in table:
+        raise ValueError(f"a {kind} named {name!r} is registered already")
+    if not help:
+        raise ValueError(f"the {kind} {name!r} needs a help text")
+    table[name] = Hook(name, help, factory)
+    return factory
+
+
+def register_evaluator(name: str, factory: HookFactory, *, help: str) -> HookFactory:
+    """Make ``factory`` the evaluator called ``name`` (``--evaluator NAME``)."""
+    return _register("evaluator", name, factory, help)
+
+
+def register_proposer(name: str, factory: HookFactory, *, help: str) -> HookFactory:
+    """Make ``factory`` the proposer called ``name`` (``--proposer NAME``)."""
+    return _register("proposer", name, factory, help)
+
+
+def check_name(kind: str, name: str) -> str:
+    """Return ``name`` if a ``kind`` ('evaluator' or 'proposer') of that name is registered.
+
+    Raises:
+        ConfigError: no such hook (the message lists the registered ones).
+    """
+    table = _KINDS[kind]
+    if name not in table:
+        raise ConfigError(f"{kind} must be one of {', '.join(table)}, got {name!r}")
+    return name
+
+
+def make_hooks(env: Env, search_cfg: SearchConfig, rng: np.random.Generator, evaluator: str | None = None,
+               proposer: str | None = None) -> tuple[ProposeFn, EvaluateFn]:
+    """Build the ``(propose, evaluate)`` pair a search of ``env`` is given.
+
+    Args:
+        env: The env searched.
+        search_cfg: The search settings (the env's defaults are applied here if still open).
+        rng: The task's generator; hooks that sample draw from it.
+        evaluator: Registered evaluator name; None: the env's ``default_evaluator``.
+        proposer: Registered proposer name; None: ``uniform``.
+
+    Raises:
+        ConfigError: an unknown name, or a hook that cannot serve this env.
+    """
+    cfg = resolve_defaults(search_cfg, env)
+    propose = PROPOSERS[check_name("proposer", proposer or DEFAULT_PROPOSER)].factory(env, cfg, rng)
+    evaluate = EVALUATORS[check_name("evaluator", evaluator or env.default_evaluator)].factory(env, cfg, rng)
+    return propose, evaluate
+
+
+# ---------------------------------------------------------------------------- the built-in hooks
+register_evaluator(
+    "rollout", lambda env, cfg, rng: random_rollout(env, rng, cfg.gamma, cfg.rollout_steps),
+    help="one random playout per leaf, its discounted return",
+)
+register_evaluator("zero", lambda env, cfg, rng: zero_evaluate, help="0 for every leaf, the cost of the tree alone")
+register_evaluator(
+    "bound", lambda env, cfg, rng: bound_evaluate(env, cfg.gamma),
+    help="the env's optimistic value_bound, best-first search",
+)
+register_proposer("uniform", lambda env, cfg, rng: uniform_propose(env),
+                  help="every legal action, prior 1/#actions")
