@@ -11,18 +11,13 @@ constant and one uniformly random rollout per leaf, without a solver:
     actions in place);
 (c) the env-only limit: per simulation, clone the root and play one uniformly random
     playout with pre-drawn uniforms; no tree, no selection, no bookkeeping;
-(d) treeq's tree-only cost: the search of (b) with ``zero_evaluate`` (no rollouts);
-(b') for the Q comparison: (b) with a propose hook that shuffles each node's actions.
+(d) treeq's tree-only cost: the search of (b) with ``zero_evaluate`` (no rollouts).
 
-Why (b'): both engines score an unvisited child +inf, but MCTSBot shuffles a node's
-children when it expands it, while treeq tries unvisited actions in proposal order
-(LEFT, STAY, RIGHT). In a small tree that order decides which grandchildren get the
-few early visits, which moves the mean-backup root Q by a few hundredths in the
-direction of the first-listed action (measured on catch, 100 simulations, 3,000
-searches: treeq's Q 0.02 to 0.05 below MCTSBot's when the ball is right of the
-paddle, above it when left; with shuffled proposals they agree to 0.005). So (b')
-shows the estimates agree once the order is the same; (b) is what treeq does by
-default.
+Both engines score an unvisited child +inf; MCTSBot shuffles a node's children when
+it expands it, and treeq tries them from a random one on (``random_untried``, on by
+default). The order matters: tried always in proposal order (LEFT, STAY, RIGHT), the
+mean-backup root Q moved by 0.02 to 0.05 toward the first-listed action (measured on
+catch, 100 simulations, 3,000 searches).
 
 Timing: ``--repeats`` rounds; each round runs every method on its share of the
 searches, in a rotating order so that machine noise hits all of them; the figure of a
@@ -40,7 +35,6 @@ from __future__ import annotations
 import argparse
 import math
 import platform
-import random
 import statistics
 import sys
 import time
@@ -58,22 +52,6 @@ def _mcts_bot(game, c: float, sims: int, seed: int):
 
     evaluator = RandomRolloutEvaluator(1, np.random.RandomState(seed))
     return MCTSBot(game, c, sims, evaluator, solve=False, random_state=np.random.RandomState(seed + 1))
-
-
-def _shuffled_propose(env: OpenSpielEnv, seed: int):
-    """Uniform priors in a random order per node, as MCTSBot orders a node's children."""
-    shuffle = random.Random(seed).shuffle
-
-    def propose(states, k=0):
-        out = []
-        for state in states:
-            actions = env.legal_actions(state)
-            shuffle(actions)
-            p = 1.0 / len(actions) if actions else 0.0
-            out.append([(a, p) for a in actions])
-        return out
-
-    return propose
 
 
 def _env_only(root, n: int, uniforms: list[float]) -> float:
@@ -126,9 +104,7 @@ def main(argv: list[str] | None = None) -> float:
     q_treeq: dict[str, list[float]] = {t: [] for t in texts.values()}
     n_bot: dict[str, list[int]] = {t: [] for t in texts.values()}
     n_treeq: dict[str, list[int]] = {t: [] for t in texts.values()}
-    q_shuf: dict[str, list[float]] = {t: [] for t in texts.values()}
-    rates: dict[str, list[float]] = {k: [] for k in ("mctsbot", "treeq", "env-only", "tree-only", "shuffled")}
-    shuffled = _shuffled_propose(env, args.seed)
+    rates: dict[str, list[float]] = {k: [] for k in ("mctsbot", "treeq", "env-only", "tree-only")}
     env_total = 0.0
 
     def run_bot(k: int) -> None:
@@ -148,19 +124,12 @@ def main(argv: list[str] | None = None) -> float:
                 q_treeq[t].append(float(q[ch]))
                 n_treeq[t].append(int(tree.visits[ch]))
 
-    def run_shuffled(k: int) -> None:
-        for _ in range(k):
-            tree = search(env, root_state, cfg, rng, propose=shuffled).tree
-            q = tree.q()
-            for ch in tree.children(0):
-                q_shuf[tree.action_text(ch)].append(float(q[ch]))
-
     def run_tree_only(k: int) -> None:
         for _ in range(k):
             search(env, root_state, cfg, rng, evaluate=zero_evaluate)
 
-    methods = {"mctsbot": run_bot, "treeq": run_treeq, "tree-only": run_tree_only, "shuffled": run_shuffled}
-    order = ["mctsbot", "treeq", "env-only", "tree-only", "shuffled"]
+    methods = {"mctsbot": run_bot, "treeq": run_treeq, "tree-only": run_tree_only}
+    order = ["mctsbot", "treeq", "env-only", "tree-only"]
     for r, k in enumerate(per_round):
         if k == 0:
             continue
@@ -190,9 +159,8 @@ def main(argv: list[str] | None = None) -> float:
         "treeq": "(b) treeq search (random rollout)",
         "env-only": "(c) env-only limit (clone + random playout)",
         "tree-only": "(d) treeq tree only (zero evaluator)",
-        "shuffled": "(b') treeq, proposals shuffled per node",
     }
-    for k in ("mctsbot", "treeq", "env-only", "tree-only", "shuffled"):
+    for k in ("mctsbot", "treeq", "env-only", "tree-only"):
         print(f"{labels[k]:<44}{med[k]:>12,.0f}{1e6 / med[k]:>10.2f}")
     print()
     print(f"treeq as % of the env-only limit: {100 * med['treeq'] / med['env-only']:.1f}%")
@@ -203,16 +171,13 @@ def main(argv: list[str] | None = None) -> float:
     print(f"(env-only mean return {env_total / (sum(per_round) * S):+.3f}, a sanity figure)")
     print()
     print("root Q per action: mean over searches +- standard error (z: difference to MCTSBot in standard errors)")
-    shuf_head = "treeq shuffled (b')"
-    print(f"{'action':<8}{'MCTSBot':>16}{'treeq (b)':>17}{'z':>7}{shuf_head:>22}{'z':>7}"
-          f"{'N bot':>7}{'N treeq':>9}")
+    print(f"{'action':<8}{'MCTSBot':>16}{'treeq':>17}{'z':>7}{'N bot':>7}{'N treeq':>9}")
     for t in texts.values():
-        (mb, sb), (mt, st), (ms, ss) = _mean_se(q_bot[t]), _mean_se(q_treeq[t]), _mean_se(q_shuf[t])
-        zt, zs = (mt - mb) / math.hypot(st, sb), (ms - mb) / math.hypot(ss, sb)
+        (mb, sb), (mt, st) = _mean_se(q_bot[t]), _mean_se(q_treeq[t])
+        zt = (mt - mb) / math.hypot(st, sb)
         nb = statistics.fmean(n_bot[t]) if n_bot[t] else 0.0
         nt = statistics.fmean(n_treeq[t]) if n_treeq[t] else 0.0
-        print(f"{t:<8}{mb:>9.3f} +- {sb:.3f}{mt:>10.3f} +- {st:.3f}{zt:>7.1f}{ms:>15.3f} +- {ss:.3f}{zs:>7.1f}"
-              f"{nb:>7.0f}{nt:>9.0f}")
+        print(f"{t:<8}{mb:>9.3f} +- {sb:.3f}{mt:>10.3f} +- {st:.3f}{zt:>7.1f}{nb:>7.0f}{nt:>9.0f}")
     ratio = round(med["treeq"] / med["mctsbot"], 2)
     print(f"treeq/openspiel sims per second: {ratio}")
     return ratio
