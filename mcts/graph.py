@@ -75,7 +75,8 @@ class SearchGraph:
         self.solution = False
         self.rows = 1  # exported rows so far: the root and one per (edge, outcome)
         self.full = False
-
+        self._check_proposals = True  # validate proposals (the engine waives it for trusted hooks)
+        self._draw: Any = None  # uniform numbers for the first-try offsets (the engine sets it for UCT)
 
     # ------------------------------------------------------------------ structure
     def _new_node(self, state: Any, key: str | None, terminal: bool) -> int:

@@ -236,6 +236,8 @@ class _Engine(SearchGraph):
                 if d is None:
                     break
                 descents.append(d)
+                if self.full:  # the node bound is reached: no more descents (a claimed edge stays unvisited)
+                    break
             if not descents:
                 stop = "max_nodes" if self.full else "exhausted"
                 break

@@ -197,3 +197,13 @@ def _first_tried(t):
     """The one root action visited after two simulations (the first expands the root)."""
     (row,) = [i for i in t.children(ROOT) if t.visits[i]]
     return t.action_text(row)
+
+
+@pytest.mark.parametrize("batch_size", [1, 16])
+@pytest.mark.parametrize("transpositions", [False, True])
+def test_max_nodes_bound_in_waves_and_graph_mode(batch_size, transpositions):
+    env, s0 = _puzzle((4, 5, 6, 10))
+    cfg = SearchConfig(simulations=1000, max_nodes=150, solver=False, batch_size=batch_size,
+                       transpositions=transpositions)
+    r = _run(env, cfg, state=s0)
+    assert r.stop_reason == "max_nodes" and r.tree.size <= 150
