@@ -152,6 +152,8 @@ class _Engine(SearchGraph):
         while True:
             s = n_start[node]
             if s < 0 and s != UNSTEPPED:
+                if node == 0:  # a root without actions: nothing to search
+                    return None
                 n_visits[node] += 1
                 return [nodes, edges, rewards, _TERMINAL, 0.0]
             if depth >= max_depth:  # a leaf, not expanded further: valued by the evaluator once

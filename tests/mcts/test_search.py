@@ -207,3 +207,12 @@ def test_max_nodes_bound_in_waves_and_graph_mode(batch_size, transpositions):
                        transpositions=transpositions)
     r = _run(env, cfg, state=s0)
     assert r.stop_reason == "max_nodes" and r.tree.size <= 150
+
+
+def test_root_without_actions_is_exhausted_after_one_simulation():
+    env, state = _puzzle((4, 5, 6, 10))
+    while env.legal_actions(state):  # play the first action until one number is left
+        state = env.step(state, env.legal_actions(state)[0]).state
+    for transpositions in (False, True):
+        r = _run(env, SearchConfig(simulations=50, transpositions=transpositions), state=state)
+        assert r.stop_reason == "exhausted" and r.simulations == 1 and r.tree.size == 1
