@@ -24,6 +24,7 @@ from .tree import NO_PARENT, Tree
 __all__ = ["SearchGraph", "UNSTEPPED", "END", "DEAD", "SAMPLED"]
 
 _EPS = 1e-12
+_TOL = 1e-12  # a relative change of V below this does not propagate
 UNSTEPPED = -1  # e_child of an edge not stepped yet; n_start of a node not expanded yet
 END = -2  # n_start of a terminal node
 DEAD = -3  # n_start of a dead end: expanded, no action proposed
@@ -58,6 +59,7 @@ class SearchGraph:
         self.n_solved: list[float | None] = []  # V*, None while unproven
         self.n_bound: list[float | None] = []
         self.by_key: dict[str, int] = {}
+        self.parents: dict[int, list[int]] = {}  # graph mode: the nodes with an edge into a node
         # edges (node, action)
         self.e_action: list[str] = []
         self.e_prior: list[float] = []
@@ -160,6 +162,8 @@ class SearchGraph:
                 elif child == node and reward <= 0.0:
                     # 'look', bumping into a wall: Q = r + gamma V(s) <= V(s), never the best
                     self.e_dead[e] = True
+                if child != node:
+                    self.parents.setdefault(child, []).append(node)
             else:
                 child = self._new_node(step.state, None, end)
             self.e_child[e] = child
@@ -176,6 +180,8 @@ class SearchGraph:
             child = self.by_key.get(key) if self.graph else None
             if child is None:
                 child = self._new_node(step.state, key, end)
+            if self.graph and child != node:
+                self.parents.setdefault(child, []).append(node)
             outs[key] = out
             self.o_child.append(child)
             self.o_n.append(0)
@@ -232,17 +238,19 @@ class SearchGraph:
                 den += self.e_n[e]
         return num / den if den else 0.0
 
-    def _refresh(self, node: int) -> None:
+    def _refresh(self, node: int) -> bool:
         """Graph mode: V(s) = max over tried actions of Q, untried ones valued at the
-        node's own evaluation. Dead self-loops are left out: their Q, r + gamma V(s), is
-        never above V(s), and counting it would feed V(s) its own stale value."""
+        node's own evaluation; True when V(s) changed. Dead self-loops are left out:
+        their Q, r + gamma V(s), is never above V(s), and counting it would feed V(s)
+        its own stale value."""
+        old = self.n_value[node]
         solved = self.n_solved[node]
         if solved is not None:
             self.n_value[node] = solved
-            return
+            return solved != old
         if self.n_term[node]:
             self.n_value[node] = 0.0
-            return
+            return old != 0.0
         best = -_INF
         untried = False
         s = self.n_start[node]
@@ -263,6 +271,83 @@ class SearchGraph:
                 best = own
         if best > -_INF:
             self.n_value[node] = best
+            return abs(best - old) > _TOL * (1.0 + abs(best))
+        return False
+
+    def _propagate(self, changed: list[int], budget: int) -> None:
+        """Graph mode: refresh the parents of nodes whose value changed, and theirs in
+        turn, up to ``budget`` refreshes. A shared node's new value reaches every parent,
+        not only the one on this simulation's path; without this a parent off the path
+        keeps a stale Q and UCT can starve the branch that would correct it."""
+        parents = self.parents
+        queue = [p for n in changed for p in parents.get(n, ())]
+        i = 0
+        while i < len(queue) and i < budget:
+            node = queue[i]
+            i += 1
+            if self._refresh(node):
+                queue.extend(parents.get(node, ()))
+
+    def prove_closed(self, max_work: int = 20_000_000) -> bool:
+        """Graph mode, solver on, gamma < 1: prove every node whose explored subgraph is
+        closed; True when the root is proven.
+
+        A node is closed when it is terminal or proven, or expanded with every action
+        stepped and every successor closed. Cycles keep :meth:`_try_prove` from proving
+        such nodes one at a time (a child on a cycle is never proven first), but over a
+        closed finite deterministic subgraph the Bellman optimality equations have one
+        solution, V*. Value iteration from below (unknown values start at -inf) finds it:
+        after k sweeps a value is the best return of paths that end within k steps, so a
+        sweep that changes nothing has reached the fixed point, and with every value
+        finite that is V*. Nothing is proven when that does not happen within the work
+        bound (sweeps times edges).
+        """
+        if not (self.graph and self.solver and self.gamma < 1.0):
+            return self.n_solved[0] is not None
+        n_solved, n_term, n_start, n_count = self.n_solved, self.n_term, self.n_start, self.n_count
+        e_child, e_reward, gamma = self.e_child, self.e_reward, self.gamma
+        closed = [n_solved[n] is not None or n_term[n]
+                  or (n_start[n] >= 0 and all(e_child[e] >= 0 for e in range(n_start[n], n_start[n] + n_count[n])))
+                  for n in range(len(self.n_state))]
+        open_nodes = [n for n, c in enumerate(closed) if c and n_solved[n] is None and not n_term[n]]
+        parents: dict[int, list[int]] = {}
+        for n in open_nodes:
+            for e in range(n_start[n], n_start[n] + n_count[n]):
+                parents.setdefault(e_child[e], []).append(n)
+        dropped = [n for n, c in enumerate(closed) if not c]
+        while dropped:  # a node with a successor outside is not closed either
+            for p in parents.get(dropped.pop(), ()):
+                if closed[p]:
+                    closed[p] = False
+                    dropped.append(p)
+        open_nodes = [n for n in open_nodes if closed[n]]
+        if not open_nodes:
+            return n_solved[0] is not None
+        value = {n: -_INF for n in open_nodes}
+        edges = sum(n_count[n] for n in open_nodes)
+        for _ in range(max(1, max_work // max(edges, 1))):
+            changed = False
+            for n in open_nodes:  # Gauss-Seidel: still monotone from below, never past V*
+                best = -_INF
+                for e in range(n_start[n], n_start[n] + n_count[n]):
+                    child = e_child[e]
+                    v = value[child] if child in value else (n_solved[child] if n_solved[child] is not None else 0.0)
+                    q = e_reward[e] + gamma * v
+                    if q > best:
+                        best = q
+                if best != value[n]:
+                    value[n] = best
+                    changed = True
+            if not changed:
+                break
+        else:
+            return n_solved[0] is not None
+        if any(v == -_INF for v in value.values()):
+            return n_solved[0] is not None
+        for n, v in value.items():
+            n_solved[n] = v
+            self.n_value[n] = v
+        return n_solved[0] is not None
 
     def _try_prove(self, node: int) -> bool:
         """Prove ``node`` from its children if their proven values settle it."""

@@ -57,6 +57,9 @@ __all__ = ["search"]
 
 _INF = math.inf
 
+# graph mode: refreshes per backup spent on parents off the path whose children changed
+_PROPAGATE = 64
+
 # how a descent ended
 _NEW, _EVAL, _TERMINAL, _VALUED = 0, 1, 2, 3  # new: expand and evaluate; eval: evaluate
 
@@ -208,8 +211,9 @@ class _Engine(SearchGraph):
     def _backup(self, nodes: list[int], edges: list[int], rewards: list[float], leaf_value: float) -> None:
         gamma = self.gamma
         if self.graph:  # the leaf too: a node valued without expansion may sit on a cycle
-            for i in range(len(nodes) - 1, -1, -1):
-                self._refresh(nodes[i])
+            changed = [n for n in reversed(nodes) if self._refresh(n)]
+            if changed:
+                self._propagate(changed, _PROPAGATE)
         else:
             g = leaf_value
             e_w = self.e_w
@@ -254,6 +258,9 @@ class _Engine(SearchGraph):
             if self.full:
                 stop = "max_nodes"
                 break
+        # cycles defeat child-by-child proofs: prove the closed part of the graph at the
+        # end, for exact labels (not during the search: the visit counts keep their meaning)
+        self.prove_closed()
         tree = self._export()
         return SearchResult(tree, done, self.solution, stop, time.perf_counter() - t0,
                             "max" if self.graph else "mean", waves)

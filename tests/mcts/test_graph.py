@@ -83,7 +83,8 @@ def test_diamond_graph_mode_by_hand():
       sim 5: N = 4: UCT e0 = 0.405 + sqrt(ln 4 / 2) = 1.238, e1 = 0.45 + sqrt(ln 4) = 1.627 -> e1;
              B -e3-> G: the SAME node G (already expanded), so the path goes on:
              G -e4-> T (r = 1, terminal, leaf 0). Q(e4) = 1, V(G) = 1, Q(e3) = 0.9, V(B) = 0.9,
-             Q(e1) = 0.81; A was not on this path: V(A) stays 0.45, Q(e0) = 0.405; V(S) = 0.81.
+             Q(e1) = 0.81. A was not on this path, but V(G) changed, so G's other parent
+             is refreshed too (propagation): V(A) = Q(e2) = 0.9, Q(e0) = 0.81; V(S) = 0.81.
     Export (breadth first): S, A, B, G (under A), G (under B, same key, edges not listed
     again), T. A row's value_sum is Q(edge) * visits; Q(e2) reads V(G) = 1 *now*: 0.9,
     although no simulation went A -> G -> T: what B's path learnt, A's edge uses.
@@ -95,7 +96,7 @@ def test_diamond_graph_mode_by_hand():
     got = _rows(t)
     expected = [
         (None, "S", -1, 5, 5 * 0.81),
-        ("a", "A", 0, 2, 2 * 0.405),
+        ("a", "A", 0, 2, 2 * 0.81),
         ("b", "B", 0, 2, 2 * 0.81),
         ("g", "G", 1, 1, 0.9),
         ("g", "G", 2, 1, 0.9),
@@ -112,20 +113,20 @@ def test_diamond_graph_mode_by_hand():
 
 
 def test_diamond_graph_mode_ten_simulations():
-    """Sims 6-10 continue the hand computation above (V(S) = 0.81 throughout).
+    """Sims 6-10 continue the hand computation above (solver off; V(S) = 0.81 and
+    Q(e0) = Q(e1) = 0.81 throughout, so visit counts alone decide, ties to e0):
 
-      sim 6: N = 5: e0 = 0.405 + sqrt(ln 5 / 2) = 1.302, e1 = 0.81 + sqrt(ln 5 / 2) = 1.707 -> e1
-      sim 7: N = 6: e0 = 0.405 + 0.946 = 1.352, e1 = 0.81 + sqrt(ln 6 / 3) = 1.583 -> e1
-      sim 8: N = 7: e0 = 0.405 + 0.986 = 1.391, e1 = 0.81 + sqrt(ln 7 / 4) = 1.508 -> e1
-      sim 9: N = 8: e0 = 0.405 + 1.020 = 1.425, e1 = 0.81 + sqrt(ln 8 / 5) = 1.455 -> e1
-      sim 10: N = 9: e0 = 0.405 + sqrt(ln 9 / 2) = 1.453, e1 = 0.81 + sqrt(ln 9 / 6) = 1.415 -> e0:
-              A -> G -> T: V(A) = 0.9 * V(G) = 0.9, Q(e0) = 0.81.
-    Visits: A 3 (sims 2, 4, 10), B 6 (3, 5-9), A-g 2, B-g 5, G-finish 6 (5-10).
+      sim 6: N = 5: e0 = e1 = 0.81 + sqrt(ln 5 / 2) = 1.707 -> e0 (tie): A -> G -> T
+      sim 7: N = 6: e0 = 0.81 + sqrt(ln 6 / 3) = 1.583, e1 = 0.81 + sqrt(ln 6 / 2) = 1.757 -> e1
+      sim 8: N = 7: e0 = e1 = 0.81 + sqrt(ln 7 / 3) = 1.615 -> e0
+      sim 9: N = 8: e0 = 0.81 + sqrt(ln 8 / 4) = 1.531, e1 = 0.81 + sqrt(ln 8 / 3) = 1.643 -> e1
+      sim 10: N = 9: e0 = e1 = 0.81 + sqrt(ln 9 / 4) = 1.551 -> e0
+    Visits: A 5 (sims 2, 4, 6, 8, 10), B 4 (3, 5, 7, 9), A-g 4, B-g 3, G-finish 6 (5-10).
     """
     env = DiamondEnv()
     cfg = SearchConfig(simulations=10, gamma=0.9, c=1.0, random_untried=False, transpositions=True, solver=False)
     t = _run(env, cfg, evaluate=constant_evaluate(0.5)).tree
-    assert [row[3] for row in _rows(t)] == [10, 3, 6, 2, 5, 6]
+    assert [row[3] for row in _rows(t)] == [10, 5, 4, 4, 3, 6]
     assert t.q() == pytest.approx([0.81, 0.81, 0.81, 0.9, 0.9, 1.0])
     assert env.steps == 5  # each deterministic edge stepped once, its outcome reused after
     check_export(t, 10)
@@ -233,6 +234,13 @@ def test_two_cycle_terminates_and_finds_the_goal():
     assert t.visits[by_action["go left"]] == 1  # closing the cycle once is enough
     assert t.state_keys[by_action["go left"]] == "L"
     assert t.action_text(t.best_child(ROOT)) == "go right"
+    # the cycle keeps L and R from being proven one at a time; once both are expanded
+    # with every action stepped, the closed graph is solved: V*(R) = 1, V*(L) = 0.9
+    proven = t.proven()
+    assert proven[ROOT] == pytest.approx(0.9)
+    assert proven[by_action["go right"]] == pytest.approx(0.9)
+    assert proven[by_action["take goal"]] == pytest.approx(1.0)
+    assert proven[by_action["go left"]] == pytest.approx(0.81)
 
 
 def test_two_cycle_without_any_terminal_spends_the_budget():
@@ -240,6 +248,7 @@ def test_two_cycle_without_any_terminal_spends_the_budget():
     check_export(r.tree, 200)
     assert not r.solved and r.simulations == 200 and r.stop_reason == "budget"
     assert r.tree.size == 3  # L, R (go right), L again (go left): nothing else exists
+    assert np.isnan(r.tree.proven()).all()  # a closed graph without a terminal: nothing proven
 
 
 # ----------------------------------------------------------------------------- export and seeds
