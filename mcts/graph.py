@@ -1,6 +1,7 @@
 """The search's working storage: decision nodes, edges and sampled outcomes in flat
-Python lists, with the values (Q, V, the max backup), the MCTS-Solver's proofs and the
-export to a flat-array :class:`~treeq.mcts.tree.Tree`.
+Python lists, with the values (Q, V, the max backup and its propagation) and the
+export to a flat-array :class:`~treeq.mcts.tree.Tree`. The MCTS-Solver's proofs over
+this storage are in :mod:`treeq.mcts.solver`.
 
 Node ids, edge ids and outcome ids index the lists; a node's edges are the contiguous
 ids ``n_start[n] : n_start[n] + n_count[n]``. Lists, not numpy arrays, because the
@@ -19,11 +20,11 @@ import numpy as np
 from ..envs.base import Env, is_success
 from ..errors import ConfigError
 from .config import SearchConfig
+from .solver import try_prove
 from .tree import NO_PARENT, Tree
 
 __all__ = ["SearchGraph", "UNSTEPPED", "END", "DEAD", "SAMPLED"]
 
-_EPS = 1e-12
 _TOL = 1e-12  # a relative change of V below this does not propagate
 UNSTEPPED = -1  # e_child of an edge not stepped yet; n_start of a node not expanded yet
 END = -2  # n_start of a terminal node
@@ -140,7 +141,7 @@ class SearchGraph:
                     break
                 self._step(node, e)
             if self.solver:
-                self._try_prove(node)
+                try_prove(self, node)
 
     def _step(self, node: int, e: int) -> tuple[int, float]:
         """Step edge ``e`` of ``node`` (not stepped yet, or sampled): (child node, reward)."""
@@ -287,97 +288,6 @@ class SearchGraph:
             i += 1
             if self._refresh(node):
                 queue.extend(parents.get(node, ()))
-
-    def prove_closed(self, max_work: int = 20_000_000) -> bool:
-        """Graph mode, solver on, gamma < 1: prove every node whose explored subgraph is
-        closed; True when the root is proven.
-
-        A node is closed when it is terminal or proven, or expanded with every action
-        stepped and every successor closed. Cycles keep :meth:`_try_prove` from proving
-        such nodes one at a time (a child on a cycle is never proven first), but over a
-        closed finite deterministic subgraph the Bellman optimality equations have one
-        solution, V*. Value iteration from below (unknown values start at -inf) finds it:
-        after k sweeps a value is the best return of paths that end within k steps, so a
-        sweep that changes nothing has reached the fixed point, and with every value
-        finite that is V*. Nothing is proven when that does not happen within the work
-        bound (sweeps times edges).
-        """
-        if not (self.graph and self.solver and self.gamma < 1.0):
-            return self.n_solved[0] is not None
-        n_solved, n_term, n_start, n_count = self.n_solved, self.n_term, self.n_start, self.n_count
-        e_child, e_reward, gamma = self.e_child, self.e_reward, self.gamma
-        closed = [n_solved[n] is not None or n_term[n]
-                  or (n_start[n] >= 0 and all(e_child[e] >= 0 for e in range(n_start[n], n_start[n] + n_count[n])))
-                  for n in range(len(self.n_state))]
-        open_nodes = [n for n, c in enumerate(closed) if c and n_solved[n] is None and not n_term[n]]
-        parents: dict[int, list[int]] = {}
-        for n in open_nodes:
-            for e in range(n_start[n], n_start[n] + n_count[n]):
-                parents.setdefault(e_child[e], []).append(n)
-        dropped = [n for n, c in enumerate(closed) if not c]
-        while dropped:  # a node with a successor outside is not closed either
-            for p in parents.get(dropped.pop(), ()):
-                if closed[p]:
-                    closed[p] = False
-                    dropped.append(p)
-        open_nodes = [n for n in open_nodes if closed[n]]
-        if not open_nodes:
-            return n_solved[0] is not None
-        value = {n: -_INF for n in open_nodes}
-        edges = sum(n_count[n] for n in open_nodes)
-        for _ in range(max(1, max_work // max(edges, 1))):
-            changed = False
-            for n in open_nodes:  # Gauss-Seidel: still monotone from below, never past V*
-                best = -_INF
-                for e in range(n_start[n], n_start[n] + n_count[n]):
-                    child = e_child[e]
-                    v = value[child] if child in value else (n_solved[child] if n_solved[child] is not None else 0.0)
-                    q = e_reward[e] + gamma * v
-                    if q > best:
-                        best = q
-                if best != value[n]:
-                    value[n] = best
-                    changed = True
-            if not changed:
-                break
-        else:
-            return n_solved[0] is not None
-        if any(v == -_INF for v in value.values()):
-            return n_solved[0] is not None
-        for n, v in value.items():
-            n_solved[n] = v
-            self.n_value[n] = v
-        return n_solved[0] is not None
-
-    def _try_prove(self, node: int) -> bool:
-        """Prove ``node`` from its children if their proven values settle it."""
-        if self.n_term[node]:
-            self.n_solved[node] = 0.0
-            return True
-        s = self.n_start[node]
-        if s < 0:
-            return False
-        n_solved, e_child, e_reward, gamma = self.n_solved, self.e_child, self.e_reward, self.gamma
-        best = None
-        complete = True
-        for e in range(s, s + self.n_count[node]):
-            child = e_child[e]
-            v = n_solved[child] if child >= 0 else None
-            if v is None:
-                complete = False
-                continue
-            q = e_reward[e] + gamma * v
-            if best is None or q > best:
-                best = q
-        if best is None:
-            return False
-        bound = self.n_bound[node]
-        if complete or (bound is not None and best >= bound - _EPS):
-            self.n_solved[node] = best
-            if self.graph:
-                self.n_value[node] = best
-            return True
-        return False
 
     # ------------------------------------------------------------------ export
     def _export(self) -> Tree:

@@ -8,7 +8,9 @@ them; then each path is backed up. ``batch_size = 1`` is plain sequential MCTS.
 
 Decision nodes hold env states. Each proposed action of a node is an *edge*, stepped
 lazily the first time it is selected (an LLM's eight proposals cost one env step
-each only when searched). A deterministic transition is stepped once and its child
+each only when searched), or, for envs with cheap deterministic steps
+(``Env.step_on_expand``), all at once when the node is expanded, so terminal children
+and bounds are known at once. A deterministic transition is stepped once and its child
 reused; a stochastic one is sampled with the search's generator on every visit and
 each sampled next state is an *outcome* of the edge, keyed by ``state_key`` (closed
 loop, so Q estimates the expected value). A stochastic env can mark a transition it
@@ -20,10 +22,13 @@ The two modes differ only in node identity and backup (DESIGN.md, Q semantics):
   mean over simulations through the edge of ``r + gamma * return after``.
 * graph mode (``transpositions``, Czech et al. 2021, ``backup = "max"``): nodes with
   equal ``state_key`` are one node; Q(s, a) is recomputed from the children's current
-  values, ``sum_o n_o / N(s, a) * (rbar_o + gamma * V(child_o))``, and V(s) is the max
-  over tried actions (untried ones valued at the node's own evaluation): a
-  value-iteration backup over the sampled model. A descent never closes a cycle; a
-  deterministic self-loop without reward can never be best and is searched once.
+  values, ``sum_o w_o * (rbar_o + gamma * V(child_o))`` (``w_o`` the env's probability
+  of the outcome where it gives one, ``info["prob"]``, else its share of the samples),
+  and V(s) is the max over tried actions (untried ones valued at the node's own
+  evaluation): a value-iteration backup over the sampled model. A node whose value
+  changes refreshes its parents off the path too (bounded per backup). A descent never
+  closes a cycle; a deterministic self-loop without reward can never be best and is
+  searched once.
 
 Selection, the success test and the MCTS-Solver (Winands et al. 2008, single-agent
 form) serve both modes. In a deterministic env a terminal node is proven (V* = 0) and
@@ -32,7 +37,9 @@ a node is proven when all its actions lead to proven nodes (V* = max of
 are never selected again, so no simulation is spent in a proven subtree, and the
 root keeps searching unproven alternatives after a first solution (the trees are
 training data) unless ``stop_on_solve`` is set. The solver sees only exact values, so
-its proofs hold in graph mode too, cycles included.
+its proofs hold in graph mode too; at the end of a graph search the closed part of the
+explored graph, which cycles keep from being proven child by child, is solved as a
+whole (:mod:`treeq.mcts.solver`).
 
 The engine keeps its working storage in Python lists (the hot path reads single
 elements, which lists serve several times faster than numpy arrays) and exports a
@@ -51,6 +58,7 @@ from ..envs.base import Env
 from ..errors import ConfigError
 from .config import SearchConfig, SearchResult, resolve_defaults
 from .graph import UNSTEPPED, SearchGraph
+from .solver import prove_closed, try_prove
 from .hooks import EvaluateFn, ProposeFn, random_rollout, uniform_propose, uniform_stream
 
 __all__ = ["search"]
@@ -223,7 +231,7 @@ class _Engine(SearchGraph):
         if self.solver:
             n_solved = self.n_solved
             for i in range(len(nodes) - 1, -1, -1):
-                if n_solved[nodes[i]] is None and not self._try_prove(nodes[i]):
+                if n_solved[nodes[i]] is None and not try_prove(self, nodes[i]):
                     break
 
     # ------------------------------------------------------------------ the loop
@@ -260,7 +268,7 @@ class _Engine(SearchGraph):
                 break
         # cycles defeat child-by-child proofs: prove the closed part of the graph at the
         # end, for exact labels (not during the search: the visit counts keep their meaning)
-        self.prove_closed()
+        prove_closed(self)
         tree = self._export()
         return SearchResult(tree, done, self.solution, stop, time.perf_counter() - t0,
                             "max" if self.graph else "mean", waves)

@@ -1,0 +1,107 @@
+"""README and ``search --help`` agree: one source (the config dataclasses) for every
+option's default and help, per-env defaults that match the envs, and the README's
+DuckDB line runs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+import treeq
+
+# ------------------------------------------------------------------------- README and --help agree
+README = Path(treeq.__file__).parent / "README.md"
+
+
+def cli_defaults() -> dict[str, str]:
+    """Each search option's flags -> the default `search --help` shows, from the click command."""
+    import typer
+
+    from treeq.cli import app
+
+    out = {}
+    for p in typer.main.get_command(app).commands["search"].params:
+        if p.name == "help":
+            continue
+        flags = "/".join(p.opts + p.secondary_opts)
+        if isinstance(p.show_default, str):
+            text = p.show_default
+        elif p.is_flag and p.secondary_opts:
+            text = p.opts[0] if p.default else p.secondary_opts[0]
+        else:
+            text = str(p.default)
+        out[flags] = text
+    return out
+
+
+def readme_table() -> dict[str, str]:
+    """The Search section's option table: flags -> default cell."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = lines.index("| option | default | meaning |") + 2
+    rows = {}
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        flags = cells[0].strip("`").split(" ")[0]
+        rows[flags] = cells[1].replace("`", "")
+    return rows
+
+
+def test_readme_option_table_matches_search_help():
+    """Same options, and each README default starts with what `search --help` says."""
+    cli, readme = cli_defaults(), readme_table()
+    assert sorted(readme) == sorted(cli)
+    for flags, text in cli.items():
+        assert readme[flags].split(": ", 1)[0] == text, (flags, readme[flags], text)
+
+
+def test_every_config_field_is_a_search_option():
+    """A field added to SearchConfig or SearchJobConfig must get an option (and a README row)."""
+    from dataclasses import fields
+
+    from treeq.mcts.config import SearchConfig
+    from treeq.pipelines.config import SearchJobConfig
+
+    names = {f.name for f in fields(SearchConfig)} | {f.name for f in fields(SearchJobConfig)} - {"search"}
+    options = {flags.split("/")[0][2:].replace("-", "_") for flags in cli_defaults()}
+    assert options == names
+
+
+def test_readme_per_env_defaults_match_the_envs():
+    """The per-env values in the README's default cells are the envs' declared defaults."""
+    from treeq.envs.registry import make_env
+
+    attr = {"--gamma": "default_gamma", "--c": "default_c", "--evaluator": "default_evaluator",
+            "--transpositions/--no-transpositions": "prefer_transpositions"}
+
+    def show(v):
+        return ("on" if v else "off") if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else v
+
+    envs = {n: make_env(n) for n in ("game24", "countdown", "blocksworld", "textworld")}
+    envs["gym"] = make_env("gym:FrozenLake-v1")
+    envs["gym with step costs"] = make_env("gym:CliffWalking-v1")
+    readme = readme_table()
+    for flags, name in attr.items():
+        claims = dict(e.split(" ", 1) for e in readme[flags].split(": ", 1)[1].split(" · "))
+        gym = re.fullmatch(r"(\S+)(?: \((\S+) with step costs\))?", claims.pop("gym"))
+        assert gym, readme[flags]
+        claims["gym"], claims["gym with step costs"] = gym[1], gym[2] or gym[1]
+        for env_name, env in envs.items():
+            assert claims[env_name] == show(getattr(env, name)), (flags, env_name)
+
+
+def test_readme_has_no_duckdb_cli_line_and_its_python_line_runs(game24_store, tmp_path):
+    """The DuckDB example uses the installed duckdb package, not a CLI the install lacks."""
+    text = README.read_text(encoding="utf-8")
+    assert "duckdb -c" not in text
+    (line,) = [ln for ln in text.splitlines() if ln.startswith('python -c "import duckdb')]
+    shutil.copytree(game24_store, tmp_path / "treeq-out")
+    proc = subprocess.run(["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert "feedback" in proc.stdout and "24-0" in proc.stdout
