@@ -47,18 +47,18 @@ class SearchGraph:
         self._bound = env.value_bound if self.solver and has_bound else None
         # decision nodes
         self.n_state: list[Any] = []
-        self.n_key: list[str | None] = []  # tree mode: filled at export
+        self.n_key: list[str] = []  # graph mode only (a tree computes keys on export)
         self.n_term: list[bool] = []
         self.n_start: list[int] = []  # first edge id; UNSTEPPED until expanded, END if terminal
         self.n_count: list[int] = []
         self.n_next: list[int] = []  # UCT: edges tried so far (each once, in turn, before any score)
         self.n_off: list[int] = []  # UCT: the edge tried first, from the start of the node's edges
         self.n_visits: list[int] = []
-        self.n_value: list[float] = []  # graph mode: V(s)
+        self.n_value: list[float] = []  # graph mode only: V(s)
         self.n_eval_sum: list[float] = []
         self.n_eval_n: list[int] = []
         self.n_solved: list[float | None] = []  # V*, None while unproven
-        self.n_bound: list[float | None] = []
+        self.n_bound: list[float | None] = []  # solver only
         self.by_key: dict[str, int] = {}
         self.parents: dict[int, list[int]] = {}  # graph mode: the nodes with an edge into a node
         # edges (node, action)
@@ -85,14 +85,12 @@ class SearchGraph:
     def _new_node(self, state: Any, key: str | None, terminal: bool) -> int:
         n = len(self.n_state)
         self.n_state.append(state)
-        self.n_key.append(key)
         self.n_term.append(terminal)
         self.n_start.append(END if terminal else UNSTEPPED)
         self.n_count.append(0)
         self.n_next.append(0)
         self.n_off.append(0)
         self.n_visits.append(0)
-        self.n_value.append(0.0)
         self.n_eval_sum.append(0.0)
         self.n_eval_n.append(0)
         if self.solver:
@@ -100,8 +98,9 @@ class SearchGraph:
             self.n_bound.append(None if terminal or self._bound is None else self._bound(state, self.gamma))
         else:
             self.n_solved.append(None)
-            self.n_bound.append(None)
-        if key is not None and self.graph:
+        if self.graph:  # keys and the max backup's values are graph mode's alone
+            self.n_key.append(key)
+            self.n_value.append(0.0)
             self.by_key[key] = n
         return n
 
@@ -117,9 +116,10 @@ class SearchGraph:
                 proposals = list(merged.items())
         start = len(self.e_action)
         k = len(proposals)
-        actions = [a for a, _ in proposals]
-        self.e_action.extend(actions)
-        self.e_prior.extend([float(p) for _, p in proposals])
+        if k:
+            actions, priors = zip(*proposals)
+            self.e_action.extend(actions)
+            self.e_prior.extend(map(float, priors))
         self.e_n.extend([0] * k)
         self.e_w.extend([0.0] * k)
         self.e_child.extend([UNSTEPPED] * k)

@@ -96,6 +96,9 @@ class _Engine(SearchGraph):
         self.uct = cfg.selection == "uct"
         self._plain_uct = self.uct and not self.graph and not self.solver
         self._draw = uniform_stream(rng, 256).__next__ if self.uct and cfg.random_untried else None
+        # the lists the descent reads, bound once (they grow in place)
+        self._lists = (self.n_visits, self.n_start, self.n_count, self.n_next, self.n_off,
+                       self.e_n, self.e_w, self.e_child, self.e_reward)
 
     # ------------------------------------------------------------------ selection
     def _select(self, node: int, on_path: set[int] | None) -> int:
@@ -154,9 +157,7 @@ class _Engine(SearchGraph):
         node = 0
         on_path = {0} if self.graph else None
         max_depth = self.cfg.max_depth
-        n_visits, n_start, n_count = self.n_visits, self.n_start, self.n_count
-        n_next, n_off = self.n_next, self.n_off
-        e_n, e_w, e_child, e_reward = self.e_n, self.e_w, self.e_child, self.e_reward
+        n_visits, n_start, n_count, n_next, n_off, e_n, e_w, e_child, e_reward = self._lists
         uct, plain = self.uct, self._plain_uct
         c, isqrt, sqrt_log = self.c, _ISQRT, _SQRT_LOG
         depth = 0

@@ -49,7 +49,8 @@ def _root(visits, value_sum, prior=(1 / 3, 1 / 3, 1 / 3), parent_visits=None, so
             child = eng._new_node("r" + "xyz"[e], "r" + "xyz"[e], False)
             eng.e_child[e] = child
             eng.n_solved[child] = v
-            eng.n_value[child] = w / n
+            if eng.graph:
+                eng.n_value[child] = w / n
     eng.n_next[0] = sum(1 for n in visits if n)
     eng.n_visits[0] = sum(visits) if parent_visits is None else parent_visits
     return eng
