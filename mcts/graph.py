@@ -69,6 +69,7 @@ class SearchGraph:
         self.e_child: list[int] = []  # child node, UNSTEPPED or SAMPLED
         self.e_reward: list[float] = []
         self.e_dead: list[bool] = []
+        self.e_owner: list[int] = []  # the node an edge leaves
         self.e_out: dict[int, dict[str, int]] = {}  # sampled edges: state_key -> outcome id
         # outcomes of sampled edges
         self.o_child: list[int] = []
@@ -125,6 +126,7 @@ class SearchGraph:
         self.e_child.extend([UNSTEPPED] * k)
         self.e_reward.extend([0.0] * k)
         self.e_dead.extend([False] * k)
+        self.e_owner.extend([node] * k)
         self.n_start[node] = start
         self.n_count[node] = k
         if k > 1 and self._draw is not None:
@@ -290,13 +292,8 @@ class SearchGraph:
                 queue.extend(parents.get(node, ()))
 
     # ------------------------------------------------------------------ export
-    def _export(self) -> Tree:
-        """Flat rows, breadth first, so each row's children are contiguous.
-
-        One row per (parent row, stepped action, outcome); in graph mode a shared
-        node's edges are listed once, under its shallowest row.
-        """
-        graph = self.graph
+    def _rows_breadth_first(self) -> tuple[list[int], ...]:
+        """Graph mode's rows: breadth first from the root, a node's edges listed once."""
         n_start, n_count, e_child, e_out, o_child = self.n_start, self.n_count, self.e_child, self.e_out, self.o_child
         order, r_edge, r_out, r_parent, depth = [0], [-1], [-1], [NO_PARENT], [0]
         child_start, child_count = [], []
@@ -306,7 +303,7 @@ class SearchGraph:
             node = order[i]
             first = len(order)
             s = n_start[node]
-            if s >= 0 and not (graph and node in listed):
+            if s >= 0 and node not in listed:
                 listed.add(node)
                 d = depth[i] + 1
                 for e in range(s, s + n_count[node]):
@@ -327,7 +324,55 @@ class SearchGraph:
             child_start.append(first if len(order) > first else -1)
             child_count.append(len(order) - first)
             i += 1
-        e_n, e_prior, e_reward, o_n, o_rsum = self.e_n, self.e_prior, self.e_reward, self.o_n, self.o_rsum
+        return order, r_edge, r_out, r_parent, depth, child_start, child_count
+
+    def _rows_in_action_order(self) -> tuple[list[int], ...]:
+        """Tree mode's rows: every node has one, listed in the order of the action (and
+        outcome) that created it. A node's actions have consecutive ids, so its children
+        stay together; its own action is older than the ones it proposes, so a parent
+        comes before its children."""
+        e_child, e_out, o_child, e_owner = self.e_child, self.e_out, self.o_child, self.e_owner
+        if e_out:  # sampled outcomes: one row each, in the order they were first seen
+            order, r_edge, r_out = [0], [-1], [-1]
+            for e, child in enumerate(e_child):
+                if child >= 0:
+                    order.append(child)
+                    r_edge.append(e)
+                    r_out.append(-1)
+                elif child == SAMPLED:
+                    for o in e_out[e].values():
+                        order.append(o_child[o])
+                        r_edge.append(e)
+                        r_out.append(o)
+        else:
+            stepped = [e for e, child in enumerate(e_child) if child >= 0]
+            order = [0] + [e_child[e] for e in stepped]
+            r_edge = [-1] + stepped
+            r_out = [-1] * len(order)
+        rows = len(order)
+        row_of = [0] * len(self.n_state)
+        for r, node in enumerate(order):
+            row_of[node] = r
+        r_parent = [NO_PARENT] + [row_of[e_owner[e]] for e in r_edge[1:]]
+        depth, child_start, child_count = [0] * rows, [-1] * rows, [0] * rows
+        for r in range(1, rows):
+            p = r_parent[r]
+            depth[r] = depth[p] + 1
+            if not child_count[p]:
+                child_start[p] = r
+            child_count[p] += 1
+        return order, r_edge, r_out, r_parent, depth, child_start, child_count
+
+    def _export(self) -> Tree:
+        """Flat rows with each row's children contiguous: one row per (parent row,
+        stepped action, outcome). A tree lists them in the order of the actions that led
+        to them; a graph breadth first, a shared node's edges once, under its shallowest
+        row."""
+        graph = self.graph
+        order, r_edge, r_out, r_parent, depth, child_start, child_count = (
+            self._rows_breadth_first() if graph else self._rows_in_action_order())
+        n_start, e_n, e_prior, e_reward = self.n_start, self.e_n, self.e_prior, self.e_reward
+        o_n, o_rsum = self.o_n, self.o_rsum
         edges = r_edge[1:]
         q = {e: self.q(e) for e in set(edges)} if graph or self.e_out else None
         visits = [self.n_visits[0]] + [e_n[e] if o < 0 else o_n[o] for e, o in zip(edges, r_out[1:])]
