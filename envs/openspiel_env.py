@@ -49,9 +49,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..errors import ActionError, ConfigError, TaskFileError, UnknownEnvError
-from .base import Env, Step, Task, parse_seed_spec
-from .taskfiles import read_text
+from ..errors import ActionError, ConfigError, UnknownEnvError
+from .base import Env, Step, Task
+from .taskfiles import seed_tasks
 
 __all__ = ["OpenSpielEnv", "OpenSpielState", "single_player_games"]
 
@@ -331,28 +331,7 @@ class OpenSpielEnv(Env):
 
     # ---------------------------------------------------------------- tasks
     def load_tasks(self, path: str | Path | None = None) -> list[Task]:
-        """Tasks are seeds of the opening chance nodes: None gives seeds 0-9; else
-        ``"0:50"``, ``"3,7,9"`` or a file of seeds (one per line)."""
-        spec = "0:10" if path is None else str(path)
-        seeds = parse_seed_spec(spec)
-        p = Path(spec)
-        if seeds is not None and not p.is_file():
-            tokens = [(spec, str(x)) for x in seeds]
-        elif p.is_file():
-            text = read_text(p, "seeds")
-            tokens = [(f"{p}:{i}", line.strip()) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
-        else:
-            raise TaskFileError(f"{self.name} tasks are seeds: give 'A:B', 'A,B,C' or a file of seeds, "
-                                f"got {spec!r} (no such file)")
-        tasks, seen = [], set()
-        for where, tok in tokens:
-            if not (tok.isascii() and tok.isdigit()):
-                raise TaskFileError(f"{where}: a seed must be a non-negative integer, got {tok[:40]!r}")
-            seed = int(tok)
-            if seed in seen:
-                raise TaskFileError(f"{where}: seed {seed} appears twice (one tree per start position)")
-            seen.add(seed)
-            tasks.append(Task(f"seed-{seed}", {"seed": seed}))
-        if not tasks:
-            raise TaskFileError(f"{spec}: no seeds")
-        return tasks
+        """Tasks are seeds of the opening chance nodes, read by
+        :func:`treeq.envs.taskfiles.seed_tasks`: None gives seeds 0-9; else ``"0:50"``,
+        ``"3,7,9"``, a file of seeds (one per line), a directory or a glob of them."""
+        return seed_tasks(path, f"{self.name} tasks", "one tree per start position")

@@ -16,10 +16,9 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from .tree import Tree
 
-__all__ = ["SearchConfig", "SearchResult", "resolve_defaults", "SELECTIONS", "STOP_REASONS"]
+__all__ = ["SearchConfig", "SearchResult", "resolve_defaults", "SELECTIONS"]
 
 SELECTIONS = ("uct", "puct")
-STOP_REASONS = ("budget", "exhausted", "solved", "max_nodes")
 
 
 def _is_int(x: object) -> bool:

@@ -292,9 +292,23 @@ class SearchGraph:
                 queue.extend(parents.get(node, ()))
 
     # ------------------------------------------------------------------ export
+    def _list_edge(self, e: int, order: list[int], r_edge: list[int], r_out: list[int]) -> None:
+        """Append the rows of edge ``e``: its child, one per sampled outcome, or none
+        (never stepped)."""
+        child = self.e_child[e]
+        if child >= 0:
+            order.append(child)
+            r_edge.append(e)
+            r_out.append(-1)
+        elif child == SAMPLED:
+            for o in self.e_out[e].values():
+                order.append(self.o_child[o])
+                r_edge.append(e)
+                r_out.append(o)
+
     def _rows_breadth_first(self) -> tuple[list[int], ...]:
         """Graph mode's rows: breadth first from the root, a node's edges listed once."""
-        n_start, n_count, e_child, e_out, o_child = self.n_start, self.n_count, self.e_child, self.e_out, self.o_child
+        n_start, n_count = self.n_start, self.n_count
         order, r_edge, r_out, r_parent, depth = [0], [-1], [-1], [NO_PARENT], [0]
         child_start, child_count = [], []
         listed: set[int] = set()
@@ -305,22 +319,10 @@ class SearchGraph:
             s = n_start[node]
             if s >= 0 and node not in listed:
                 listed.add(node)
-                d = depth[i] + 1
                 for e in range(s, s + n_count[node]):
-                    child = e_child[e]
-                    if child >= 0:
-                        order.append(child)
-                        r_edge.append(e)
-                        r_out.append(-1)
-                    elif child == SAMPLED:
-                        for o in e_out[e].values():
-                            order.append(o_child[o])
-                            r_edge.append(e)
-                            r_out.append(o)
-                    else:
-                        continue
-                    r_parent.extend([i] * (len(order) - len(r_parent)))
-                    depth.extend([d] * (len(order) - len(depth)))
+                    self._list_edge(e, order, r_edge, r_out)
+                r_parent.extend([i] * (len(order) - len(r_parent)))
+                depth.extend([depth[i] + 1] * (len(order) - len(depth)))
             child_start.append(first if len(order) > first else -1)
             child_count.append(len(order) - first)
             i += 1
@@ -331,19 +333,11 @@ class SearchGraph:
         outcome) that created it. A node's actions have consecutive ids, so its children
         stay together; its own action is older than the ones it proposes, so a parent
         comes before its children."""
-        e_child, e_out, o_child, e_owner = self.e_child, self.e_out, self.o_child, self.e_owner
-        if e_out:  # sampled outcomes: one row each, in the order they were first seen
+        e_child, e_owner = self.e_child, self.e_owner
+        if self.e_out:  # sampled outcomes: one row each, in the order they were first seen
             order, r_edge, r_out = [0], [-1], [-1]
-            for e, child in enumerate(e_child):
-                if child >= 0:
-                    order.append(child)
-                    r_edge.append(e)
-                    r_out.append(-1)
-                elif child == SAMPLED:
-                    for o in e_out[e].values():
-                        order.append(o_child[o])
-                        r_edge.append(e)
-                        r_out.append(o)
+            for e in range(len(e_child)):
+                self._list_edge(e, order, r_edge, r_out)
         else:
             stepped = [e for e, child in enumerate(e_child) if child >= 0]
             order = [0] + [e_child[e] for e in stepped]

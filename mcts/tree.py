@@ -78,6 +78,7 @@ class Tree:
         self._state_keys = state_keys
         self._key_fn = key_fn
         self._listing: dict[str, int] | None = None
+        self._ranking: tuple[np.ndarray, np.ndarray] | None = None  # best_child's sort keys
         self.action_table = action_table
 
     @property
@@ -153,11 +154,12 @@ class Tree:
         kids = self.children(self.listing_row(node))
         if len(kids) == 0:
             return None
-        label = self.label()[kids.start : kids.stop]
-        proven = ~np.isnan(self.proven()[kids.start : kids.stop])
+        if self._ranking is None:  # computed once: the tree is read-only
+            label = self.label()
+            self._ranking = (np.where(np.isnan(label), -np.inf, label), ~np.isnan(self.proven()))
+        key, proven_mask = (a[kids.start : kids.stop] for a in self._ranking)
         visits = self.visits[kids.start : kids.stop]
-        key = np.where(np.isnan(label), -np.inf, label)
-        order = np.lexsort((-np.arange(len(kids)), visits, proven, key))
+        order = np.lexsort((-np.arange(len(kids)), visits, proven_mask, key))
         return kids.start + int(order[-1])
 
     def best_path(self) -> list[int]:
