@@ -8,7 +8,9 @@ code, ``search --help`` and the README table share.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
 import signal
 import sys
@@ -234,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         if argv is not None and previous is not None:
             signal.signal(signal.SIGINT, previous)
         return 130
+    except BrokenPipeError:  # `treeq query ... | head`: the reader left; the work is done
+        with contextlib.suppress(OSError):  # keep the interpreter's exit flush from failing again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _ignore_sigint() -> Any:

@@ -53,6 +53,19 @@ def test_help_subprocess_exits_zero():
     assert "search" in proc.stdout and "query" in proc.stdout
 
 
+def test_reader_that_leaves_early_is_no_error(tmp_path):
+    """`treeq search ... | head -0`: the summary meets a closed pipe; no traceback, exit 141."""
+    root = Path(treeq.__file__).parent
+    proc = subprocess.Popen([sys.executable, str(root / "cli.py"), "search", "--env", "countdown", "--limit", "2",
+                             "--simulations", "20", "--out", str(tmp_path / "out"), *FAST],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before anything is written
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "Error" not in err
+    assert len(list((tmp_path / "out" / "trees").rglob("*.parquet"))) == 2  # the work itself is done
+
+
 # ------------------------------------------------------------------------- main job path
 def test_search_game24_writes_schema_v2_store(run_cli, tmp_path):
     """search --env game24 --limit 3: summary line, v2 columns in all tables, metadata on every file."""
