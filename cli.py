@@ -23,7 +23,8 @@ from typing import Any, Optional
 import typer
 
 from treeq.mcts.config import SearchConfig
-from treeq.pipelines.config import SearchJobConfig
+from treeq.pipelines.config import PRMJobConfig, SearchJobConfig
+from treeq.prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
 
 # typer >= 0.29 ships its own copy of click; older releases raise click's own classes.
 try:
@@ -204,6 +205,109 @@ def make_textworld_games(
     for p in paths:
         typer.echo(str(p))
     typer.echo(f"{len(paths)} games in {out}; search them with: python cli.py search --env textworld --tasks {shlex.quote(str(out))}")
+
+
+_P, _D, _T, _M = PRMJobConfig, StepDatasetConfig, TrainConfig, TinyModelConfig
+
+
+@app.command("train-prm")
+def train_prm(
+    sources: list[Path] = typer.Argument(..., help="Search output directories (their trees are the training data)."),
+    out: Path = _opt(_P, "out"),
+    model: Optional[str] = _opt(_P, "model"),
+    loss: str = _opt(_T, "loss"),
+    epochs: float = _opt(_T, "epochs"),
+    max_steps: Optional[int] = _opt(_T, "max_steps"),
+    batch_size: int = _opt(_T, "batch_size"),
+    lr: Optional[float] = _opt(_T, "lr"),
+    min_visits: int = _opt(_D, "min_visits"),
+    threshold: float = _opt(_D, "threshold"),
+    val_fraction: float = _opt(_D, "val_fraction"),
+    save_every: int = _opt(_T, "save_every"),
+    rewrite: float = _opt(_T, "rewrite"),
+    hidden_size: int = _opt(_M, "hidden_size"),
+    layers: int = _opt(_M, "layers"),
+    heads: int = _opt(_M, "heads"),
+    vocab_size: int = _opt(_M, "vocab_size"),
+    best_of_n: int = _opt(_P, "best_of_n"),
+    eval_paths: int = _opt(_P, "eval_paths"),
+    seed: int = _opt(_T, "seed"),
+    progress: bool = _opt(_P, "progress"),
+) -> None:
+    """Train a process reward model (a step verifier) on the trees' Q values."""
+    from treeq.pipelines.prm import train_prm as run
+
+    job = _P(
+        sources=tuple(str(s) for s in sources), out=str(out), model=model, best_of_n=best_of_n, eval_paths=eval_paths,
+        progress=progress,
+        dataset=_D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed),
+        train=_T(loss=loss, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, save_every=save_every, rewrite=rewrite,
+                 seed=seed),
+        tiny=_M(hidden_size=hidden_size, layers=layers, heads=heads, vocab_size=vocab_size),
+    )
+    m = run(job)
+    typer.echo(_prm_summary(m))
+    typer.echo(f"wrote {out} (model, tokenizer, treeq_prm.json, metrics.json)")
+
+
+def _prm_summary(m: dict) -> str:
+    def f(x: Any) -> str:
+        return f"{x:.4f}" if isinstance(x, float) else str(x)
+
+    lines = [f"trained in {m['train_seconds']} s on {m['train_paths']:,} paths; validation: {m.get('val_paths', 0):,} paths"]
+    for key in ("eval_loss", "auroc_hard", "spearman_q", "auroc_exact", "auroc_exact_within_depth_mean"):
+        if key in m:
+            lines.append(f"  {key}: {f(m[key])}")
+    if "auroc_exact_by_depth" in m:
+        lines.append("  auroc_exact_by_depth: " + ", ".join(f"{d}: {v:.4f}" for d, v in m["auroc_exact_by_depth"].items()))
+    elif "exact" in m:
+        lines.append(f"  exact labels: {m['exact']}")
+    bon = m.get("best_of_n")
+    if isinstance(bon, dict):
+        lines.append(f"  best-of-{int(bon['n'])} on {int(bon['tasks'])} tasks: prm(min) {bon['prm_min']:.3f}, "
+                     f"prm(product) {bon['prm_product']:.3f}, random {bon['random']:.3f}, oracle {bon['oracle']:.3f}")
+    elif bon:
+        lines.append(f"  best-of-N: {bon}")
+    return "\n".join(lines)
+
+
+@app.command("score-steps")
+def score_steps(
+    model_dir: Path = typer.Argument(..., help="A directory written by train-prm."),
+    input: Path = typer.Option(..., "--input", help="JSONL rows: {prompt, steps} or {env, task, steps}."),
+    output: Optional[Path] = typer.Option(None, "--output", help="JSONL with a 'scores' list per row (default: stdout)."),
+    tasks: Optional[str] = typer.Option(None, help="Task file for rows that name a task id (default: the env's shipped set)."),
+    batch_size: int = typer.Option(32, help="Paths per forward pass."),
+) -> None:
+    """Score every step of each row with a trained PRM (one forward pass per path)."""
+    from treeq.data.store import write_text_atomic
+    from treeq.pipelines.prm import score_steps as run
+    from treeq.pipelines.prm_rows import read_rows
+
+    rows = run(str(model_dir), read_rows(input), tasks, batch_size)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_text_atomic(output, text)
+        typer.echo(f"scored {len(rows)} rows, {sum(len(r['scores']) for r in rows)} steps -> {output}")
+
+
+@app.command("export-prm-data")
+def export_prm_data(
+    sources: list[Path] = typer.Argument(..., help="Search output directories."),
+    out: str = typer.Option(..., "--out", help="Output file: .parquet or .jsonl."),
+    min_visits: int = _opt(_D, "min_visits"),
+    threshold: float = _opt(_D, "threshold"),
+    val_fraction: float = _opt(_D, "val_fraction"),
+    seed: int = _opt(_D, "seed"),
+) -> None:
+    """Write PRM rows in the stepwise format (prompt, completions, labels; hard labels beside)."""
+    from treeq.pipelines.prm import export_prm_data as run
+
+    cfg = _D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed)
+    path, rows, steps = run([str(s) for s in sources], out, cfg)
+    typer.echo(f"wrote {rows:,} paths with {steps:,} labelled steps to {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

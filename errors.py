@@ -16,6 +16,7 @@ __all__ = [
     "OutputError",
     "StoreError",
     "EnvFailure",
+    "ModelError",
     "Interrupted",
 ]
 
@@ -53,6 +54,10 @@ class StoreError(TreeqError, ValueError):
 
 class EnvFailure(TreeqError, RuntimeError):
     """An environment raised while a task was being searched."""
+
+
+class ModelError(TreeqError, ValueError):
+    """A model or tokenizer cannot be found, fetched or loaded (the message names it)."""
 
 
 class Interrupted(KeyboardInterrupt):

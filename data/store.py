@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from ..errors import OutputError, StoreError
 from .schema import BACKUPS, READABLE_VERSIONS, SCHEMAS, STATUSES, VERSION_KEY
 
-__all__ = ["TreeStore", "Staged", "write_parquet_atomic", "connect", "run_query"]
+__all__ = ["TreeStore", "Staged", "write_parquet_atomic", "write_text_atomic", "connect", "run_query"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_STEM = 100  # file names stay far below the usual 255-byte limit, temp suffix included
@@ -49,12 +49,15 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _stage(table: pa.Table, path: Path) -> Staged:
-    """Write ``table`` next to ``path`` under a temporary name and sync it."""
+def _stage(table: pa.Table | str, path: Path) -> Staged:
+    """Write ``table`` (or text) next to ``path`` under a temporary name and sync it."""
     tmp = _temp_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, tmp, compression="zstd")
+        if isinstance(table, str):
+            tmp.write_text(table, encoding="utf-8")
+        else:
+            pq.write_table(table, tmp, compression="zstd")
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
     except BaseException as exc:  # KeyboardInterrupt included: never leave a temp file behind
@@ -82,6 +85,15 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
         OutputError: the file cannot be written (the old file, if any, is left intact).
     """
     _commit([_stage(table, path)])
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` via a temporary file and an atomic rename.
+
+    Raises:
+        OutputError: the file cannot be written (the old file, if any, is left intact).
+    """
+    _commit([_stage(text, Path(path))])
 
 
 def _shard_name(task_id: str) -> str:

@@ -152,6 +152,29 @@ class Env(Generic[State]):
         """
         return None
 
+    def exact_value(self, state: State, gamma: float) -> float | None:
+        """The exact optimal value V*(state) from an exact solver (None: the env has none, the default).
+
+        Metrics and benchmarks score labels against it; the search never calls it.
+        """
+        return None
+
+    def rewrite_step(self, text: str, rng: np.random.Generator) -> str:
+        """The same step as another writer might word it (operands reordered, ...); the default keeps ``text``.
+
+        Used to vary PRM training text: the rewrite must describe the same transition, so
+        that the step's label still holds.
+        """
+        return text
+
+    def task_from_text(self, text: str) -> Task | None:
+        """A task written inline (``"4 6 8 8"`` for Game of 24); None: this env reads tasks from files only.
+
+        Raises:
+            TaskFileError: the text is meant as a task of this env but is malformed.
+        """
+        return None
+
     def load_tasks(self, path: str | None) -> Sequence[Task]:
         """Read a task file, directory or glob (None: the env's shipped default set)."""
         raise NotImplementedError

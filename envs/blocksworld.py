@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import TaskFileError
 from .base import Env, Step, Task
-from .blocksworld_exact import exact_q, optimal_plan_length, optimal_value, plan_length_lower_bound
+from .blocksworld_exact import MAX_EXACT_BLOCKS, exact_q, optimal_plan_length, optimal_value, plan_length_lower_bound
 from .blocksworld_rules import (
     HAND,
     PREDICATES,
@@ -169,6 +169,12 @@ class BlocksworldEnv(Env):
         """
         h = plan_length_lower_bound(state)
         return 0.0 if h == 0 else float(gamma ** (h - 1))
+
+    def exact_value(self, state: BlocksworldState, gamma: float) -> float | None:
+        """V* by breadth-first search over every arrangement (None past ``MAX_EXACT_BLOCKS``)."""
+        if len(state.blocks) > MAX_EXACT_BLOCKS:
+            return None
+        return optimal_value(state, gamma)
 
     # -- text from outside
     def canonical_action(self, state: BlocksworldState, text: str) -> str:

@@ -228,6 +228,9 @@ class CountdownEnv(Env):
         m = len(state.numbers)
         return 0.0 if m <= 1 else float(gamma ** (m - 2))
 
+    def exact_value(self, state: CountdownState, gamma: float) -> float:
+        return optimal_value(state, gamma)
+
     # -- text from outside
     def canonical_action(self, state: CountdownState, text: str) -> str:
         """Map a step written by someone else to this env's canonical action text.
@@ -275,6 +278,32 @@ class CountdownEnv(Env):
         if self.fixed_target is not None and tgt != self.fixed_target:
             raise TaskFileError(f"{where}: {self.name} has target {self.fixed_target}; use --env countdown")
         return Task(task_id, {"numbers": [format_number(x) for x in nums], "target": format_number(tgt)})
+
+    def rewrite_step(self, text: str, rng: np.random.Generator) -> str:
+        """Swap the operands of ``+`` and ``*`` (each half the time) and shuffle the ``left`` list."""
+        try:
+            p = parse_step(text)
+        except ActionError:
+            return text
+        a, b = (p.b, p.a) if p.op in "+*" and rng.random() < 0.5 else (p.a, p.b)
+        written = f"{format_number(a)} {p.op} {format_number(b)} = {format_number(p.result)}"
+        if p.left is None:
+            return written
+        left = [p.left[i] for i in rng.permutation(len(p.left))]
+        return f"{written} (left: {_format_left(left)})"
+
+    def task_from_text(self, text: str) -> Task | None:
+        """``"4 6 8 8"`` (the target is the env's fixed one) or ``"30 100 93 -> 23"``; None if not numbers."""
+        numbers, arrow, target = text.partition("->")
+        parts = [t for t in re.split(r"[,\s]+", numbers.strip()) if t]
+        if not parts or not all(re.fullmatch(r"-?\d+(?:/\d+)?", t) for t in parts):
+            return None
+        if not arrow:
+            if self.fixed_target is None:
+                raise TaskFileError(f"task {shorten(text)!r}: give the target as 'numbers -> target'")
+            target = format_number(self.fixed_target)
+        return self.make_task(" ".join(parts) + ("" if not arrow else f" -> {target.strip()}"), parts, target.strip(),
+                              f"task {shorten(text)!r}")
 
     def load_tasks(self, path: str | Path | None = None) -> list[Task]:
         """Read tasks from CSV (column ``Puzzles``) or JSONL (d1 or native form).

@@ -11,13 +11,14 @@ from typing import Any
 
 __all__ = [
     "SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns", "tree_row", "replay", "ReplayStep",
-    "make_games",
+    "make_games", "PRMJobConfig", "train_prm", "score_steps", "export_prm_data",
 ]
 
 _HOME = {
     "SearchJobConfig": "config", "SearchSummary": "search", "run_search": "search", "task_rng": "search",
     "tree_columns": "search", "tree_row": "search", "replay": "replay", "ReplayStep": "replay",
     "make_games": "textworld_games",
+    "PRMJobConfig": "config", "train_prm": "prm", "score_steps": "prm", "export_prm_data": "prm",
 }
 
 

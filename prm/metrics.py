@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["auroc"]
+__all__ = ["auroc", "spearman", "auroc_by_depth"]
 
 
 def auroc(scores, positive) -> float:
@@ -19,14 +19,41 @@ def auroc(scores, positive) -> float:
     n_neg = positive.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(scores.size, dtype=np.float64)
-    # average rank (1-based) within each run of equal scores
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate(([0], boundaries))
-    ends = np.concatenate((boundaries, [scores.size]))
-    for s, e in zip(starts, ends):
-        ranks[order[s:e]] = (s + 1 + e) / 2.0
-    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    u = _ranks(scores)[positive].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based), ties sharing the mean of their positions."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(x.size, dtype=np.float64)
+    sorted_x = x[order]
+    boundaries = np.flatnonzero(np.diff(sorted_x)) + 1
+    for s, e in zip(np.concatenate(([0], boundaries)), np.concatenate((boundaries, [x.size]))):
+        ranks[order[s:e]] = (s + 1 + e) / 2.0
+    return ranks
+
+
+def spearman(a, b) -> float:
+    """Spearman's rank correlation (Pearson's on average ranks); NaN when either side is constant."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.size < 2:
+        return float("nan")
+    ra, rb = _ranks(a), _ranks(b)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    denom = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
+
+
+def auroc_by_depth(scores, positive, depth) -> dict[int, float]:
+    """AUROC within each depth (depths where one class is empty are left out)."""
+    scores, positive, depth = np.asarray(scores), np.asarray(positive, dtype=bool), np.asarray(depth)
+    out = {}
+    for d in np.unique(depth):
+        m = depth == d
+        value = auroc(scores[m], positive[m])
+        if value == value:
+            out[int(d)] = value
+    return out

@@ -1,0 +1,129 @@
+"""How well a trained PRM judges Game of 24 steps written as a model writes them.
+
+Held-out puzzles (give ``--tasks``, never puzzles the PRM was trained on); per puzzle
+``--trajectories`` random complete trajectories, each step a random pair of the numbers
+left, in random order, with a random operation: subtraction may go negative, division
+may leave fractions, and the ``left`` list comes in random order. This is text the env's
+canonical action set never produces; the PRM scores it as written (``score-steps``).
+
+Each step's exact label: can 24 still be reached from the numbers left (an exact solver
+over all four operations in both orders, negatives and fractions included). Reported:
+
+* AUROC within each depth (the depth of a step alone predicts much of the pooled
+  label, so the pooled figure is not the one that counts), and the mean over the
+  intermediate depths (the last step is checkable by arithmetic alone).
+* Best-of-N: per puzzle the PRM picks one trajectory by its lowest step score (and by
+  the product of its scores); success rate beside a random pick and the oracle, and
+  the share of the random-to-oracle gap the PRM closes.
+
+    python benchmarks/prm_quality.py MODEL_DIR --tasks heldout.csv --trajectories 8 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+
+from treeq.envs.countdown import Game24Env, format_number
+from treeq.pipelines.prm import score_steps
+from treeq.prm.metrics import auroc, auroc_by_depth
+
+TARGET = Fraction(24)
+
+
+@lru_cache(maxsize=None)
+def _reachable(numbers: tuple[Fraction, ...]) -> bool:
+    if len(numbers) == 1:
+        return numbers[0] == TARGET
+    for i in range(len(numbers)):
+        for j in range(len(numbers)):
+            if i == j:
+                continue
+            a, b = numbers[i], numbers[j]
+            rest = [numbers[k] for k in range(len(numbers)) if k not in (i, j)]
+            for value in (a + b, a - b, a * b, a / b if b else None):
+                if value is not None and _reachable(tuple(sorted(rest + [value]))):
+                    return True
+    return False
+
+
+def reachable(numbers) -> bool:
+    """Exact: can the numbers (each used once, + - * / in any order) make 24?"""
+    return _reachable(tuple(sorted(Fraction(x) for x in numbers)))
+
+
+def written_trajectory(numbers: list[Fraction], rng: np.random.Generator) -> tuple[list[str], list[bool], bool]:
+    """One random trajectory as a model might write it: (steps, exact label per step, success)."""
+    left = list(numbers)
+    steps, labels = [], []
+    while len(left) > 1:
+        i, j = rng.choice(len(left), size=2, replace=False)
+        a, b = left[i], left[j]
+        ops = ["+", "-", "*"] + (["/"] if b != 0 else [])
+        op = ops[int(rng.integers(len(ops)))]
+        value = {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else None}[op]
+        left = [x for k, x in enumerate(left) if k not in (i, j)] + [value]
+        left = [left[k] for k in rng.permutation(len(left))]
+        steps.append(f"{format_number(a)} {op} {format_number(b)} = {format_number(value)} "
+                     f"(left: {' '.join(format_number(x) for x in left)})")
+        labels.append(reachable(left))
+    return steps, labels, left[0] == TARGET
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model_dir")
+    ap.add_argument("--tasks", required=True, help="Held-out Game of 24 puzzles (CSV or JSONL), not trained on.")
+    ap.add_argument("--limit", type=int, default=None, help="Use the first N puzzles only.")
+    ap.add_argument("--trajectories", type=int, default=8, help="Trajectories per puzzle (N of best-of-N).")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    env = Game24Env()
+    tasks = env.load_tasks(args.tasks)[: args.limit]
+    rng = np.random.default_rng(args.seed)
+    rows, labels, success = [], [], []
+    for task in tasks:
+        numbers = [Fraction(x) for x in task.payload["numbers"]]
+        for _ in range(args.trajectories):
+            steps, lab, ok = written_trajectory(numbers, rng)
+            rows.append({"env": "game24", "task": " ".join(task.payload["numbers"]), "steps": steps})
+            labels.append(lab)
+            success.append(ok)
+    t0 = time.perf_counter()
+    scored = score_steps(args.model_dir, rows)
+    seconds = time.perf_counter() - t0
+    scores = [r["scores"] for r in scored]
+    flat_s = np.array([s for row in scores for s in row])
+    flat_y = np.array([y for row in labels for y in row])
+    depth = np.array([d for row in labels for d in range(len(row))])
+    by_depth = auroc_by_depth(flat_s, flat_y, depth)
+    last = max(by_depth) if by_depth else 0
+    inter = [v for d, v in by_depth.items() if d < last]
+    print(f"{len(tasks)} held-out puzzles x {args.trajectories} written trajectories, "
+          f"{flat_s.size} steps scored in {seconds:.1f} s")
+    print(f"positive share by depth: " + ", ".join(f"{d}: {flat_y[depth == d].mean():.3f}" for d in sorted(set(depth))))
+    print("AUROC within depth: " + ", ".join(f"{d}: {v:.4f}" for d, v in sorted(by_depth.items())))
+    print(f"pooled AUROC (depth carries much of it): {auroc(flat_s, flat_y):.4f}")
+
+    n = args.trajectories
+    succ = np.array(success, dtype=np.float64).reshape(len(tasks), n)
+    lowest = np.array([min(s) for s in scores]).reshape(len(tasks), n)
+    product = np.array([float(np.prod(s)) for s in scores]).reshape(len(tasks), n)
+    pick = lambda key: float(np.mean(succ[np.arange(len(tasks)), key.argmax(axis=1)]))  # noqa: E731
+    random_pick, oracle = float(succ.mean()), float(succ.max(axis=1).mean())
+    gap = oracle - random_pick
+    for name, key in (("min", lowest), ("product", product)):
+        value = pick(key)
+        closed = (value - random_pick) / gap if gap > 0 else float("nan")
+        print(f"best-of-{n} by PRM ({name} of step scores): {value:.3f}  random pick: {random_pick:.3f}  "
+              f"oracle: {oracle:.3f}  gap closed: {closed:.2f}")
+    print(f"mean within-depth AUROC over intermediate steps: {float(np.mean(inter)) if inter else float('nan'):.4f}")
+
+
+if __name__ == "__main__":
+    main()

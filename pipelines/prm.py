@@ -1,0 +1,267 @@
+"""PRM jobs: ``train-prm`` (dataset -> model -> metrics), ``score-steps`` and ``export-prm-data``.
+
+The flow of :func:`train_prm`, top to bottom: build the step dataset from the tree stores
+(split by task); make the tokenizer and model (a pretrained backbone by ``--model``, or
+the small default trained from scratch); train with transformers' Trainer, resuming
+from ``MODEL_DIR/checkpoints`` when a run with the same data and settings was
+interrupted; save the model, tokenizer and ``treeq_prm.json`` (atomically: a
+temporary folder renamed into place); score the validation paths and write
+``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.store import write_text_atomic
+from ..errors import ConfigError, OutputError, StoreError
+from ..prm.config import StepDatasetConfig
+from ..prm.format import SEPARATOR, path_text
+from .config import PRMJobConfig
+
+__all__ = ["train_prm", "score_steps", "export_prm_data", "PRM_FILES"]
+
+PRM_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "treeq_prm.json")
+_RUN_FILE = "treeq_run.json"
+
+
+
+
+def _progress(message: str, enabled: bool) -> None:
+    if enabled:
+        print(f"treeq: {message}", flush=True)
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out}: {exc.strerror or exc}") from None
+
+
+def train_prm(job: PRMJobConfig) -> dict[str, Any]:
+    """Train a PRM on the trees in ``job.sources``; return (and write) its metrics.
+
+    Raises:
+        StoreError: a source is unreadable or of a foreign schema; no step qualifies.
+        ModelError: the backbone cannot be loaded.
+        ConfigError: checkpoints in the output belong to another run.
+        OutputError: the output directory cannot be written.
+    """
+    import torch
+    from transformers import AutoTokenizer
+
+    from ..prm.dataset import build_step_dataset
+    from ..prm.model import PRMMeta, add_separator, quiet_transformers, tiny_model, train_tokenizer
+    from ..prm.train import PackedDataset, PairDataset, fit, last_checkpoint, run_fingerprint, sibling_pairs
+
+    started = time.perf_counter()
+    ds = build_step_dataset(job.sources, job.dataset)
+    if not ds.train:
+        raise StoreError(f"every one of the {len({e.task_id for e in ds.val})} tasks fell into validation: "
+                         f"lower --val-fraction or add tasks")
+    _progress(f"{len(ds.train):,} training paths, {len(ds.val):,} validation paths from {ds.rows:,} tree rows "
+              f"({len({e.task_id for e in ds.train})} + {len({e.task_id for e in ds.val})} tasks)", job.progress)
+    out = Path(job.out).expanduser()
+    _prepare_out(out)
+    ckpt = out / "checkpoints"
+    base = job.model or "default"
+    fingerprint = run_fingerprint(ds.fingerprint(), base, job.train,
+                                  {"dataset": asdict(job.dataset), "tiny": asdict(job.tiny) if job.model is None else None})
+    resume = last_checkpoint(ckpt) is not None
+    if resume:
+        try:
+            previous = json.loads((ckpt / _RUN_FILE).readpath_text(encoding="utf-8")).get("fingerprint")
+        except (OSError, ValueError):
+            previous = None
+        if previous != fingerprint:
+            raise ConfigError(f"{ckpt} holds checkpoints of another run (other data or settings): "
+                              f"remove that folder or choose another --out")
+        _progress(f"resuming from {last_checkpoint(ckpt)}", job.progress)
+
+    if job.model is None:
+        tok_dir = ckpt / "tokenizer"
+        if resume and (tok_dir / "tokenizer.json").exists():
+            tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+        else:
+            texts = sorted({t for ex in ds.train for t in (ex.prompt, *ex.steps)})
+            tokenizer = train_tokenizer(texts, job.tiny.vocab_size)
+        model = tiny_model(tokenizer, job.tiny, job.train.seed)
+        max_length, lr = job.tiny.max_length, job.train.lr or 1e-3
+    else:
+        from .models import load_pretrained
+
+        quiet_transformers()
+        torch.manual_seed(job.train.seed)  # the new value head's initialisation
+        tokenizer, model = load_pretrained(job.model, kind="token-classification", num_labels=1)
+        add_separator(tokenizer, model)
+        max_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+        lr = job.train.lr or 2e-5
+    ckpt.mkdir(parents=True, exist_ok=True)
+    if job.model is None:
+        tokenizer.save_pretrained(ckpt / "tokenizer")
+    write_text_atomic(ckpt / _RUN_FILE, json.dumps({"fingerprint": fingerprint, "base": base}) + "\n")
+
+    from .prm_eval import TaskSource, reworded
+
+    train_examples = reworded(TaskSource(ds.runs), ds.train, job.train.rewrite, job.train.seed)
+    if job.train.loss == "pairwise":
+        def pairs_of(examples):
+            pairs = sibling_pairs(examples)
+            good = tokenizer([path_text(p, pre + [g]) for p, pre, g, _, _ in pairs])["input_ids"] if pairs else []
+            bad = tokenizer([path_text(p, pre + [b]) for p, pre, _, b, _ in pairs])["input_ids"] if pairs else []
+            return PairDataset([(g, b) for g, b in zip(good, bad) if max(len(g), len(b)) <= max_length])
+
+        train_set, eval_set = pairs_of(train_examples), pairs_of(ds.val)
+        if not len(train_set):
+            raise StoreError("no sibling steps with different labels: the pairwise loss has nothing to learn")
+    else:
+        train_set = PackedDataset(train_examples, tokenizer, max_length)
+        eval_set = PackedDataset(ds.val, tokenizer, max_length)
+        if train_set.dropped or eval_set.dropped:
+            _progress(f"left out {train_set.dropped + eval_set.dropped} paths longer than {max_length} tokens",
+                      job.progress)
+    _progress(f"training {'the default model' if job.model is None else job.model} "
+              f"({sum(p.numel() for p in model.parameters()):,} parameters) with the {job.train.loss} loss",
+              job.progress)
+    losses = fit(model, tokenizer, train_set, eval_set, job.train, ckpt, lr, job.progress, resume)
+
+    meta = PRMMeta(separator=SEPARATOR, label_mode="pairwise" if job.train.loss == "pairwise" else "soft",
+                   loss=job.train.loss, threshold=job.dataset.threshold, data_hash=ds.fingerprint(), base_model=base,
+                   max_length=max_length)
+    _save_model(out, model, tokenizer, meta)
+    metrics = {"train_seconds": round(time.perf_counter() - started, 1), **losses}
+    metrics.update(evaluate(model, tokenizer, ds, max_length, job))
+    metrics["total_seconds"] = round(time.perf_counter() - started, 1)
+    metrics.update({"train_paths": len(ds.train), "val_paths": len(ds.val), "data_hash": ds.fingerprint(),
+                    "base_model": base, "loss": job.train.loss})
+    metrics = _plain(metrics)
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _plain(x: Any) -> Any:
+    """Metrics as strict JSON: numpy numbers as Python ones, NaN (an undefined AUROC) as null."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (np.floating, np.integer)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _save_model(out: Path, model, tokenizer, meta) -> None:
+    """Save weights, tokenizer and meta into a temporary folder, then move each file into ``out``."""
+    tmp = Path(tempfile.mkdtemp(prefix=".save-", dir=out))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        meta.save(tmp)
+        for f in tmp.iterdir():
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig) -> dict[str, Any]:
+    """Scores of the validation paths against their labels, exact labels and best-of-N."""
+    from ..prm.dataset import label_arrays
+    from ..prm.metrics import auroc, auroc_by_depth, spearman
+    from ..prm.model import score_batch
+    from .prm_eval import TaskSource, best_of_n, exact_step_labels
+
+    if not ds.val:
+        return {"note": "no validation tasks (val_fraction 0): no metrics"}
+    val = _eval_subset(ds.val, job.eval_paths)
+    val = [ex for ex in val if len(tokenizer(path_text(ex.prompt, ex.steps))["input_ids"]) <= max_length]
+
+    def score(paths):
+        return score_batch(model, tokenizer, paths, max_length, batch_size=max(8, job.train.batch_size))
+
+    scores = score([(ex.prompt, ex.steps) for ex in val])
+    arrays = label_arrays(val, job.dataset.threshold)
+    flat = np.array([s for ex, row in zip(val, scores) for s, own in zip(row, ex.owned) if own])
+    result: dict[str, Any] = {
+        "val_steps": int(flat.size),
+        "auroc_hard": auroc(flat, arrays["hard"]),
+        "spearman_q": spearman(flat, arrays["soft"]),
+        "auroc_hard_by_depth": auroc_by_depth(flat, arrays["hard"], arrays["depth"]),
+    }
+    source = TaskSource(ds.runs)
+    exact, why = exact_step_labels(source, val)
+    if exact is None:
+        result["exact"] = why
+    else:
+        good = np.array([g for ex, row in zip(val, exact) for g, own in zip(row, ex.owned) if own])
+        by_depth = auroc_by_depth(flat, good, arrays["depth"])
+        result["auroc_exact"] = auroc(flat, good)
+        result["auroc_exact_by_depth"] = by_depth
+        result["auroc_exact_within_depth_mean"] = float(np.mean(list(by_depth.values()))) if by_depth else math.nan
+    if job.best_of_n:
+        refs = sorted({(ex.run_id, ex.task_id) for ex in val}, key=lambda r: r[1])[: job.bon_tasks]
+        bon = best_of_n(source, refs, job.best_of_n, score, job.train.seed)
+        result["best_of_n"] = bon
+    return result
+
+
+def _eval_subset(examples: list, limit: int) -> list:
+    """Whole tasks, in the order of a hash of their ids, until ``limit`` paths are taken."""
+    import hashlib
+
+    by_task: dict[str, list] = {}
+    for ex in examples:
+        by_task.setdefault(ex.task_id, []).append(ex)
+    out: list = []
+    for task in sorted(by_task, key=lambda t: hashlib.sha256(t.encode()).hexdigest()):
+        if out and len(out) + len(by_task[task]) > limit:
+            break
+        out += by_task[task]
+    return out
+
+
+def export_prm_data(sources: list[str], out: str, config: StepDatasetConfig) -> tuple[Path, int, int]:
+    """Write the stepwise PRM rows (``prompt``, ``completions``, ``labels`` + hard labels) to ``out``.
+
+    Returns the path, the number of rows and of labelled steps.
+    """
+    from ..prm.dataset import build_step_dataset
+
+    if not (out.endswith(".parquet") or out.endswith(".jsonl")):
+        raise ConfigError(f"--out must end in .parquet or .jsonl, got {out!r}")
+    ds = build_step_dataset(sources, config)
+    path = ds.write(out)
+    return path, len(ds.examples), sum(len(ex.steps) for ex in ds.examples)
+
+
+def score_steps(model_dir: str, rows: list[dict], tasks: str | None = None, batch_size: int = 32) -> list[dict]:
+    """Score the steps of JSONL-style rows: ``{"prompt", "steps"}`` or ``{"env", "task", "steps"}``.
+
+    Each row comes back with ``"scores"``, one per step. A task is the env's task text
+    (``"4 6 8 8"`` for game24) or a task id of ``tasks`` (the env's shipped set by default).
+
+    Raises:
+        ModelError: the directory is not a PRM.
+        TaskFileError: a row is malformed (its line is named).
+    """
+    from ..prm.model import load_prm, score_batch
+    from .prm_rows import row_paths, strip_line
+
+    tokenizer, model, meta = load_prm(model_dir)
+    paths = row_paths(rows, tasks)
+    scores = score_batch(model, tokenizer, paths, meta.max_length, batch_size=batch_size)
+    return [{**strip_line(row), "scores": s} for row, s in zip(rows, scores)]

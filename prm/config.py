@@ -1,0 +1,94 @@
+"""Settings of the PRM components: one frozen dataclass each, validated on creation.
+
+Kept free of torch, pyarrow and DuckDB so that the CLI reads option defaults and help
+texts (the ``help`` metadata) without loading them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+
+__all__ = ["StepDatasetConfig", "TrainConfig", "TinyModelConfig", "LOSSES"]
+
+LOSSES = ("bce", "mse", "pairwise")
+
+
+@dataclass(frozen=True)
+class StepDatasetConfig:
+    """How tree rows become labelled step paths."""
+
+    min_visits: int = field(default=1, metadata={"help": "A step needs at least this many visits to be labelled "
+                                                         "(and so does every step above it)."})
+    threshold: float = field(default=0.5, metadata={"help": "Hard label: the soft label is above this value."})
+    val_fraction: float = field(default=0.1, metadata={"help": "Share of tasks (never of paths) held out for "
+                                                              "validation."})
+    seed: int = field(default=0, metadata={"help": "Seed of the task split."})
+
+    def __post_init__(self) -> None:
+        if self.min_visits < 0:
+            raise ConfigError(f"min_visits must be >= 0, got {self.min_visits}")
+        if not 0.0 <= self.threshold < 1.0:
+            raise ConfigError(f"threshold must be in [0, 1), got {self.threshold}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of ``train-prm``."""
+
+    loss: str = field(default="bce", metadata={"help": "bce (soft labels), mse (regression on Q) or pairwise "
+                                                       "(rStar-Math's preference loss over sibling steps)."})
+    epochs: float = field(default=2.0, metadata={"help": "Passes over the training paths."})
+    max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimisation steps; "
+                                                                 "None: the epochs decide."})
+    batch_size: int = field(default=16, metadata={"help": "Rows per optimisation step: a row packs the paths that "
+                                                             "share all but their last step (pairwise: pairs)."})
+    lr: float | None = field(default=None, metadata={"help": "Peak learning rate (linear decay after warm-up); "
+                                                     "None: 1e-3 for the default model, 2e-5 for a pretrained one."})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "Share of steps spent warming the learning rate up."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    rewrite: float = field(default=0.5, metadata={"help": "Share of training steps the env rewords "
+                                                         "(operands reordered, as a model writes them); 0: never."})
+    save_every: int = field(default=200, metadata={"help": "Optimisation steps between checkpoints (resume points)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the model's initialisation and the data order."})
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.epochs <= 0:
+            raise ConfigError(f"epochs must be > 0, got {self.epochs}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not 0.0 <= self.rewrite <= 1.0:
+            raise ConfigError(f"rewrite must be in [0, 1], got {self.rewrite}")
+        if self.save_every < 1:
+            raise ConfigError(f"save_every must be >= 1, got {self.save_every}")
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """The default model built from a config when no ``--model`` is given."""
+
+    hidden_size: int = field(default=128, metadata={"help": "Width of the default model."})
+    layers: int = field(default=4, metadata={"help": "Transformer layers of the default model."})
+    heads: int = field(default=4, metadata={"help": "Attention heads of the default model."})
+    vocab_size: int = field(default=1024, metadata={"help": "BPE vocabulary trained on the dataset's texts."})
+    max_length: int = field(default=512, metadata={"help": "Longest path in tokens the default model reads."})
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "layers", "heads", "vocab_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.hidden_size % self.heads:
+            raise ConfigError(f"hidden_size ({self.hidden_size}) must be a multiple of heads ({self.heads})")
+        if self.vocab_size < 300:
+            raise ConfigError(f"vocab_size must be >= 300 (256 bytes plus merges), got {self.vocab_size}")

@@ -1,0 +1,273 @@
+"""Step datasets from search trees: root-to-node paths with per-step labels.
+
+A tree row is an edge (a step) with its backed-up value; a path from the root is the
+task's prompt followed by the step texts along it. This module turns one or more tree
+stores into examples a PRM trains on:
+
+* A step qualifies when its row has at least ``min_visits`` visits (every row above it
+  on the path must qualify too). Its **soft label** is ``coalesce(proven, q)`` clipped
+  to [0, 1]; its **hard label** is ``soft > threshold``.
+* The same step sequence from the same task found more than once (several runs, or
+  several sources) is **merged**: one step, its label the visit-weighted mean.
+* The qualifying steps of a task form a trie; each root-to-leaf path is one example,
+  and each step is *owned* by exactly one example (the first path through it), so that
+  a shared prefix counts once in the loss however many paths go through it (``mask``).
+* Graph-mode trees (``trees.backup = 'max'``) list each state's children once, under its
+  shallowest row: a path is the sequence of rows from the root by ``parent_id``, so a
+  shared state is labelled once there too.
+* The split into train and validation is **by task** (a hash of the task id and the
+  seed), never by path, so no task leaks from training into validation.
+
+Only pyarrow and DuckDB are needed here (no torch): exports and benchmarks use it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from ..data.store import connect, write_parquet_atomic, write_text_atomic
+from ..errors import ConfigError, StoreError
+from .config import StepDatasetConfig
+
+__all__ = ["StepDatasetConfig", "StepExample", "StepDataset", "build_step_dataset", "split_of"]
+
+_NODES_SQL = """
+SELECT n.run_id, n.task_id, n.node_id, n.parent_id, n.action, n.observation, n.visits, n.q, n.proven,
+       t.env, t.backup
+FROM nodes n JOIN trees t ON t.run_id = n.run_id AND t.task_id = n.task_id
+ORDER BY n.run_id, n.task_id, n.node_id
+"""
+
+
+
+
+@dataclass
+class StepExample:
+    """One root-to-leaf path of a task's qualifying steps."""
+
+    task_id: str
+    env: str
+    prompt: str
+    steps: list[str]
+    labels: list[float]  # soft labels in [0, 1]
+    visits: list[int]  # merged visit counts
+    owned: list[bool]  # the step counts in the loss here (its first path)
+    nodes: list[int]  # trie node ids of the steps (unique within the dataset)
+    parents: list[int]  # trie node id of each step's parent step (-1: the task's root)
+    run_id: str = ""  # run of the first tree the path came from (exact metrics rebuild the task from it)
+
+    def hard(self, threshold: float) -> list[bool]:
+        return [x > threshold for x in self.labels]
+
+
+@dataclass
+class StepDataset:
+    """Examples split by task, plus what produced them."""
+
+    config: StepDatasetConfig
+    train: list[StepExample]
+    val: list[StepExample]
+    sources: list[str]
+    rows: int  # tree rows read
+    runs: dict[str, dict] = field(default_factory=dict)  # run_id -> its search config (JSON)
+
+    @property
+    def examples(self) -> list[StepExample]:
+        return self.train + self.val
+
+    def fingerprint(self) -> str:
+        """A hash of every example's text and labels: the identity of the training data."""
+        h = hashlib.sha256()
+        for part, examples in (("train", self.train), ("val", self.val)):
+            h.update(part.encode())
+            for ex in examples:
+                h.update(json.dumps([ex.task_id, ex.prompt, ex.steps, [round(x, 9) for x in ex.labels], ex.owned])
+                         .encode())
+        return h.hexdigest()[:16]
+
+    def stepwise_table(self, threshold: float | None = None) -> pa.Table:
+        """The stepwise PRM format (``prompt``, ``completions``, ``labels``) plus provenance.
+
+        ``labels`` are the soft labels, ``hard_labels`` the thresholded ones, side by side.
+        """
+        thr = self.config.threshold if threshold is None else threshold
+        rows = [(ex, split) for split, part in (("train", self.train), ("val", self.val)) for ex in part]
+        return pa.table({
+            "prompt": [ex.prompt for ex, _ in rows],
+            "completions": [ex.steps for ex, _ in rows],
+            "labels": pa.array([ex.labels for ex, _ in rows], type=pa.list_(pa.float64())),
+            "hard_labels": [ex.hard(thr) for ex, _ in rows],
+            "visits": pa.array([ex.visits for ex, _ in rows], type=pa.list_(pa.int64())),
+            "owned": [ex.owned for ex, _ in rows],
+            "task_id": [ex.task_id for ex, _ in rows],
+            "env": [ex.env for ex, _ in rows],
+            "split": [split for _, split in rows],
+        })
+
+    def write(self, path: str | Path) -> Path:
+        """Write :meth:`stepwise_table` to ``path`` (``.parquet``, or ``.jsonl``) atomically."""
+        path = Path(path)
+        table = self.stepwise_table()
+        if path.suffix == ".jsonl":
+
+            write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in table.to_pylist()))
+        else:
+            write_parquet_atomic(table, path)
+        return path
+
+
+def split_of(task_id: str, seed: int, val_fraction: float) -> str:
+    """``'val'`` or ``'train'`` for a task: a stable hash, so every path of a task lands together."""
+    digest = hashlib.sha256(f"{seed}\x1f{task_id}".encode()).digest()
+    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
+
+
+class _Trie:
+    """Merged steps of one task: node -> (parent, text, visit-weighted label sums)."""
+
+    def __init__(self) -> None:
+        self.index: dict[tuple[int, str], int] = {}
+        self.parent: list[int] = []
+        self.text: list[str] = []
+        self.weight: list[float] = []  # sum of visits (or 1 per row when visits are 0)
+        self.label_sum: list[float] = []
+        self.visits: list[int] = []
+        self.children: list[list[int]] = []
+        self.roots: list[int] = []
+
+    def add(self, parent: int, text: str, label: float, visits: int) -> int:
+        key = (parent, text)
+        i = self.index.get(key)
+        if i is None:
+            i = self.index[key] = len(self.parent)
+            self.parent.append(parent)
+            self.text.append(text)
+            self.weight.append(0.0)
+            self.label_sum.append(0.0)
+            self.visits.append(0)
+            self.children.append([])
+            (self.children[parent] if parent >= 0 else self.roots).append(i)
+        w = float(visits) if visits > 0 else 1.0
+        self.weight[i] += w
+        self.label_sum[i] += w * label
+        self.visits[i] += int(visits)
+        return i
+
+    def paths(self) -> Iterable[list[int]]:
+        """Root-to-leaf paths in depth-first order (children in insertion order)."""
+        stack = [[r] for r in reversed(self.roots)]
+        while stack:
+            path = stack.pop()
+            kids = self.children[path[-1]]
+            if not kids:
+                yield path
+            else:
+                stack.extend(path + [k] for k in reversed(kids))
+
+
+def _label(q: float | None, proven: float | None) -> float | None:
+    value = proven if proven is not None else q
+    if value is None or value != value:  # no visits and no proof: no label
+        return None
+    return min(1.0, max(0.0, float(value)))
+
+
+def build_step_dataset(sources: Sequence[str | Path], config: StepDatasetConfig = StepDatasetConfig()) -> StepDataset:
+    """Read tree stores and build the labelled step paths, split by task.
+
+    Raises:
+        StoreError: a source is not a readable tree store of a known schema version, or
+            no step passes the visit threshold.
+    """
+    if not sources:
+        raise ConfigError("give at least one search output directory")
+    tries: dict[str, tuple[_Trie, str, str, str]] = {}  # task_id -> (trie, env, prompt, run_id)
+    runs: dict[str, dict] = {}
+    rows = 0
+    for source in sources:
+        con = connect(source)
+        try:
+            for run_id, config_json in con.execute("SELECT run_id, config FROM runs").fetchall():
+                runs.setdefault(run_id, json.loads(config_json))
+            data = con.sql(_NODES_SQL).to_arrow_table()
+        finally:
+            con.close()
+        rows += data.num_rows
+        _add_rows(data, tries, config.min_visits)
+    train: list[StepExample] = []
+    val: list[StepExample] = []
+    offset = 0
+    for task_id in sorted(tries):
+        trie, env, prompt, run_id = tries[task_id]
+        owner_seen: set[int] = set()
+        target = val if split_of(task_id, config.seed, config.val_fraction) == "val" else train
+        for path in trie.paths():
+            owned = [n not in owner_seen for n in path]
+            owner_seen.update(path)
+            target.append(StepExample(
+                task_id=task_id, env=env, prompt=prompt,
+                steps=[trie.text[n] for n in path],
+                labels=[trie.label_sum[n] / trie.weight[n] for n in path],
+                visits=[trie.visits[n] for n in path],
+                owned=owned,
+                nodes=[offset + n for n in path],
+                parents=[offset + trie.parent[n] if trie.parent[n] >= 0 else -1 for n in path],
+                run_id=run_id,
+            ))
+        offset += len(trie.parent)
+    if not train and not val:
+        raise StoreError(
+            f"no step has {config.min_visits} or more visits in {', '.join(map(str, sources))}: "
+            f"lower --min-visits or search with more simulations"
+        )
+    return StepDataset(config, train, val, [str(s) for s in sources], rows, runs)
+
+
+def _add_rows(data: pa.Table, tries: dict, min_visits: int) -> None:
+    """Add one store's rows (sorted by run, task, node id) to the per-task tries."""
+    cols = {name: data.column(name).to_pylist() for name in
+            ("run_id", "task_id", "node_id", "parent_id", "action", "observation", "visits", "q", "proven", "env")}
+    n = data.num_rows
+    start = 0
+    while start < n:
+        run_id, task_id = cols["run_id"][start], cols["task_id"][start]
+        end = start
+        while end < n and cols["run_id"][end] == run_id and cols["task_id"][end] == task_id:
+            end += 1
+        trie_node: dict[int, int] = {}  # tree node id -> trie node (-1: the root)
+        for i in range(start, end):
+            node, parent = cols["node_id"][i], cols["parent_id"][i]
+            if parent < 0:
+                if task_id not in tries:
+                    tries[task_id] = (_Trie(), cols["env"][i], cols["observation"][i] or "", run_id)
+                trie_node[node] = -1
+                continue
+            up = trie_node.get(parent)
+            if up is None:  # the parent did not qualify, or came later in a graph listing
+                continue
+            label = _label(cols["q"][i], cols["proven"][i])
+            if cols["visits"][i] < min_visits or label is None or cols["action"][i] is None:
+                continue
+            trie_node[node] = tries[task_id][0].add(up, cols["action"][i], label, cols["visits"][i])
+        start = end
+
+
+def label_arrays(examples: Sequence[StepExample], threshold: float) -> dict[str, np.ndarray]:
+    """Flat per-step arrays over the owned steps: soft label, hard label, depth, example index."""
+    soft, depth, index = [], [], []
+    for i, ex in enumerate(examples):
+        for d, (label, own) in enumerate(zip(ex.labels, ex.owned)):
+            if own:
+                soft.append(label)
+                depth.append(d)
+                index.append(i)
+    soft_a = np.asarray(soft, dtype=np.float64)
+    return {"soft": soft_a, "hard": soft_a > threshold, "depth": np.asarray(depth, dtype=np.int64),
+            "example": np.asarray(index, dtype=np.int64)}

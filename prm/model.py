@@ -1,0 +1,190 @@
+"""The PRM model: a transformers token-classification model with one label.
+
+A path is written as ONE string, ``prompt + "\\n" + step_1 + SEP + step_2 + SEP ...``,
+tokenized as usual; the score of step i is ``sigmoid(logit)`` at the i-th separator
+token. The model is causal, so a step's score sees only the prompt and the steps up to
+it, and one forward pass scores every step of a path. This is the shape TRL's
+PRMTrainer saved (``AutoModelForTokenClassification``, ``num_labels=1``, read at the
+separator tokens): any transformers user loads the directory without treeq::
+
+    tok = AutoTokenizer.from_pretrained(d); model = AutoModelForTokenClassification.from_pretrained(d)
+    enc = tok(text, return_tensors="pt")
+    scores = model(**enc).logits[0, enc.input_ids[0] == tok.convert_tokens_to_ids(SEP), 0].sigmoid()
+
+Without a backbone (``model=None``) the default is a small Llama built from a config,
+with a byte-level BPE tokenizer trained on the dataset's own texts (offline, CPU-sized).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+
+from ..errors import ConfigError, ModelError
+from .config import TinyModelConfig
+from .format import SEPARATOR, path_text
+
+__all__ = [
+    "SEPARATOR", "META_FILE", "TinyModelConfig", "PRMMeta", "path_text", "train_tokenizer", "tiny_model",
+    "add_separator", "encode_paths", "score_batch", "load_prm", "quiet_transformers",
+]
+
+META_FILE = "treeq_prm.json"
+PAD = "<|pad|>"
+
+
+
+
+@dataclass(frozen=True)
+class PRMMeta:
+    """What a saved PRM directory records beside the weights (``treeq_prm.json``)."""
+
+    separator: str
+    label_mode: str  # 'soft' (bce, mse) or 'pairwise'
+    loss: str
+    threshold: float
+    data_hash: str
+    base_model: str
+    max_length: int
+    format: str = "prompt + '\\n' + step_1 + separator + step_2 + separator ...; score = sigmoid(logit) at each separator"
+
+    def save(self, directory: Path) -> None:
+        from ..data.store import write_text_atomic
+
+        write_text_atomic(directory / META_FILE, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> "PRMMeta":
+        path = directory / META_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        except FileNotFoundError:
+            raise ModelError(f"{directory} is not a treeq PRM directory (no {META_FILE})") from None
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise ModelError(f"{path} is unreadable: {exc}") from None
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int):
+    """A byte-level BPE tokenizer trained on ``texts`` (never fails on unseen characters)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=[PAD, SEPARATOR], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, additional_special_tokens=[SEPARATOR])
+
+
+def tiny_model(tokenizer, cfg: TinyModelConfig, seed: int):
+    """A small Llama token classifier (one label) for ``tokenizer``, initialised from ``seed``."""
+    from transformers import LlamaConfig, LlamaForTokenClassification
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=4 * cfg.hidden_size,
+        num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
+        max_position_embeddings=cfg.max_length, pad_token_id=tokenizer.pad_token_id, num_labels=1,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    return LlamaForTokenClassification(config)
+
+
+def add_separator(tokenizer, model) -> None:
+    """Give a pretrained backbone the step separator token (and a pad token if it has none)."""
+    added = tokenizer.add_special_tokens({"additional_special_tokens": [SEPARATOR]})
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or SEPARATOR
+    if added or len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def encode_paths(tokenizer, paths: Sequence[tuple[str, Sequence[str]]], max_length: int) -> list[list[int]]:
+    """Token ids of each (prompt, steps) path.
+
+    Raises:
+        ConfigError: a path is longer than ``max_length`` tokens, or a step holds the separator.
+    """
+    texts = [path_text(p, s) for p, s in paths]
+    ids = tokenizer(texts, add_special_tokens=True)["input_ids"]
+    for (prompt, steps), row in zip(paths, ids):
+        if len(row) > max_length:
+            raise ConfigError(f"a path of {len(steps)} steps is {len(row)} tokens, over the model's {max_length}")
+    return ids
+
+
+def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids`` and ``attention_mask``."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def score_batch(model, tokenizer, paths: Sequence[tuple[str, Sequence[str]]], max_length: int,
+                batch_size: int = 32) -> list[list[float]]:
+    """Score every step of every path: one forward pass per path (batched)."""
+    sep_id = tokenizer.convert_tokens_to_ids(SEPARATOR)
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[list[float]] = []
+    order = sorted(range(len(paths)), key=lambda i: len(paths[i][1]))  # similar lengths share a batch
+    ids = encode_paths(tokenizer, paths, max_length)
+    scores: dict[int, list[float]] = {}
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        input_ids, mask = pad_batch([ids[i] for i in chunk], tokenizer.pad_token_id, device)
+        logits = model(input_ids=input_ids, attention_mask=mask).logits[..., 0].float()
+        probs = torch.sigmoid(logits).cpu()
+        for row, i in enumerate(chunk):
+            scores[i] = probs[row][input_ids[row].cpu() == sep_id].tolist()
+    for i in range(len(paths)):
+        out.append(scores[i])
+    return out
+
+
+def quiet_transformers() -> None:
+    """No per-file progress bars or load reports from transformers: treeq prints its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def load_prm(directory: str | Path, device: str | None = None):
+    """Load a saved PRM directory: (tokenizer, model, meta), plain transformers underneath.
+
+    Raises:
+        ModelError: the directory is missing, or is not a treeq PRM.
+    """
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    quiet_transformers()
+    directory = Path(directory).expanduser()
+    if not directory.is_dir():
+        raise ModelError(f"model path {directory} does not exist")
+    meta = PRMMeta.load(directory)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
+        model = AutoModelForTokenClassification.from_pretrained(directory, trust_remote_code=False,
+                                                                use_safetensors=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the PRM in {directory}: {' '.join(str(exc).split())[:300]}") from None
+    if device:
+        model.to(device)
+    model.eval()
+    return tokenizer, model, meta

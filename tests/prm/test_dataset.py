@@ -1,0 +1,139 @@
+"""Step datasets from hand-built tree stores: labels, visit threshold, merging, ownership, task split."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from treeq.data.store import TreeStore
+from treeq.errors import ConfigError, StoreError
+from treeq.prm.config import StepDatasetConfig
+from treeq.prm.dataset import build_step_dataset, label_arrays, split_of
+
+# One task's tree (tree mode):      root
+#                                  /    \
+#                   a (v=4, q=.75)       b (v=2, q=.2, proven 0)
+#                    /        \              \
+#     c (v=3, q=1.4 -> clip 1)  d (v=1, q=0)   e (v=0, no q)
+TREE = [
+    # node, parent, action, visits, q, proven
+    (0, -1, None, 6, 0.5, None),
+    (1, 0, "a", 4, 0.75, None),
+    (2, 0, "b", 2, 0.2, 0.0),
+    (3, 1, "c", 3, 1.4, None),
+    (4, 1, "d", 1, 0.0, None),
+    (5, 2, "e", 0, None, None),
+]
+
+
+def write_tree(root, task_id="t1", run_id="r1", rows=TREE, backup="mean", prompt="P"):
+    store = TreeStore(root)
+    n = len(rows)
+    depth = {}
+    for node, parent, *_ in rows:
+        depth[node] = 0 if parent < 0 else depth[parent] + 1
+    store.write("nodes", run_id, {
+        "run_id": [run_id] * n, "task_id": [task_id] * n, "node_id": [r[0] for r in rows],
+        "parent_id": [r[1] for r in rows], "depth": [depth[r[0]] for r in rows], "action": [r[2] for r in rows],
+        "state_key": [f"k{r[0]}" for r in rows], "observation": [prompt] * n, "prior": [1.0] * n,
+        "visits": [r[3] for r in rows], "value_sum": [0.0] * n, "q": [r[4] for r in rows],
+        "reward": [0.0] * n, "terminal": [False] * n, "proven": [r[5] for r in rows], "feedback": [None] * n,
+    }, task_id)
+    store.write("trees", run_id, {
+        "run_id": [run_id], "task_id": [task_id], "env": ["game24"], "simulations": [6], "nodes": [n],
+        "root_value": [0.5], "best_action": ["a"], "solved": [True], "seconds": [0.1], "backup": [backup],
+        "status": ["ok"], "error": [None],
+    }, task_id)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    store.write("runs", run_id, {"run_id": [run_id], "config": [json.dumps({"env": "game24"})], "versions": ["{}"],
+                                 "seed": [0], "started_at": [now], "ended_at": [now]})
+    return root
+
+
+def test_paths_labels_and_ownership(tmp_path):
+    """min_visits=1: the paths a-c, a-d and b; labels clipped, proven wins over q; a is owned once."""
+    ds = build_step_dataset([write_tree(tmp_path)], StepDatasetConfig(min_visits=1, val_fraction=0.0))
+    got = [(ex.steps, ex.labels, ex.owned, ex.visits) for ex in ds.train]
+    assert got == [
+        (["a", "c"], [0.75, 1.0], [True, True], [4, 3]),
+        (["a", "d"], [0.75, 0.0], [False, True], [4, 1]),
+        (["b"], [0.0], [True], [2]),
+    ]
+    assert ds.train[0].prompt == "P" and ds.rows == 6
+    arrays = label_arrays(ds.train, 0.5)
+    assert arrays["soft"].tolist() == [0.75, 1.0, 0.0, 0.0]
+    assert arrays["hard"].tolist() == [True, True, False, False]
+    assert arrays["depth"].tolist() == [0, 1, 1, 0]
+
+
+def test_visit_threshold_cuts_below(tmp_path):
+    """min_visits=3 keeps a (4) and c (3); b (2) and d (1) fall, and so does everything under them."""
+    ds = build_step_dataset([write_tree(tmp_path)], StepDatasetConfig(min_visits=3, val_fraction=0.0))
+    assert [ex.steps for ex in ds.train] == [["a", "c"]]
+
+
+def test_zero_visits_need_a_label(tmp_path):
+    """min_visits=0 admits e only if it has a value: e has neither q nor proven, so b stays a leaf."""
+    ds = build_step_dataset([write_tree(tmp_path)], StepDatasetConfig(min_visits=0, val_fraction=0.0))
+    assert [ex.steps for ex in ds.train] == [["a", "c"], ["a", "d"], ["b"]]
+
+
+def test_duplicate_paths_merge_visit_weighted(tmp_path):
+    """The same task in two runs: one path per step sequence, label = visit-weighted mean, visits summed."""
+    write_tree(tmp_path, run_id="r1")
+    other = [(0, -1, None, 4, 0.5, None), (1, 0, "a", 4, 0.25, None)]
+    write_tree(tmp_path, run_id="r2", rows=other)
+    ds = build_step_dataset([tmp_path], StepDatasetConfig(min_visits=1, val_fraction=0.0))
+    first = ds.train[0]
+    assert first.steps == ["a", "c"]
+    assert first.labels[0] == pytest.approx((4 * 0.75 + 4 * 0.25) / 8)
+    assert first.visits[0] == 8
+    assert len(ds.train) == 3
+
+
+def test_split_is_by_task(tmp_path):
+    """Every path of a task lands on the same side; the side is a stable function of task id and seed."""
+    for i in range(12):
+        write_tree(tmp_path, task_id=f"t{i}")
+    cfg = StepDatasetConfig(min_visits=1, val_fraction=0.5, seed=3)
+    ds = build_step_dataset([tmp_path], cfg)
+    train_tasks = {ex.task_id for ex in ds.train}
+    val_tasks = {ex.task_id for ex in ds.val}
+    assert train_tasks and val_tasks and not train_tasks & val_tasks
+    assert val_tasks == {f"t{i}" for i in range(12) if split_of(f"t{i}", 3, 0.5) == "val"}
+
+
+def test_graph_mode_rows_are_paths(tmp_path):
+    """Graph-mode trees are read the same way: a path follows parent_id from the root."""
+    ds = build_step_dataset([write_tree(tmp_path, backup="max")], StepDatasetConfig(val_fraction=0.0))
+    assert [ex.steps for ex in ds.train] == [["a", "c"], ["a", "d"], ["b"]]
+
+
+def test_empty_and_foreign_inputs(tmp_path):
+    """No qualifying step, a foreign schema version, a folder that is no store: one clear error each."""
+    write_tree(tmp_path / "s")
+    with pytest.raises(StoreError, match="no step has 100 or more visits"):
+        build_step_dataset([tmp_path / "s"], StepDatasetConfig(min_visits=100))
+    with pytest.raises(StoreError, match="not a treeq output directory"):
+        build_step_dataset([tmp_path / "nothing"])
+    shard = next((tmp_path / "s" / "nodes").rglob("*.parquet"))
+    table = pq.read_table(shard)
+    pq.write_table(table.replace_schema_metadata({b"treeq.schema_version": b"99"}), shard)
+    with pytest.raises(StoreError, match="schema version 99"):
+        build_step_dataset([tmp_path / "s"])
+    with pytest.raises(ConfigError, match="min_visits"):
+        StepDatasetConfig(min_visits=-1)
+
+
+def test_stepwise_export(tmp_path):
+    """The stepwise table: prompt, completions, soft labels and hard labels side by side."""
+    ds = build_step_dataset([write_tree(tmp_path / "s")], StepDatasetConfig(val_fraction=0.0))
+    path = ds.write(tmp_path / "prm.parquet")
+    rows = pq.read_table(path).to_pylist()
+    assert rows[0]["prompt"] == "P" and rows[0]["completions"] == ["a", "c"]
+    assert rows[0]["labels"] == [0.75, 1.0] and rows[0]["hard_labels"] == [True, True]
+    jsonl = ds.write(tmp_path / "prm.jsonl")
+    assert json.loads(jsonl.read_text().splitlines()[2])["completions"] == ["b"]

@@ -1,0 +1,101 @@
+"""PRM training pieces: sibling packing is exact, the losses mask what they must, pairs are siblings."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from treeq.prm.config import TinyModelConfig, TrainConfig
+from treeq.prm.dataset import StepExample
+from treeq.prm.model import SEPARATOR, path_text, score_batch, tiny_model, train_tokenizer
+from treeq.prm.train import PackedDataset, forward_logits, make_collator, prm_loss, sibling_pairs
+from treeq.errors import ConfigError
+
+
+def example(task, steps, labels, nodes, parents, owned=None):
+    return StepExample(task_id=task, env="game24", prompt=f"Reach 24 from {task}.", steps=steps, labels=labels,
+                       visits=[1] * len(steps), owned=owned or [True] * len(steps), nodes=nodes, parents=parents)
+
+
+EXAMPLES = [
+    example("4 6 8 8", ["8 - 4 = 4 (left: 4 6 8)", "6 - 4 = 2 (left: 2 8)"], [1.0, 0.0], [0, 1], [-1, 0]),
+    example("4 6 8 8", ["8 - 4 = 4 (left: 4 6 8)", "8 - 4 = 4 (left: 4 6)"], [1.0, 1.0], [0, 2], [-1, 0], [False, True]),
+    example("4 6 8 8", ["8 - 4 = 4 (left: 4 6 8)", "4 * 6 = 24 (left: 8 24)"], [1.0, 0.0], [0, 3], [-1, 0],
+            [False, True]),
+    example("4 6 8 8", ["4 + 6 = 10 (left: 8 8 10)"], [0.0], [4], [-1]),
+    example("1 2 3 4", ["1 * 2 = 2 (left: 2 3 4)"], [1.0], [5], [-1]),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    texts = [t for ex in EXAMPLES for t in (ex.prompt, *ex.steps)]
+    tok = train_tokenizer(texts * 4, 300)
+    model = tiny_model(tok, TinyModelConfig(hidden_size=32, layers=2, heads=2, vocab_size=300), seed=0).eval()
+    return tok, model
+
+
+def test_packing_groups_siblings(tiny):
+    """Three paths share their first step: one row (prefix once, three last steps); two single-step rows."""
+    tok, _ = tiny
+    packed = PackedDataset(EXAMPLES, tok, max_length=512)
+    assert [len(item["children"]) for item in packed.items] == [3, 1, 1]
+    first = packed.items[0]
+    assert first["prefix_labels"] == [1.0] and first["prefix_owned"] == [True]
+    assert first["child_labels"] == [[0.0], [1.0], [0.0]]
+    assert tok(path_text(EXAMPLES[0].prompt, EXAMPLES[0].steps))["input_ids"] == first["prefix"] + first["children"][0]
+
+
+def test_packed_logits_equal_each_path_alone(tiny):
+    """The mask and position ids make every step's score in a packed row what the path alone gives."""
+    tok, model = tiny
+    sep = tok.convert_tokens_to_ids(SEPARATOR)
+    packed = PackedDataset(EXAMPLES, tok, max_length=512)
+    batch = make_collator(tok.pad_token_id, sep)(packed.items)
+    with torch.no_grad():
+        probs = torch.sigmoid(forward_logits(model, batch))
+    row0 = probs[0][batch["input_ids"][0] == sep].tolist()
+    alone = score_batch(model, tok, [(ex.prompt, ex.steps) for ex in EXAMPLES[:3]], 512)
+    assert row0 == pytest.approx([alone[0][0], alone[0][1], alone[1][1], alone[2][1]], abs=1e-6)
+    row1 = probs[1][batch["input_ids"][1] == sep].tolist()
+    assert row1 == pytest.approx(score_batch(model, tok, [(EXAMPLES[3].prompt, EXAMPLES[3].steps)], 512)[0], abs=1e-6)
+
+
+def test_loss_mask_counts_owned_steps_once(tiny):
+    """The bce loss equals the hand-computed mean over the six owned steps; padding adds nothing."""
+    tok, model = tiny
+    sep = tok.convert_tokens_to_ids(SEPARATOR)
+    batch = make_collator(tok.pad_token_id, sep)(PackedDataset(EXAMPLES, tok, 512).items)
+    assert int(batch["loss_mask"].sum()) == 6  # 1 shared first step + 3 last steps + 2 single steps
+    logits = torch.zeros(batch["input_ids"].shape)
+    assert float(prm_loss(logits, batch, "bce")) == pytest.approx(math.log(2))  # every label vs p=0.5
+    assert float(prm_loss(logits, batch, "mse")) == pytest.approx(0.25)  # (0.5 - {0,1})^2
+    empty = {**batch, "loss_mask": torch.zeros_like(batch["loss_mask"])}
+    assert float(prm_loss(logits, empty, "bce")) == 0.0
+
+
+def test_sibling_pairs_rank_better_over_worse():
+    """Pairs join siblings of one parent with different labels, better first; roots of one task are siblings."""
+    pairs = sibling_pairs(EXAMPLES)
+    texts = {(good, bad) for _, _, good, bad, _ in pairs}
+    assert ("8 - 4 = 4 (left: 4 6)", "6 - 4 = 2 (left: 2 8)") in texts
+    assert ("8 - 4 = 4 (left: 4 6)", "4 * 6 = 24 (left: 8 24)") in texts
+    assert ("8 - 4 = 4 (left: 4 6 8)", "4 + 6 = 10 (left: 8 8 10)") in texts
+    assert all(margin > 0 for *_, margin in pairs)
+    assert not any(good == "1 * 2 = 2 (left: 2 3 4)" or bad == "1 * 2 = 2 (left: 2 3 4)" for *_, good, bad, _ in pairs)
+
+
+def test_pairwise_loss_hand_value():
+    """-log sigmoid(s_good - s_bad), averaged: logits 2 and 0 give log(1 + e^-2)."""
+    logits = torch.tensor([[0.0, 2.0], [0.0, 0.0]])
+    inputs = {"last_sep": torch.tensor([1, 1])}
+    assert float(prm_loss(logits, inputs, "pairwise")) == pytest.approx(math.log1p(math.exp(-2.0)))
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="loss"):
+        TrainConfig(loss="hinge")
+    with pytest.raises(ConfigError, match="multiple"):
+        TinyModelConfig(hidden_size=30, heads=4)
