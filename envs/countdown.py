@@ -75,8 +75,11 @@ class CountdownState:
 
 
 @lru_cache(maxsize=1 << 16)
-def _moves(numbers: Numbers) -> dict[str, Numbers]:
-    """Every distinct operation on ``numbers`` (sorted), as canonical text -> rest."""
+def _moves(numbers: Numbers, negatives: bool = False) -> dict[str, Numbers]:
+    """Every distinct operation on ``numbers`` (sorted), as canonical text -> rest.
+
+    ``negatives``: also the smaller number minus the larger (a negative result).
+    """
     moves: dict[str, Numbers] = {}
     n = len(numbers)
     for i in range(n):
@@ -85,6 +88,8 @@ def _moves(numbers: Numbers) -> dict[str, Numbers]:
             rest = numbers[:i] + numbers[i + 1 : j] + numbers[j + 1 :]
             fa, fb = format_number(a), format_number(b)
             candidates = [(f"{fa} + {fb}", a + b), (f"{fb} - {fa}", b - a), (f"{fa} * {fb}", a * b)]
+            if negatives and a != b:
+                candidates.append((f"{fa} - {fb}", a - b))
             if a != 0:
                 candidates.append((f"{fb} / {fa}", b / a))
             if b != 0 and a != b:
@@ -97,43 +102,43 @@ def _moves(numbers: Numbers) -> dict[str, Numbers]:
 
 
 @lru_cache(maxsize=1 << 18)
-def _solvable(numbers: Numbers, target: Fraction) -> bool:
+def _solvable(numbers: Numbers, target: Fraction, negatives: bool = False) -> bool:
     if len(numbers) == 1:
         return numbers[0] == target
-    return any(_solvable(left, target) for left in _moves(numbers).values())
+    return any(_solvable(left, target, negatives) for left in _moves(numbers, negatives).values())
 
 
-def solvable(numbers: Sequence[Fraction | int], target: Fraction | int) -> bool:
-    """Exact solver: can ``numbers`` (each used once) reach ``target``?"""
-    return _solvable(tuple(sorted(Fraction(x) for x in numbers)), Fraction(target))
+def solvable(numbers: Sequence[Fraction | int], target: Fraction | int, negatives: bool = False) -> bool:
+    """Exact solver: can ``numbers`` (each used once) reach ``target``? (``negatives``: see ``_moves``.)"""
+    return _solvable(tuple(sorted(Fraction(x) for x in numbers)), Fraction(target), negatives)
 
 
-def solution(state: CountdownState) -> list[str] | None:
+def solution(state: CountdownState, negatives: bool = False) -> list[str] | None:
     """One sequence of steps from ``state`` to the target, or None if there is none."""
     if len(state.numbers) == 1:
         return [] if state.numbers[0] == state.target else None
-    for text, left in _moves(state.numbers).items():
-        if _solvable(left, state.target):
-            rest = solution(CountdownState(left, state.target, state.start))
+    for text, left in _moves(state.numbers, negatives).items():
+        if _solvable(left, state.target, negatives):
+            rest = solution(CountdownState(left, state.target, state.start), negatives)
             assert rest is not None
             return [text, *rest]
     return None
 
 
-def optimal_value(state: CountdownState, gamma: float = 1.0) -> float:
+def optimal_value(state: CountdownState, gamma: float = 1.0, negatives: bool = False) -> float:
     """Exact V*(s): the only reward is 1 at the last step, after len(numbers)-1 steps."""
     m = len(state.numbers)
-    if m <= 1 or not _solvable(state.numbers, state.target):
+    if m <= 1 or not _solvable(state.numbers, state.target, negatives):
         return 0.0
     return float(gamma ** (m - 2))
 
 
-def exact_q(state: CountdownState, action: str, gamma: float = 1.0) -> float:
+def exact_q(state: CountdownState, action: str, gamma: float = 1.0, negatives: bool = False) -> float:
     """Exact Q*(s, a) = r(s, a) + gamma * V*(s')."""
-    left = _moves(state.numbers)[action]
+    left = _moves(state.numbers, negatives)[action]
     if len(left) == 1:
         return 1.0 if left[0] == state.target else 0.0
-    return gamma * optimal_value(CountdownState(left, state.target, state.start), gamma)
+    return gamma * optimal_value(CountdownState(left, state.target, state.start), gamma, negatives)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -185,7 +190,13 @@ def parse_step(text: str) -> ParsedStep:
 
 # ----------------------------------------------------------------------------- env
 class CountdownEnv(Env):
-    """Countdown: any count of numbers, any target; all numbers must be used."""
+    """Countdown: any count of numbers, any target; all numbers must be used.
+
+    Args:
+        negatives: Also offer the smaller number minus the larger (``4 - 8 = -4``), as
+            models sometimes write; off by default (it makes no puzzle solvable that was
+            not). Trees searched with it label such steps for a PRM.
+    """
 
     name = "countdown"
     deterministic = True
@@ -194,19 +205,24 @@ class CountdownEnv(Env):
     fixed_target: Fraction | None = None
     fixed_count: int | None = None
 
+    def __init__(self, negatives: bool = False) -> None:
+        if not isinstance(negatives, bool):
+            raise TypeError(f"negatives must be true or false, got {negatives!r}")
+        self.negatives = negatives
+
     # -- protocol
     def reset(self, task: Task, rng: np.random.Generator | None = None) -> CountdownState:
         numbers = tuple(sorted(Fraction(x) for x in task.payload["numbers"]))
         return CountdownState(numbers, Fraction(task.payload["target"]), numbers)
 
     def legal_actions(self, state: CountdownState) -> list[str]:
-        return list(_moves(state.numbers)) if len(state.numbers) > 1 else []
+        return list(_moves(state.numbers, self.negatives)) if len(state.numbers) > 1 else []
 
     def step(self, state: CountdownState, action: str, rng: np.random.Generator | None = None) -> Step[CountdownState]:
-        left = _moves(state.numbers).get(action) if len(state.numbers) > 1 else None
+        left = _moves(state.numbers, self.negatives).get(action) if len(state.numbers) > 1 else None
         if left is None:
             action = self.canonical_action(state, action)
-            left = _moves(state.numbers)[action]
+            left = _moves(state.numbers, self.negatives)[action]
         nxt = CountdownState(left, state.target, state.start, state.steps + (action,))
         done = len(left) == 1
         reward = 1.0 if done and left[0] == state.target else 0.0
@@ -229,7 +245,7 @@ class CountdownEnv(Env):
         return 0.0 if m <= 1 else float(gamma ** (m - 2))
 
     def exact_value(self, state: CountdownState, gamma: float) -> float:
-        return optimal_value(state, gamma)
+        return optimal_value(state, gamma, self.negatives)
 
     # -- text from outside
     def canonical_action(self, state: CountdownState, text: str) -> str:
@@ -249,7 +265,7 @@ class CountdownEnv(Env):
                     f"({_format_left(state.numbers)})"
                 )
             remaining.remove(x)
-        if p.op == "-" and p.result < 0:
+        if p.op == "-" and p.result < 0 and not self.negatives:
             raise ActionError(f"step {text!r} goes negative; write the larger number first")
         left = tuple(sorted(remaining + [p.result]))
         if p.left is not None and p.left != left:
@@ -259,7 +275,7 @@ class CountdownEnv(Env):
             f"{format_number(a)} {p.op} {format_number(b)} = {format_number(p.result)} "
             f"(left: {_format_left(left)})"
         )
-        if canonical not in _moves(state.numbers):  # pragma: no cover - guarded above
+        if canonical not in _moves(state.numbers, self.negatives):  # pragma: no cover - guarded above
             raise ActionError(f"step {text!r} is not legal from {self.state_key(state)}")
         return canonical
 

@@ -77,7 +77,7 @@ class PRMJobConfig:
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     best_of_n: int = field(default=8, metadata={"help": "Trajectories per held-out task for the best-of-N metric "
                                                         "(0: skip it)."})
-    eval_paths: int = field(default=5000, metadata={"help": "Validation paths scored for the metrics at most "
+    eval_paths: int = field(default=5000, metadata={"help": "Validation paths used for the loss and the metrics at most "
                                                             "(whole tasks, in a fixed order)."})
     bon_tasks: int = field(default=100, metadata={"help": "Held-out tasks the best-of-N metric uses at most."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})

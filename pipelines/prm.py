@@ -83,13 +83,13 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
     resume = last_checkpoint(ckpt) is not None
     if resume:
         try:
-            previous = json.loads((ckpt / _RUN_FILE).readpath_text(encoding="utf-8")).get("fingerprint")
+            previous = json.loads((ckpt / _RUN_FILE).read_text(encoding="utf-8")).get("fingerprint")
         except (OSError, ValueError):
             previous = None
         if previous != fingerprint:
             raise ConfigError(f"{ckpt} holds checkpoints of another run (other data or settings): "
                               f"remove that folder or choose another --out")
-        _progress(f"resuming from {last_checkpoint(ckpt)}", job.progress)
+        _progress(f"resuming from {last_checkpoint(ckpt)}", True)  # always said: the run is not a fresh one
 
     if job.model is None:
         tok_dir = ckpt / "tokenizer"
@@ -124,12 +124,12 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
             bad = tokenizer([path_text(p, pre + [b]) for p, pre, _, b, _ in pairs])["input_ids"] if pairs else []
             return PairDataset([(g, b) for g, b in zip(good, bad) if max(len(g), len(b)) <= max_length])
 
-        train_set, eval_set = pairs_of(train_examples), pairs_of(ds.val)
+        train_set, eval_set = pairs_of(train_examples), pairs_of(_eval_subset(ds.val, job.eval_paths))
         if not len(train_set):
             raise StoreError("no sibling steps with different labels: the pairwise loss has nothing to learn")
     else:
         train_set = PackedDataset(train_examples, tokenizer, max_length)
-        eval_set = PackedDataset(ds.val, tokenizer, max_length)
+        eval_set = PackedDataset(_eval_subset(ds.val, job.eval_paths), tokenizer, max_length)
         if train_set.dropped or eval_set.dropped:
             _progress(f"left out {train_set.dropped + eval_set.dropped} paths longer than {max_length} tokens",
                       job.progress)
@@ -191,7 +191,11 @@ def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig) -> dict[s
     val = [ex for ex in val if len(tokenizer(path_text(ex.prompt, ex.steps))["input_ids"]) <= max_length]
 
     def score(paths):
-        return score_batch(model, tokenizer, paths, max_length, batch_size=max(8, job.train.batch_size))
+        """Scores of each path; None for a path longer than the model reads."""
+        fits = [len(tokenizer(path_text(p, s))["input_ids"]) <= max_length for p, s in paths]
+        scored = iter(score_batch(model, tokenizer, [p for p, ok in zip(paths, fits) if ok], max_length,
+                                  batch_size=max(8, job.train.batch_size)))
+        return [next(scored) if ok else None for ok in fits]
 
     scores = score([(ex.prompt, ex.steps) for ex in val])
     arrays = label_arrays(val, job.dataset.threshold)

@@ -24,7 +24,7 @@ from .search import task_rng
 
 __all__ = ["TaskSource", "exact_step_labels", "sample_trajectories", "best_of_n", "reworded"]
 
-Scorer = Callable[[list[tuple[str, list[str]]]], list[list[float]]]
+Scorer = Callable[[list[tuple[str, list[str]]]], list[list[float] | None]]  # None: too long to score
 
 
 class TaskSource:
@@ -142,7 +142,11 @@ def best_of_n(source: TaskSource, task_refs: Sequence[tuple[str, str]], n: int, 
             continue
         prompt = env.render(env.reset(tasks[task_id], task_rng(seed, task_id)))
         scores = score([(prompt, steps) for steps, _ in trajectories])
-        success = np.array([ok for _, ok in trajectories], dtype=np.float64)
+        kept = [i for i, s in enumerate(scores) if s is not None]  # too long for the model: not a candidate
+        if not kept:
+            continue
+        scores = [scores[i] for i in kept]
+        success = np.array([trajectories[i][1] for i in kept], dtype=np.float64)
         lowest = np.array([min(s) for s in scores])
         product = np.array([float(np.prod(s)) for s in scores])
         picks["prm_min"].append(success[int(np.argmax(lowest))])

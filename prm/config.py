@@ -41,7 +41,7 @@ class TrainConfig:
 
     loss: str = field(default="bce", metadata={"help": "bce (soft labels), mse (regression on Q) or pairwise "
                                                        "(rStar-Math's preference loss over sibling steps)."})
-    epochs: float = field(default=2.0, metadata={"help": "Passes over the training paths."})
+    epochs: float = field(default=3.0, metadata={"help": "Passes over the training paths."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimisation steps; "
                                                                  "None: the epochs decide."})
     batch_size: int = field(default=16, metadata={"help": "Rows per optimisation step: a row packs the paths that "

@@ -138,12 +138,13 @@ def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, device=None) -> tuple[
 def score_batch(model, tokenizer, paths: Sequence[tuple[str, Sequence[str]]], max_length: int,
                 batch_size: int = 32) -> list[list[float]]:
     """Score every step of every path: one forward pass per path (batched)."""
+    if not paths:
+        return []
     sep_id = tokenizer.convert_tokens_to_ids(SEPARATOR)
     model.eval()
     device = next(model.parameters()).device
-    out: list[list[float]] = []
-    order = sorted(range(len(paths)), key=lambda i: len(paths[i][1]))  # similar lengths share a batch
     ids = encode_paths(tokenizer, paths, max_length)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch: little padding
     scores: dict[int, list[float]] = {}
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
@@ -152,9 +153,7 @@ def score_batch(model, tokenizer, paths: Sequence[tuple[str, Sequence[str]]], ma
         probs = torch.sigmoid(logits).cpu()
         for row, i in enumerate(chunk):
             scores[i] = probs[row][input_ids[row].cpu() == sep_id].tolist()
-    for i in range(len(paths)):
-        out.append(scores[i])
-    return out
+    return [scores[i] for i in range(len(paths))]
 
 
 def quiet_transformers() -> None:

@@ -81,8 +81,6 @@ class PackedDataset(torch.utils.data.Dataset):
                 item["child_owned"].append(owned)
             if item["children"]:
                 self.items.append(item)
-        for item in self.items:  # the row's tokens, so that Trainer's group_by_length batches similar rows
-            item["input_ids"] = item["prefix"] + [t for kid in item["children"] for t in kid]
 
     @staticmethod
     def _new(prefix: list[int], labels: list[float], owned: list[bool]) -> dict:
@@ -251,7 +249,6 @@ def fit(model, tokenizer, train_set, eval_set, cfg: TrainConfig, checkpoint_dir:
         report_to=[],
         disable_tqdm=not progress,
         remove_unused_columns=False,
-        train_sampling_strategy="group_by_length" if cfg.loss != "pairwise" else "random",  # little padding
         label_names=label_names,
         prediction_loss_only=True,
         dataloader_num_workers=0,
@@ -267,7 +264,9 @@ def fit(model, tokenizer, train_set, eval_set, cfg: TrainConfig, checkpoint_dir:
     result = trainer.train(resume_from_checkpoint=True if resume else None)
     metrics = {"train_loss": float(result.training_loss)}
     if trainer.eval_dataset is not None:
-        metrics.update({k: float(v) for k, v in trainer.evaluate().items() if k == "eval_loss"})
+        last = [h["eval_loss"] for h in trainer.state.log_history
+                if "eval_loss" in h and h.get("step") == trainer.state.global_step]
+        metrics["eval_loss"] = float(last[-1]) if last else float(trainer.evaluate()["eval_loss"])
     return metrics
 
 

@@ -190,3 +190,26 @@ def test_native_jsonl_and_d1_forms(tmp_path):
     tasks = CountdownEnv().load_tasks(f)
     assert [t.task_id for t in tasks] == ["mine", "mixed-1"]
     assert tasks[1].payload == {"numbers": ["30", "100", "93"], "target": "23"}
+
+
+def test_negatives_option_adds_the_reversed_subtraction():
+    """negatives=True: '4 - 8 = -4' is legal and its exact values match a solver over all four
+    operations in both orders; without it the step is refused and the action set is unchanged."""
+    from fractions import Fraction
+
+    from treeq.envs.countdown import Game24Env, solvable
+    from treeq.errors import ActionError
+
+    neg, plain = Game24Env(negatives=True), Game24Env()
+    task = plain.task_from_text("4 6 8 8")
+    state = neg.reset(task)
+    extra = set(neg.legal_actions(state)) - set(plain.legal_actions(plain.reset(task)))
+    # pairs of different numbers: (4,6) (4,8) (6,8) -> three reversed subtractions
+    assert extra == {"4 - 6 = -2 (left: -2 8 8)", "4 - 8 = -4 (left: -4 6 8)", "6 - 8 = -2 (left: -2 4 8)"}
+    after = neg.step(state, "4 - 8 = -4 (left: -4 6 8)").state
+    assert after.numbers == (Fraction(-4), Fraction(6), Fraction(8))
+    assert neg.exact_value(after, 1.0) == 1.0  # 6 * (8 + -4) = 24
+    assert solvable([-30, 6], 24, negatives=True) is False
+    assert solvable([-4, 28], 24, negatives=True) is True
+    with pytest.raises(ActionError, match="negative"):
+        plain.step(plain.reset(task), "4 - 8 = -4 (left: -4 6 8)")

@@ -167,7 +167,7 @@ def test_smollm2_fine_tunes_and_scores(trees, tmp_path, run_cli):
     meta = json.loads((out / "treeq_prm.json").read_text())
     assert meta["base_model"] == "smollm2"
     config = json.loads((out / "config.json").read_text())
-    assert config["architectures"] == ["LlamaForTokenClassification"] and config["num_labels"] == 1
+    assert config["architectures"] == ["LlamaForTokenClassification"] and len(config["id2label"]) == 1
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps({"env": "game24", "task": "4 6 8 8", "steps": ["8 / 4 = 2 (left: 2 6 8)",
                                                                                "6 - 2 = 4 (left: 4 8)"]}) + "\n")
