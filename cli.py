@@ -23,7 +23,7 @@ from typing import Any, Optional
 import typer
 
 from treeq.mcts.config import SearchConfig
-from treeq.pipelines.config import PRMJobConfig, SearchJobConfig
+from treeq.pipelines.config import DPOConfig, PRMJobConfig, SearchJobConfig
 from treeq.prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
 
 # typer >= 0.29 ships its own copy of click; older releases raise click's own classes.
@@ -308,6 +308,25 @@ def export_prm_data(
     cfg = _D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed)
     path, rows, steps = run([str(s) for s in sources], out, cfg)
     typer.echo(f"wrote {rows:,} paths with {steps:,} labelled steps to {path}")
+
+
+@app.command("export-dpo")
+def export_dpo(
+    sources: list[Path] = typer.Argument(..., help="Search output directories."),
+    out: str = typer.Option(..., "--out", help="Output file: .parquet or .jsonl."),
+    rule: str = _opt(DPOConfig, "rule"),
+    theta: float = _opt(DPOConfig, "theta"),
+    alpha: float = _opt(DPOConfig, "alpha"),
+    delta: float = _opt(DPOConfig, "delta"),
+    min_visits: int = _opt(DPOConfig, "min_visits"),
+    format: str = _opt(DPOConfig, "format"),
+) -> None:
+    """Write DPO preference pairs (TRL's format) from sibling steps of the trees."""
+    from treeq.pipelines.dpo import export_dpo as run
+
+    cfg = DPOConfig(rule=rule, theta=theta, alpha=alpha, delta=delta, min_visits=min_visits, format=format)
+    path, n = run([str(s) for s in sources], out, cfg)
+    typer.echo(f"wrote {n:,} {rule} pairs to {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,8 @@ from typing import Any
 
 __all__ = [
     "SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns", "tree_row", "replay", "ReplayStep",
-    "make_games", "PRMJobConfig", "train_prm", "score_steps", "export_prm_data",
+    "make_games", "PRMJobConfig", "train_prm", "score_steps", "export_prm_data", "DPOConfig",
+    "export_dpo",
 ]
 
 _HOME = {
@@ -19,6 +20,7 @@ _HOME = {
     "tree_columns": "search", "tree_row": "search", "replay": "replay", "ReplayStep": "replay",
     "make_games": "textworld_games",
     "PRMJobConfig": "config", "train_prm": "prm", "score_steps": "prm", "export_prm_data": "prm",
+    "DPOConfig": "config", "export_dpo": "dpo",
 }
 
 

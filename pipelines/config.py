@@ -13,7 +13,7 @@ from ..mcts.config import SearchConfig
 from ..prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
 from .policies import DEFAULT_PROPOSER, EVALUATORS, PROPOSERS, check_name
 
-__all__ = ["SearchJobConfig", "PRMJobConfig"]
+__all__ = ["SearchJobConfig", "PRMJobConfig", "DPOConfig", "DPO_RULES"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +89,31 @@ class PRMJobConfig:
             raise ConfigError(f"eval_paths must be >= 1, got {self.eval_paths}")
         if self.bon_tasks < 1:
             raise ConfigError(f"bon_tasks must be >= 1, got {self.bon_tasks}")
+
+
+DPO_RULES = ("agentq", "rstar", "agentprm")
+
+
+@dataclass(frozen=True)
+class DPOConfig:
+    """How ``export-dpo`` pairs a node's children (see ``treeq.pipelines.dpo``)."""
+
+    rule: str = field(default="agentq", metadata={"help": "agentq (values differ by theta), rstar (correct vs "
+                                                         "wrong terminal below) or agentprm (Q margin above delta)."})
+    theta: float = field(default=0.1, metadata={"help": "agentq: least value difference of a pair."})
+    alpha: float = field(default=0.5, metadata={"help": "agentq: weight of Q against stored AI feedback."})
+    delta: float = field(default=0.03, metadata={"help": "agentprm: Q(chosen) must exceed Q(rejected) by more."})
+    min_visits: int = field(default=1, metadata={"help": "A child needs this many visits to be paired."})
+    format: str = field(default="standard", metadata={"help": "standard (strings) or conversational (messages)."})
+
+    def __post_init__(self) -> None:
+        if self.rule not in DPO_RULES:
+            raise ConfigError(f"rule must be one of {', '.join(DPO_RULES)}, got {self.rule!r}")
+        if self.format not in ("standard", "conversational"):
+            raise ConfigError(f"format must be standard or conversational, got {self.format!r}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.theta < 0 or self.delta < 0:
+            raise ConfigError(f"theta and delta must be >= 0, got {self.theta} and {self.delta}")
+        if self.min_visits < 0:
+            raise ConfigError(f"min_visits must be >= 0, got {self.min_visits}")
