@@ -113,7 +113,9 @@ class DPOConfig:
             raise ConfigError(f"format must be standard or conversational, got {self.format!r}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.theta < 0 or self.delta < 0:
-            raise ConfigError(f"theta and delta must be >= 0, got {self.theta} and {self.delta}")
+        if not 0.0 <= self.theta <= 1.0:
+            raise ConfigError(f"theta must be in [0, 1], got {self.theta}")
+        if self.delta < 0:
+            raise ConfigError(f"delta must be >= 0, got {self.delta}")
         if self.min_visits < 0:
             raise ConfigError(f"min_visits must be >= 0, got {self.min_visits}")

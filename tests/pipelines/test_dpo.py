@@ -94,3 +94,5 @@ def test_bad_input(tmp_path, run_cli):
     assert res.rc == 2 and "no pair" in res.err
     with pytest.raises(ConfigError, match="rule"):
         DPOConfig(rule="best")
+    res = run_cli("export-dpo", tmp_path / "s", "--out", tmp_path / "p.jsonl", "--theta", "1.5")
+    assert res.rc == 2 and "theta must be in [0, 1]" in res.err
