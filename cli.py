@@ -23,7 +23,7 @@ from typing import Any, Optional
 import typer
 
 from treeq.mcts.config import SearchConfig
-from treeq.pipelines.config import DPOConfig, PRMJobConfig, SearchJobConfig
+from treeq.pipelines.config import DPOConfig, PRMJobConfig, RolloutConfig, SearchJobConfig
 from treeq.prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
 
 # typer >= 0.29 ships its own copy of click; older releases raise click's own classes.
@@ -327,6 +327,29 @@ def export_dpo(
     cfg = DPOConfig(rule=rule, theta=theta, alpha=alpha, delta=delta, min_visits=min_visits, format=format)
     path, n = run([str(s) for s in sources], out, cfg)
     typer.echo(f"wrote {n:,} {rule} pairs to {path}")
+
+
+@app.command()
+def rollouts(
+    env: str = _opt(RolloutConfig, "env"),
+    env_kwargs: str = _opt(RolloutConfig, "env_kwargs", "--env-kwargs"),
+    tasks: Optional[str] = _opt(RolloutConfig, "tasks"),
+    limit: Optional[int] = _opt(RolloutConfig, "limit"),
+    group_size: int = _opt(RolloutConfig, "group_size"),
+    policy: str = _opt(RolloutConfig, "policy"),
+    max_steps: int = _opt(RolloutConfig, "max_steps"),
+    seed: int = _opt(RolloutConfig, "seed"),
+    out: str = _opt(RolloutConfig, "out"),
+    progress: bool = _opt(RolloutConfig, "progress"),
+) -> None:
+    """Sample G complete trajectories per task (the groups of GRPO / GiGPO) to Parquet, one row per step."""
+    from treeq.pipelines.rollouts import run_rollouts
+
+    cfg = RolloutConfig(env=env, env_kwargs=_json_object(env_kwargs, "--env-kwargs"), tasks=tasks, limit=limit,
+                        group_size=group_size, policy=policy, max_steps=max_steps, seed=seed, out=out,
+                        progress=progress)
+    path, n, steps = run_rollouts(cfg)
+    typer.echo(f"wrote {n:,} trajectories ({steps:,} steps) to {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

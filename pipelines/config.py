@@ -13,7 +13,7 @@ from ..mcts.config import SearchConfig
 from ..prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
 from .policies import DEFAULT_PROPOSER, EVALUATORS, PROPOSERS, check_name
 
-__all__ = ["SearchJobConfig", "PRMJobConfig", "DPOConfig", "DPO_RULES"]
+__all__ = ["SearchJobConfig", "PRMJobConfig", "DPOConfig", "DPO_RULES", "RolloutConfig"]
 
 
 @dataclass(frozen=True)
@@ -119,3 +119,30 @@ class DPOConfig:
             raise ConfigError(f"delta must be >= 0, got {self.delta}")
         if self.min_visits < 0:
             raise ConfigError(f"min_visits must be >= 0, got {self.min_visits}")
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """A ``rollouts`` job."""
+
+    env: str = field(default="game24", metadata={"help": "Env name, as for search."})
+    env_kwargs: dict = field(default_factory=dict, metadata={"help": "Env options as a JSON object."})
+    tasks: str | None = field(default=None, metadata={"help": "Task file, directory or glob; None: the env's "
+                                                             "shipped set."})
+    limit: int | None = field(default=None, metadata={"help": "Only the first N tasks; None: all."})
+    group_size: int = field(default=8, metadata={"help": "Trajectories per task (the group)."})
+    policy: str = field(default="uniform", metadata={"help": "Registered proposer whose priors pick the actions."})
+    max_steps: int = field(default=100, metadata={"help": "Longest trajectory; a longer one is cut (truncated)."})
+    seed: int = field(default=0, metadata={"help": "Root seed; each task's generator derives from (seed, task_id)."})
+    out: str = field(default="rollouts.parquet", metadata={"help": "Output Parquet file."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar over tasks."})
+
+    def __post_init__(self) -> None:
+        if self.group_size < 1:
+            raise ConfigError(f"group_size must be >= 1, got {self.group_size}")
+        if self.max_steps < 1:
+            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        if not self.out.endswith(".parquet"):
+            raise ConfigError(f"out must end in .parquet, got {self.out!r}")
+        check_name("proposer", self.policy)
