@@ -106,7 +106,7 @@ def main() -> None:
     inter = [v for d, v in by_depth.items() if d < last]
     print(f"{len(tasks)} held-out puzzles x {args.trajectories} written trajectories, "
           f"{flat_s.size} steps scored in {seconds:.1f} s")
-    print(f"positive share by depth: " + ", ".join(f"{d}: {flat_y[depth == d].mean():.3f}" for d in sorted(set(depth))))
+    print("positive share by depth: " + ", ".join(f"{d}: {flat_y[depth == d].mean():.3f}" for d in sorted(set(depth))))
     print("AUROC within depth: " + ", ".join(f"{d}: {v:.4f}" for d, v in sorted(by_depth.items())))
     print(f"pooled AUROC (depth carries much of it): {auroc(flat_s, flat_y):.4f}")
 

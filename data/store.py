@@ -28,10 +28,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import OutputError, StoreError
+from ..errors import ConfigError, OutputError, StoreError
 from .schema import BACKUPS, READABLE_VERSIONS, SCHEMAS, STATUSES, VERSION_KEY
 
-__all__ = ["TreeStore", "Staged", "write_parquet_atomic", "write_text_atomic", "connect", "run_query"]
+__all__ = ["TreeStore", "Staged", "write_parquet_atomic", "write_text_atomic", "write_records", "check_record_path", "connect", "run_query"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_STEM = 100  # file names stay far below the usual 255-byte limit, temp suffix included
@@ -94,6 +94,35 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         OutputError: the file cannot be written (the old file, if any, is left intact).
     """
     _commit([_stage(text, Path(path))])
+
+
+def check_record_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it ends in ``.parquet`` or ``.jsonl`` (the two record formats).
+
+    Raises:
+        ConfigError: another extension.
+    """
+    path = Path(path)
+    if path.suffix not in (".parquet", ".jsonl"):
+        raise ConfigError(f"--out must end in .parquet or .jsonl, got {str(path)!r}")
+    return path
+
+
+def write_records(path: str | os.PathLike, table: pa.Table) -> Path:
+    """Write ``table`` atomically as Parquet or as JSON Lines, by the extension of ``path``.
+
+    Raises:
+        ConfigError: the extension is neither ``.parquet`` nor ``.jsonl``.
+        OutputError: the file cannot be written.
+    """
+    import json
+
+    path = check_record_path(path)
+    if path.suffix == ".jsonl":
+        write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in table.to_pylist()))
+    else:
+        write_parquet_atomic(table, path)
+    return path
 
 
 def _shard_name(task_id: str) -> str:

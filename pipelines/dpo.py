@@ -24,15 +24,14 @@ both modes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import pyarrow as pa
 
-from ..data.store import connect, write_parquet_atomic, write_text_atomic
-from ..errors import ConfigError, StoreError
+from ..data.store import check_record_path, connect, write_records
+from ..errors import StoreError
 from .config import DPOConfig
 
 __all__ = ["Child", "pairs_at", "export_dpo"]
@@ -128,9 +127,7 @@ def export_dpo(sources: Sequence[str | Path], out: str | Path, cfg: DPOConfig) -
         ConfigError: ``out`` has another extension.
         StoreError: a source is unreadable, or no node yields a pair.
     """
-    out = Path(out)
-    if out.suffix not in (".parquet", ".jsonl"):
-        raise ConfigError(f"--out must end in .parquet or .jsonl, got {str(out)!r}")
+    out = check_record_path(out)  # before the work, not after
     rows: list[dict[str, Any]] = []
     for source in sources:
         con = connect(source)
@@ -150,8 +147,4 @@ def export_dpo(sources: Sequence[str | Path], out: str | Path, cfg: DPOConfig) -
     if not rows:
         raise StoreError(f"no pair under rule {cfg.rule!r} in {', '.join(map(str, sources))}: "
                          f"lower --min-visits or the margin, or search with more simulations")
-    if out.suffix == ".jsonl":
-        write_text_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    else:
-        write_parquet_atomic(pa.Table.from_pylist(rows), out)
-    return out, len(rows)
+    return write_records(out, pa.Table.from_pylist(rows)), len(rows)

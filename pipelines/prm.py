@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.store import write_text_atomic
+from ..data.store import check_record_path, write_text_atomic
 from ..errors import ConfigError, OutputError, StoreError
 from ..prm.config import StepDatasetConfig
 from ..prm.format import SEPARATOR, path_text
@@ -245,8 +245,7 @@ def export_prm_data(sources: list[str], out: str, config: StepDatasetConfig) -> 
     """
     from ..prm.dataset import build_step_dataset
 
-    if not (out.endswith(".parquet") or out.endswith(".jsonl")):
-        raise ConfigError(f"--out must end in .parquet or .jsonl, got {out!r}")
+    check_record_path(out)  # before the work, not after
     ds = build_step_dataset(sources, config)
     path = ds.write(out)
     return path, len(ds.examples), sum(len(ex.steps) for ex in ds.examples)

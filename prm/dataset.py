@@ -32,7 +32,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from ..data.store import connect, write_parquet_atomic, write_text_atomic
+from ..data.store import connect, write_records
 from ..errors import ConfigError, StoreError
 from .config import StepDatasetConfig
 
@@ -112,15 +112,8 @@ class StepDataset:
         })
 
     def write(self, path: str | Path) -> Path:
-        """Write :meth:`stepwise_table` to ``path`` (``.parquet``, or ``.jsonl``) atomically."""
-        path = Path(path)
-        table = self.stepwise_table()
-        if path.suffix == ".jsonl":
-
-            write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in table.to_pylist()))
-        else:
-            write_parquet_atomic(table, path)
-        return path
+        """Write :meth:`stepwise_table` to ``path`` (``.parquet`` or ``.jsonl``) atomically."""
+        return write_records(path, self.stepwise_table())
 
 
 def split_of(task_id: str, seed: int, val_fraction: float) -> str:

@@ -18,7 +18,7 @@ with a byte-level BPE tokenizer trained on the dataset's own texts (offline, CPU
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
