@@ -31,7 +31,8 @@ import pyarrow.parquet as pq
 from ..errors import ConfigError, OutputError, StoreError
 from .schema import BACKUPS, READABLE_VERSIONS, SCHEMAS, STATUSES, VERSION_KEY
 
-__all__ = ["TreeStore", "Staged", "write_parquet_atomic", "write_text_atomic", "write_records", "check_record_path", "connect", "run_query"]
+__all__ = ["TreeStore", "Staged", "write_parquet_atomic", "write_text_atomic", "write_records", "check_record_path", "column_lists",
+           "task_ranges", "connect", "run_query"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_STEM = 100  # file names stay far below the usual 255-byte limit, temp suffix included
@@ -268,6 +269,24 @@ def connect(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
         except duckdb.Error as exc:
             raise StoreError(f"cannot read {table} files under {root}: {_one_line(exc)}") from None
     return con
+
+
+def column_lists(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, list]:
+    """The result of ``sql`` as Python lists by column name (one Arrow transfer)."""
+    table = con.sql(sql).to_arrow_table()
+    return {name: table.column(name).to_pylist() for name in table.column_names}
+
+
+def task_ranges(columns: Mapping[str, Sequence[Any]]) -> Iterable[tuple[int, int]]:
+    """``(start, end)`` of each task's rows in columns sorted by ``run_id``, ``task_id``."""
+    runs, tasks = columns["run_id"], columns["task_id"]
+    start, n = 0, len(runs)
+    while start < n:
+        end = start + 1
+        while end < n and runs[end] == runs[start] and tasks[end] == tasks[start]:
+            end += 1
+        yield start, end
+        start = end
 
 
 def run_query(root: str | os.PathLike, sql: str) -> tuple[list[str], list[tuple]]:

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
-from ..data.store import check_record_path, connect, write_records
+from ..data.store import check_record_path, column_lists, connect, task_ranges, write_records
 from ..errors import StoreError
 from .config import DPOConfig
 
@@ -132,18 +132,11 @@ def export_dpo(sources: Sequence[str | Path], out: str | Path, cfg: DPOConfig) -
     for source in sources:
         con = connect(source)
         try:
-            data = con.sql(_SQL).to_arrow_table()
+            cols = column_lists(con, _SQL)
         finally:
             con.close()
-        cols = {name: data.column(name).to_pylist() for name in data.column_names}
-        start = 0
-        while start < data.num_rows:
-            end = start
-            key = (cols["run_id"][start], cols["task_id"][start])
-            while end < data.num_rows and (cols["run_id"][end], cols["task_id"][end]) == key:
-                end += 1
+        for start, end in task_ranges(cols):
             rows += _rows_of_task(cols, start, end, cfg)
-            start = end
     if not rows:
         raise StoreError(f"no pair under rule {cfg.rule!r} in {', '.join(map(str, sources))}: "
                          f"lower --min-visits or the margin, or search with more simulations")

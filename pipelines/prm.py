@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..data.store import check_record_path, write_text_atomic
-from ..errors import ConfigError, OutputError, StoreError
+from ..errors import ConfigError, Interrupted, OutputError, StoreError
 from ..prm.config import StepDatasetConfig
 from ..prm.format import SEPARATOR, path_text
 from .config import PRMJobConfig
@@ -78,9 +78,11 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
     _prepare_out(out)
     ckpt = out / "checkpoints"
     base = job.model or "default"
-    fingerprint = run_fingerprint(ds.fingerprint(), base, job.train,
+    data_hash = ds.fingerprint()
+    fingerprint = run_fingerprint(data_hash, base, job.train,
                                   {"dataset": asdict(job.dataset), "tiny": asdict(job.tiny) if job.model is None else None})
-    resume = last_checkpoint(ckpt) is not None
+    resume_from = last_checkpoint(ckpt)
+    resume = resume_from is not None
     if resume:
         try:
             previous = json.loads((ckpt / _RUN_FILE).read_text(encoding="utf-8")).get("fingerprint")
@@ -89,7 +91,7 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
         if previous != fingerprint:
             raise ConfigError(f"{ckpt} holds checkpoints of another run (other data or settings): "
                               f"remove that folder or choose another --out")
-        _progress(f"resuming from {last_checkpoint(ckpt)}", True)  # always said: the run is not a fresh one
+        _progress(f"resuming from {resume_from}", True)  # always said: the run is not a fresh one
 
     if job.model is None:
         tok_dir = ckpt / "tokenizer"
@@ -116,7 +118,8 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
 
     from .prm_eval import TaskSource, reworded
 
-    train_examples = reworded(TaskSource(ds.runs), ds.train, job.train.rewrite, job.train.seed)
+    source = TaskSource(ds.runs)  # the runs' envs and tasks, for rewording now and the metrics later
+    train_examples = reworded(source, ds.train, job.train.rewrite, job.train.seed)
     if job.train.loss == "pairwise":
         def pairs_of(examples):
             pairs = sibling_pairs(examples)
@@ -136,16 +139,21 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
     _progress(f"training {'the default model' if job.model is None else job.model} "
               f"({sum(p.numel() for p in model.parameters()):,} parameters) with the {job.train.loss} loss",
               job.progress)
-    losses = fit(model, tokenizer, train_set, eval_set, job.train, ckpt, lr, job.progress, resume)
+    try:
+        losses = fit(model, tokenizer, train_set, eval_set, job.train, ckpt, lr, job.progress, resume)
+    except KeyboardInterrupt:
+        saved = last_checkpoint(ckpt)
+        raise Interrupted(f"training stopped; rerun the same command to resume "
+                          f"{f'from {saved.name}' if saved else 'from the start (no checkpoint yet)'}") from None
 
     meta = PRMMeta(separator=SEPARATOR, label_mode="pairwise" if job.train.loss == "pairwise" else "soft",
-                   loss=job.train.loss, threshold=job.dataset.threshold, data_hash=ds.fingerprint(), base_model=base,
+                   loss=job.train.loss, threshold=job.dataset.threshold, data_hash=data_hash, base_model=base,
                    max_length=max_length)
     _save_model(out, model, tokenizer, meta)
     metrics = {"train_seconds": round(time.perf_counter() - started, 1), **losses}
-    metrics.update(evaluate(model, tokenizer, ds, max_length, job))
+    metrics.update(evaluate(model, tokenizer, ds, max_length, job, source))
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
-    metrics.update({"train_paths": len(ds.train), "val_paths": len(ds.val), "data_hash": ds.fingerprint(),
+    metrics.update({"train_paths": len(ds.train), "val_paths": len(ds.val), "data_hash": data_hash,
                     "base_model": base, "loss": job.train.loss})
     metrics = _plain(metrics)
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -178,7 +186,7 @@ def _save_model(out: Path, model, tokenizer, meta) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig) -> dict[str, Any]:
+def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig, source=None) -> dict[str, Any]:
     """Scores of the validation paths against their labels, exact labels and best-of-N."""
     from ..prm.dataset import label_arrays
     from ..prm.metrics import auroc, auroc_by_depth, spearman
@@ -187,17 +195,13 @@ def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig) -> dict[s
 
     if not ds.val:
         return {"note": "no validation tasks (val_fraction 0): no metrics"}
-    val = _eval_subset(ds.val, job.eval_paths)
-    val = [ex for ex in val if len(tokenizer(path_text(ex.prompt, ex.steps))["input_ids"]) <= max_length]
-
     def score(paths):
         """Scores of each path; None for a path longer than the model reads."""
-        fits = [len(tokenizer(path_text(p, s))["input_ids"]) <= max_length for p, s in paths]
-        scored = iter(score_batch(model, tokenizer, [p for p, ok in zip(paths, fits) if ok], max_length,
-                                  batch_size=max(8, job.train.batch_size)))
-        return [next(scored) if ok else None for ok in fits]
+        return score_batch(model, tokenizer, paths, max_length, batch_size=max(8, job.train.batch_size), skip_long=True)
 
-    scores = score([(ex.prompt, ex.steps) for ex in val])
+    val = _eval_subset(ds.val, job.eval_paths)
+    scored = score([(ex.prompt, ex.steps) for ex in val])
+    val, scores = [ex for ex, s in zip(val, scored) if s is not None], [s for s in scored if s is not None]
     arrays = label_arrays(val, job.dataset.threshold)
     flat = np.array([s for ex, row in zip(val, scores) for s, own in zip(row, ex.owned) if own])
     result: dict[str, Any] = {
@@ -206,7 +210,7 @@ def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig) -> dict[s
         "spearman_q": spearman(flat, arrays["soft"]),
         "auroc_hard_by_depth": auroc_by_depth(flat, arrays["hard"], arrays["depth"]),
     }
-    source = TaskSource(ds.runs)
+    source = source or TaskSource(ds.runs)
     exact, why = exact_step_labels(source, val)
     if exact is None:
         result["exact"] = why

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..envs.base import Env, Task, is_success
+from ..envs.base import Env, Task
 from ..envs.registry import make_env
 from ..errors import TreeqError
 from .search import task_rng
@@ -105,22 +105,17 @@ def exact_step_labels(source: TaskSource, examples: Sequence) -> tuple[list[list
 def sample_trajectories(env: Env, task: Task, n: int, rng: np.random.Generator,
                         max_steps: int = 100) -> list[tuple[list[str], bool]]:
     """``n`` uniformly random complete trajectories: (action texts, success)."""
+    from .rollouts import play
+
+    def choose(state):
+        actions = env.legal_actions(state)
+        return (actions[int(rng.integers(len(actions)))], 1.0 / len(actions)) if actions else None
+
     start = env.reset(task, rng)
     out = []
     for _ in range(n):
-        state, steps, success = start, [], False
-        for _ in range(max_steps):
-            actions = env.legal_actions(state)
-            if not actions:
-                break
-            action = actions[int(rng.integers(len(actions)))]
-            step = env.step(state, action, rng)
-            steps.append(action)
-            if step.terminated or step.truncated:
-                success = is_success(step)
-                break
-            state = step.state
-        out.append((steps, success))
+        transitions, success = play(env, start, choose, rng, max_steps)
+        out.append(([action for _, action, _, _ in transitions], success))
     return out
 
 

@@ -32,7 +32,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from ..data.store import connect, write_records
+from ..data.store import column_lists, connect, task_ranges, write_records
 from ..errors import ConfigError, StoreError
 from .config import StepDatasetConfig
 
@@ -189,11 +189,11 @@ def build_step_dataset(sources: Sequence[str | Path], config: StepDatasetConfig 
         try:
             for run_id, config_json in con.execute("SELECT run_id, config FROM runs").fetchall():
                 runs.setdefault(run_id, json.loads(config_json))
-            data = con.sql(_NODES_SQL).to_arrow_table()
+            cols = column_lists(con, _NODES_SQL)
         finally:
             con.close()
-        rows += data.num_rows
-        _add_rows(data, tries, config.min_visits)
+        rows += len(cols["node_id"])
+        _add_rows(cols, tries, config.min_visits)
     train: list[StepExample] = []
     val: list[StepExample] = []
     offset = 0
@@ -223,17 +223,10 @@ def build_step_dataset(sources: Sequence[str | Path], config: StepDatasetConfig 
     return StepDataset(config, train, val, [str(s) for s in sources], rows, runs)
 
 
-def _add_rows(data: pa.Table, tries: dict, min_visits: int) -> None:
+def _add_rows(cols: dict[str, list], tries: dict, min_visits: int) -> None:
     """Add one store's rows (sorted by run, task, node id) to the per-task tries."""
-    cols = {name: data.column(name).to_pylist() for name in
-            ("run_id", "task_id", "node_id", "parent_id", "action", "observation", "visits", "q", "proven", "env")}
-    n = data.num_rows
-    start = 0
-    while start < n:
+    for start, end in task_ranges(cols):
         run_id, task_id = cols["run_id"][start], cols["task_id"][start]
-        end = start
-        while end < n and cols["run_id"][end] == run_id and cols["task_id"][end] == task_id:
-            end += 1
         trie_node: dict[int, int] = {}  # tree node id -> trie node (-1: the root)
         for i in range(start, end):
             node, parent = cols["node_id"][i], cols["parent_id"][i]
@@ -249,7 +242,6 @@ def _add_rows(data: pa.Table, tries: dict, min_visits: int) -> None:
             if cols["visits"][i] < min_visits or label is None or cols["action"][i] is None:
                 continue
             trie_node[node] = tries[task_id][0].add(up, cols["action"][i], label, cols["visits"][i])
-        start = end
 
 
 def label_arrays(examples: Sequence[StepExample], threshold: float) -> dict[str, np.ndarray]:

@@ -109,8 +109,8 @@ def add_separator(tokenizer, model) -> None:
     model.config.pad_token_id = tokenizer.pad_token_id
 
 
-def encode_paths(tokenizer, paths: Sequence[tuple[str, Sequence[str]]], max_length: int) -> list[list[int]]:
-    """Token ids of each (prompt, steps) path.
+def encode_paths(tokenizer, paths: Sequence[tuple[str, Sequence[str]]], max_length: int | None) -> list[list[int]]:
+    """Token ids of each (prompt, steps) path (``max_length`` None: no limit checked).
 
     Raises:
         ConfigError: a path is longer than ``max_length`` tokens, or a step holds the separator.
@@ -118,7 +118,7 @@ def encode_paths(tokenizer, paths: Sequence[tuple[str, Sequence[str]]], max_leng
     texts = [path_text(p, s) for p, s in paths]
     ids = tokenizer(texts, add_special_tokens=True)["input_ids"]
     for (prompt, steps), row in zip(paths, ids):
-        if len(row) > max_length:
+        if max_length is not None and len(row) > max_length:
             raise ConfigError(f"a path of {len(steps)} steps is {len(row)} tokens, over the model's {max_length}")
     return ids
 
@@ -136,15 +136,18 @@ def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, device=None) -> tuple[
 
 @torch.no_grad()
 def score_batch(model, tokenizer, paths: Sequence[tuple[str, Sequence[str]]], max_length: int,
-                batch_size: int = 32) -> list[list[float]]:
-    """Score every step of every path: one forward pass per path (batched)."""
+                batch_size: int = 32, skip_long: bool = False) -> list[list[float] | None]:
+    """Score every step of every path: one forward pass per path (batched).
+
+    ``skip_long``: a path longer than ``max_length`` tokens gets None instead of an error.
+    """
     if not paths:
         return []
     sep_id = tokenizer.convert_tokens_to_ids(SEPARATOR)
     model.eval()
     device = next(model.parameters()).device
-    ids = encode_paths(tokenizer, paths, max_length)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch: little padding
+    ids = encode_paths(tokenizer, paths, None if skip_long else max_length)
+    order = sorted((i for i in range(len(ids)) if len(ids[i]) <= max_length), key=lambda i: len(ids[i]))
     scores: dict[int, list[float]] = {}
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
@@ -153,7 +156,7 @@ def score_batch(model, tokenizer, paths: Sequence[tuple[str, Sequence[str]]], ma
         probs = torch.sigmoid(logits).cpu()
         for row, i in enumerate(chunk):
             scores[i] = probs[row][input_ids[row].cpu() == sep_id].tolist()
-    return [scores[i] for i in range(len(paths))]
+    return [scores.get(i) for i in range(len(paths))]
 
 
 def quiet_transformers() -> None:
@@ -174,8 +177,10 @@ def load_prm(directory: str | Path, device: str | None = None):
 
     quiet_transformers()
     directory = Path(directory).expanduser()
-    if not directory.is_dir():
+    if not directory.exists():
         raise ModelError(f"model path {directory} does not exist")
+    if not directory.is_dir():
+        raise ModelError(f"model path {directory} is a file, not a directory written by train-prm")
     meta = PRMMeta.load(directory)
     try:
         tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
