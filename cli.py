@@ -23,7 +23,7 @@ from typing import Any, Optional
 import typer
 
 from treeq.mcts.config import SearchConfig
-from treeq.pipelines.config import DPOConfig, PRMJobConfig, RolloutConfig, SearchJobConfig
+from treeq.pipelines.config import DPOConfig, PRMJobConfig, RewardsConfig, RolloutConfig, SearchJobConfig
 from treeq.prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
 
 # typer >= 0.29 ships its own copy of click; older releases raise click's own classes.
@@ -301,12 +301,13 @@ def export_prm_data(
     threshold: float = _opt(_D, "threshold"),
     val_fraction: float = _opt(_D, "val_fraction"),
     seed: int = _opt(_D, "seed"),
+    progress: bool = typer.Option(True, help="Show a progress bar over tasks."),
 ) -> None:
     """Write PRM rows in the stepwise format (prompt, completions, labels; hard labels beside)."""
     from treeq.pipelines.prm import export_prm_data as run
 
     cfg = _D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed)
-    path, rows, steps = run([str(s) for s in sources], out, cfg)
+    path, rows, steps = run([str(s) for s in sources], out, cfg, progress=progress)
     typer.echo(f"wrote {rows:,} paths with {steps:,} labelled steps to {path}")
 
 
@@ -320,12 +321,13 @@ def export_dpo(
     delta: float = _opt(DPOConfig, "delta"),
     min_visits: int = _opt(DPOConfig, "min_visits"),
     format: str = _opt(DPOConfig, "format"),
+    progress: bool = typer.Option(True, help="Show a progress bar over trees."),
 ) -> None:
     """Write DPO preference pairs (TRL's format) from sibling steps of the trees."""
     from treeq.pipelines.dpo import export_dpo as run
 
     cfg = DPOConfig(rule=rule, theta=theta, alpha=alpha, delta=delta, min_visits=min_visits, format=format)
-    path, n = run([str(s) for s in sources], out, cfg)
+    path, n = run([str(s) for s in sources], out, cfg, progress=progress)
     typer.echo(f"wrote {n:,} {rule} pairs to {path}")
 
 
@@ -350,6 +352,36 @@ def rollouts(
                         progress=progress)
     path, n, steps = run_rollouts(cfg)
     typer.echo(f"wrote {n:,} trajectories ({steps:,} steps) to {path}")
+
+
+@app.command("export-rewards")
+def export_rewards(
+    sources: list[Path] = typer.Argument(..., help="Trajectory files (Parquet) written by rollouts."),
+    out: str = _opt(RewardsConfig, "out"),
+    estimators: str = typer.Option(",".join(RewardsConfig.estimators), help=next(
+        f for f in fields(RewardsConfig) if f.name == "estimators").metadata["help"]),
+    gamma: Optional[float] = _opt(RewardsConfig, "gamma"),
+    lam: float = _opt(RewardsConfig, "lam"),
+    weight: float = _opt(RewardsConfig, "weight"),
+    gigpo_mode: str = _opt(RewardsConfig, "gigpo_mode"),
+    mc_rollouts: int = _opt(RewardsConfig, "mc_rollouts"),
+    value: str = _opt(RewardsConfig, "value"),
+    trees: Optional[list[Path]] = typer.Option(None, help=next(
+        f for f in fields(RewardsConfig) if f.name == "trees").metadata["help"]),
+    prm: Optional[str] = _opt(RewardsConfig, "prm"),
+    seed: int = _opt(RewardsConfig, "seed"),
+    progress: bool = _opt(RewardsConfig, "progress"),
+) -> None:
+    """Write dense per-step rewards with advantage columns (grpo, gigpo, mc, turn, loop, gae, mcts_q, prm)."""
+    from treeq.pipelines.rewards import export_rewards as run
+
+    cfg = RewardsConfig(out=out, estimators=tuple(e.strip() for e in estimators.split(",") if e.strip()),
+                        gamma=gamma, lam=lam, weight=weight, gigpo_mode=gigpo_mode, mc_rollouts=mc_rollouts,
+                        value=value, trees=tuple(str(t) for t in trees or ()), prm=prm, seed=seed, progress=progress)
+    path, rows, filled = run([str(s) for s in sources], cfg)
+    partial = ", ".join(f"{k} {n:,}/{rows:,}" for k, n in filled.items() if n < rows)
+    typer.echo(f"wrote {rows:,} steps ({', '.join(cfg.estimators)}) to {path}"
+               + (f"; rows with a value: {partial}" if partial else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

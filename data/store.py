@@ -22,7 +22,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -31,13 +31,16 @@ import pyarrow.parquet as pq
 from ..errors import ConfigError, OutputError, StoreError
 from .schema import BACKUPS, READABLE_VERSIONS, SCHEMAS, STATUSES, VERSION_KEY
 
-__all__ = ["TreeStore", "Staged", "write_parquet_atomic", "write_text_atomic", "write_records", "check_record_path", "column_lists",
-           "task_ranges", "connect", "run_query"]
+__all__ = ["EXPORT_MEMORY", "TreeStore", "Staged", "write_parquet_atomic", "write_text_atomic", "RecordWriter", "check_record_path",
+           "task_ranges", "iter_tasks", "connect", "run_query"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_STEM = 100  # file names stay far below the usual 255-byte limit, temp suffix included
 
 Staged = tuple[Path, Path]  # (temporary file, final path)
+
+# DuckDB's memory cap in the streaming exports: a bigger sort spills to disk instead of growing
+EXPORT_MEMORY = "1GB"
 
 
 def _temp_path(path: Path, pid: int | None = None) -> Path:
@@ -109,21 +112,99 @@ def check_record_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def write_records(path: str | os.PathLike, table: pa.Table) -> Path:
-    """Write ``table`` atomically as Parquet or as JSON Lines, by the extension of ``path``.
+class RecordWriter:
+    """Write a ``.parquet`` or ``.jsonl`` file batch by batch, atomically.
+
+    Batches go to a hidden temporary file next to ``path``; :meth:`close` syncs it and
+    renames it over ``path``, so a reader sees the old file or the whole new one. Used as
+    a context manager, an exception (Ctrl-C included) removes the temporary file and
+    leaves ``path`` as it was. Memory holds one batch at a time.
+
+    Args:
+        path: the output file; its extension picks the format.
+        schema: the Arrow schema of every batch (Parquet); None: the first batch's.
+        metadata: key-value metadata of the Parquet file (ignored for JSON Lines).
 
     Raises:
         ConfigError: the extension is neither ``.parquet`` nor ``.jsonl``.
         OutputError: the file cannot be written.
     """
-    import json
 
-    path = check_record_path(path)
-    if path.suffix == ".jsonl":
-        write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in table.to_pylist()))
-    else:
-        write_parquet_atomic(table, path)
-    return path
+    def __init__(self, path: str | os.PathLike, schema: pa.Schema | None = None,
+                 metadata: Mapping[str, str] | None = None) -> None:
+        self.path = check_record_path(path)
+        self.rows = 0
+        if schema is not None and metadata:
+            schema = schema.with_metadata({**(schema.metadata or {}), **{k.encode(): v.encode() for k, v in metadata.items()}})
+        self._schema, self._metadata = schema, metadata
+        self._tmp = _temp_path(self.path)
+        self._parquet: pq.ParquetWriter | None = None
+        self._text = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.suffix == ".jsonl":
+                self._text = open(self._tmp, "w", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+
+    def write(self, table: pa.Table | Sequence[Mapping[str, Any]]) -> None:
+        """Append rows (an Arrow table, or a list of dicts)."""
+        import json
+
+        if not isinstance(table, pa.Table):
+            table = pa.Table.from_pylist(list(table), schema=self._schema)
+        if self._schema is None:
+            self._schema = table.schema
+            if self._metadata:
+                self._schema = self._schema.with_metadata({k.encode(): v.encode() for k, v in self._metadata.items()})
+        if table.num_rows == 0:
+            return
+        try:
+            if self._text is not None:
+                self._text.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in table.to_pylist()))
+            else:
+                if self._parquet is None:
+                    self._parquet = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
+                self._parquet.write_table(table.select(self._schema.names).cast(self._schema))
+        except OSError as exc:
+            self.abort()
+            raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        self.rows += table.num_rows
+
+    def close(self) -> Path:
+        """Finish the file and move it into place; return its path."""
+        try:
+            if self._text is not None:
+                self._text.close()
+            else:
+                if self._parquet is None:  # no rows: still a valid file with the schema
+                    self._parquet = pq.ParquetWriter(self._tmp, self._schema or pa.schema([]), compression="zstd")
+                self._parquet.close()
+            with open(self._tmp, "rb") as f:
+                os.fsync(f.fileno())
+        except OSError as exc:
+            self.abort()
+            raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        _commit([(self._tmp, self.path)])
+        return self.path
+
+    def abort(self) -> None:
+        """Drop what was written; ``path`` stays as it was."""
+        with contextlib.suppress(Exception):
+            if self._text is not None:
+                self._text.close()
+            elif self._parquet is not None:
+                self._parquet.close()
+        _remove(self._tmp)
+
+    def __enter__(self) -> "RecordWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def _shard_name(task_id: str) -> str:
@@ -235,30 +316,40 @@ def _check_versions(con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
                              f"versions {', '.join(sorted(readable))}")
 
 
-def connect(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
+def connect(root: str | os.PathLike | Sequence[str | os.PathLike], memory_limit: str | None = None
+            ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views ``nodes``, ``trees`` and ``runs``.
 
-    Files of every readable schema version are read together (by column name); each
-    view has the current schema's columns, in its order, and a column a file's
-    version lacks reads as null.
+    ``root`` is one tree store or several (their files are read together). Files of
+    every readable schema version are read together (by column name); each view has the
+    current schema's columns, in its order, and a column a file's version lacks reads as
+    null. ``memory_limit`` (e.g. ``"1GB"``) caps DuckDB's memory: sorts and joins beyond
+    it spill to a temporary folder instead of growing (the streaming exports set it).
 
     Raises:
-        StoreError: ``root`` is not a tree store, a folder cannot be listed, a file is
+        StoreError: a root is not a tree store, a folder cannot be listed, a file is
             corrupt or of an unknown schema version.
     """
-    root = Path(root)
-    if not root.is_dir() or not any((root / t).is_dir() for t in SCHEMAS):
-        raise StoreError(f"{root} is not a treeq output directory (no nodes/, trees/ or runs/ inside)")
+    roots = [Path(root)] if isinstance(root, (str, os.PathLike)) else [Path(r) for r in root]
+    for r in roots:
+        if not r.is_dir() or not any((r / t).is_dir() for t in SCHEMAS):
+            raise StoreError(f"{r} is not a treeq output directory (no nodes/, trees/ or runs/ inside)")
     con = duckdb.connect()
+    if memory_limit:
+        import tempfile
+
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute(f"SET temp_directory = '{tempfile.gettempdir()}/treeq-duckdb-{os.getpid()}'")
+        con.execute("SET preserve_insertion_order = false")
     for table, schema in SCHEMAS.items():
-        folder = root / table
-        files = _parquet_files(folder) if os.path.lexists(folder) else []
+        files = [f for r in roots if os.path.lexists(r / table) for f in _parquet_files(r / table)]
         con.register(f"_empty_{table}", schema.empty_table())
         if not files:
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
             continue
         # explicit file lists, not a glob: a folder named 'run[1]' or "it's" must still work
         sql_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+        where = roots[0] if len(roots) == 1 else ", ".join(map(str, roots))
         try:
             _check_versions(con, files)
             con.execute(
@@ -267,26 +358,52 @@ def connect(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
             )
             con.execute(f"SELECT count(*) FROM {table}").fetchall()  # reads every footer now
         except duckdb.Error as exc:
-            raise StoreError(f"cannot read {table} files under {root}: {_one_line(exc)}") from None
+            raise StoreError(f"cannot read {table} files under {where}: {_one_line(exc)}") from None
     return con
 
 
-def column_lists(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, list]:
-    """The result of ``sql`` as Python lists by column name (one Arrow transfer)."""
-    table = con.sql(sql).to_arrow_table()
-    return {name: table.column(name).to_pylist() for name in table.column_names}
-
-
-def task_ranges(columns: Mapping[str, Sequence[Any]]) -> Iterable[tuple[int, int]]:
-    """``(start, end)`` of each task's rows in columns sorted by ``run_id``, ``task_id``."""
-    runs, tasks = columns["run_id"], columns["task_id"]
-    start, n = 0, len(runs)
+def task_ranges(columns: Mapping[str, Sequence[Any]], keys: Sequence[str] = ("run_id", "task_id")
+                ) -> Iterable[tuple[int, int]]:
+    """``(start, end)`` of each run of equal ``keys`` values (a task's rows, sorted by run and task)."""
+    cols = [columns[k] for k in keys]
+    start, n = 0, len(cols[0])
     while start < n:
         end = start + 1
-        while end < n and runs[end] == runs[start] and tasks[end] == tasks[start]:
+        while end < n and all(c[end] == c[start] for c in cols):
             end += 1
         yield start, end
         start = end
+
+
+def iter_tasks(con: duckdb.DuckDBPyConnection, sql: str, keys: Sequence[str] = ("run_id", "task_id"),
+               batch_rows: int = 65536) -> Iterator[dict[str, list]]:
+    """The rows of ``sql`` (sorted by ``keys``), one task (one value of ``keys``) at a time, as column lists.
+
+    Streams Arrow batches from DuckDB: memory holds one batch and one task, never the
+    whole result.
+
+    Raises:
+        StoreError: the query fails (a corrupt file found mid-way, say).
+    """
+    pending: dict[str, list] | None = None
+    try:
+        rel = con.sql(sql)
+        reader = rel.to_arrow_reader(batch_rows) if hasattr(rel, "to_arrow_reader") else rel.fetch_arrow_reader(batch_rows)
+        for batch in reader:
+            cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+            if pending is not None:
+                cols = {k: pending[k] + cols[k] for k in cols}
+            spans = list(task_ranges(cols, keys))
+            if not spans:
+                continue
+            for start, end in spans[:-1]:
+                yield {k: v[start:end] for k, v in cols.items()}
+            start, end = spans[-1]
+            pending = {k: v[start:end] for k, v in cols.items()}
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot read the store: {_one_line(exc)}") from None
+    if pending is not None:
+        yield pending
 
 
 def run_query(root: str | os.PathLike, sql: str) -> tuple[list[str], list[tuple]]:

@@ -13,7 +13,7 @@ from ..mcts.config import SearchConfig
 from ..prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
 from .policies import DEFAULT_PROPOSER, EVALUATORS, PROPOSERS, check_name
 
-__all__ = ["SearchJobConfig", "PRMJobConfig", "DPOConfig", "DPO_RULES", "RolloutConfig"]
+__all__ = ["SearchJobConfig", "PRMJobConfig", "DPOConfig", "DPO_RULES", "RolloutConfig", "RewardsConfig", "ESTIMATORS"]
 
 
 @dataclass(frozen=True)
@@ -146,3 +146,59 @@ class RolloutConfig:
         if not self.out.endswith(".parquet"):
             raise ConfigError(f"out must end in .parquet, got {self.out!r}")
         check_name("proposer", self.policy)
+
+
+ESTIMATORS = ("grpo", "gigpo", "mc", "turn", "loop", "gae", "mcts_q", "prm")
+
+
+@dataclass(frozen=True)
+class RewardsConfig:
+    """An ``export-rewards`` run: dense per-step rewards and advantages (see ``treeq.pipelines.rewards``)."""
+
+    out: str = field(default="rewards.parquet", metadata={"help": "Output file: .parquet or .jsonl."})
+    estimators: tuple[str, ...] = field(
+        default=("grpo", "gigpo", "loop", "turn"),
+        metadata={"help": "Comma-separated columns to compute: " + ", ".join(ESTIMATORS) + "."})
+    gamma: float | None = field(default=None, metadata={
+        "help": "Discount in [0, 1]; None: the env's search discount when the source records its env, else 1."})
+    lam: float = field(default=0.95, metadata={"help": "gae: the lambda of GAE, in [0, 1]."})
+    weight: float = field(default=1.0, metadata={"help": "gigpo: weight w of the step advantage."})
+    gigpo_mode: str = field(default="mean_std_norm", metadata={
+        "help": "gigpo: mean_std_norm (divide by std + 1e-6) or mean_norm (subtract the mean only), as verl-agent."})
+    mc_rollouts: int = field(default=8, metadata={"help": "mc (and gae with --value mc): rollouts K per estimate."})
+    value: str = field(default="auto", metadata={
+        "help": "gae: V(s) from the search 'tree' (--trees) or 'mc' rollouts; auto: tree when --trees is given."})
+    trees: tuple[str, ...] = field(default=(), metadata={
+        "help": "Search output directories for mcts_q and gae's tree values (repeat the option for several)."})
+    prm: str | None = field(default=None, metadata={"help": "prm: a directory written by train-prm."})
+    seed: int = field(default=0, metadata={"help": "Seed of the mc rollouts."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar over groups."})
+
+    def __post_init__(self) -> None:
+        unknown = [e for e in self.estimators if e not in ESTIMATORS]
+        if unknown or not self.estimators:
+            raise ConfigError(f"estimators must be a comma-separated list of {', '.join(ESTIMATORS)}, "
+                              f"got {','.join(self.estimators)!r}")
+        if len(set(self.estimators)) != len(self.estimators):
+            raise ConfigError(f"estimators lists a name twice: {','.join(self.estimators)!r}")
+        if self.gamma is not None and not 0.0 <= self.gamma <= 1.0:
+            raise ConfigError(f"gamma must lie in [0, 1], got {self.gamma}")
+        if not 0.0 <= self.lam <= 1.0:
+            raise ConfigError(f"lam must lie in [0, 1], got {self.lam}")
+        if self.gigpo_mode not in ("mean_std_norm", "mean_norm"):
+            raise ConfigError(f"gigpo_mode must be mean_std_norm or mean_norm, got {self.gigpo_mode!r}")
+        if self.mc_rollouts < 1:
+            raise ConfigError(f"mc_rollouts must be >= 1, got {self.mc_rollouts}")
+        if self.value not in ("auto", "tree", "mc"):
+            raise ConfigError(f"value must be auto, tree or mc, got {self.value!r}")
+        if "mcts_q" in self.estimators and not self.trees:
+            raise ConfigError("mcts_q needs --trees: the search output whose Q values to read")
+        if "gae" in self.estimators and self.value == "tree" and not self.trees:
+            raise ConfigError("gae with --value tree needs --trees: the search output whose values to read")
+        if "prm" in self.estimators and not self.prm:
+            raise ConfigError("prm needs --prm: a directory written by train-prm")
+
+    @property
+    def value_source(self) -> str:
+        """Where gae reads V(s): 'tree' or 'mc'."""
+        return self.value if self.value != "auto" else ("tree" if self.trees else "mc")

@@ -30,11 +30,11 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
-from ..data.store import check_record_path, column_lists, connect, task_ranges, write_records
-from ..errors import StoreError
+from ..data.store import EXPORT_MEMORY, RecordWriter, check_record_path, connect, iter_tasks
+from ..errors import ConfigError, StoreError
 from .config import DPOConfig
 
-__all__ = ["Child", "pairs_at", "export_dpo"]
+__all__ = ["Child", "pairs_at", "pair_schema", "export_dpo"]
 
 _SQL = """
 SELECT run_id, task_id, node_id, parent_id, action, observation, visits, q, proven, feedback, terminal, reward
@@ -81,12 +81,13 @@ def _score(c: Child, cfg: DPOConfig) -> float:
     return c.value
 
 
-def _rows_of_task(cols: dict[str, list], start: int, end: int, cfg: DPOConfig) -> list[dict[str, Any]]:
-    """The pairs of one task's tree (rows ``start:end``, sorted by node id)."""
-    index = {cols["node_id"][i]: i for i in range(start, end)}
-    correct = {i: False for i in range(start, end)}
-    wrong = {i: False for i in range(start, end)}
-    for i in range(end - 1, start - 1, -1):  # children come after their parents
+def _rows_of_task(cols: dict[str, list], cfg: DPOConfig) -> list[dict[str, Any]]:
+    """The pairs of one task's tree (its rows, sorted by node id)."""
+    n = len(cols["node_id"])
+    index = {cols["node_id"][i]: i for i in range(n)}
+    correct = [False] * n
+    wrong = [False] * n
+    for i in range(n - 1, -1, -1):  # children come after their parents
         if cols["terminal"][i] and cols["action"][i] is not None:
             ok = cols["reward"][i] >= 1.0
             correct[i] |= ok
@@ -96,7 +97,7 @@ def _rows_of_task(cols: dict[str, list], start: int, end: int, cfg: DPOConfig) -
             correct[parent] |= correct[i]
             wrong[parent] |= wrong[i]
     children: dict[int, list[Child]] = {}
-    for i in range(start, end):
+    for i in range(n):
         parent = index.get(cols["parent_id"][i])
         value = cols["proven"][i] if cols["proven"][i] is not None else cols["q"][i]
         if parent is None or value is None or cols["visits"][i] < cfg.min_visits or cols["action"][i] is None:
@@ -120,24 +121,42 @@ def _rows_of_task(cols: dict[str, list], start: int, end: int, cfg: DPOConfig) -
     return rows
 
 
-def export_dpo(sources: Sequence[str | Path], out: str | Path, cfg: DPOConfig) -> tuple[Path, int]:
+def pair_schema(fmt: str) -> pa.Schema:
+    """Columns of the pair rows: TRL's three, then the provenance."""
+    text = pa.string() if fmt == "standard" else pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    return pa.schema([
+        ("prompt", text), ("chosen", text), ("rejected", text), ("task_id", pa.string()), ("node_id", pa.int32()),
+        ("q_chosen", pa.float64()), ("q_rejected", pa.float64()), ("visits_chosen", pa.int64()),
+        ("visits_rejected", pa.int64()), ("rule", pa.string()),
+    ])
+
+
+def export_dpo(sources: Sequence[str | Path], out: str | Path, cfg: DPOConfig, progress: bool = False
+               ) -> tuple[Path, int]:
     """Write the pairs of every tree in ``sources`` to ``out`` (``.parquet`` or ``.jsonl``).
 
+    Streams tree by tree: memory holds one tree and DuckDB's capped sort, whatever the
+    store's size. A progress bar counts trees.
+
     Raises:
-        ConfigError: ``out`` has another extension.
-        StoreError: a source is unreadable, or no node yields a pair.
+        ConfigError: ``out`` has another extension, or no source is given.
+        StoreError: a source is unreadable, or no node yields a pair (``out`` is not written).
     """
+    from tqdm import tqdm
+
     out = check_record_path(out)  # before the work, not after
-    rows: list[dict[str, Any]] = []
-    for source in sources:
-        con = connect(source)
-        try:
-            cols = column_lists(con, _SQL)
-        finally:
-            con.close()
-        for start, end in task_ranges(cols):
-            rows += _rows_of_task(cols, start, end, cfg)
-    if not rows:
-        raise StoreError(f"no pair under rule {cfg.rule!r} in {', '.join(map(str, sources))}: "
-                         f"lower --min-visits or the margin, or search with more simulations")
-    return write_records(out, pa.Table.from_pylist(rows)), len(rows)
+    if not sources:
+        raise ConfigError("give at least one search output directory")
+    con = connect(list(sources), memory_limit=EXPORT_MEMORY)
+    try:
+        trees = con.execute("SELECT count(*) FROM (SELECT DISTINCT run_id, task_id FROM nodes)").fetchall()[0][0]
+        with RecordWriter(out, pair_schema(cfg.format)) as writer:
+            for cols in tqdm(iter_tasks(con, _SQL), total=trees, desc=f"export-dpo {cfg.rule}", unit="tree",
+                             disable=not progress, dynamic_ncols=True):
+                writer.write(_rows_of_task(cols, cfg))
+            if writer.rows == 0:
+                raise StoreError(f"no pair under rule {cfg.rule!r} in {', '.join(map(str, sources))}: "
+                                 f"lower --min-visits or the margin, or search with more simulations")
+    finally:
+        con.close()
+    return writer.path, writer.rows

@@ -242,17 +242,36 @@ def _eval_subset(examples: list, limit: int) -> list:
     return out
 
 
-def export_prm_data(sources: list[str], out: str, config: StepDatasetConfig) -> tuple[Path, int, int]:
+def export_prm_data(sources: list[str], out: str, config: StepDatasetConfig, progress: bool = False
+                    ) -> tuple[Path, int, int]:
     """Write the stepwise PRM rows (``prompt``, ``completions``, ``labels`` + hard labels) to ``out``.
 
-    Returns the path, the number of rows and of labelled steps.
+    Streams task by task (memory holds one task's trees and DuckDB's capped sort), with
+    a progress bar over tasks. Returns the path, the number of rows and of labelled steps.
+
+    Raises:
+        StoreError: a source cannot be read, or no step qualifies (``out`` is not written).
     """
-    from ..prm.dataset import build_step_dataset
+    from tqdm import tqdm
+
+    from ..data.store import EXPORT_MEMORY, RecordWriter
+    from ..prm.dataset import STEPWISE_SCHEMA, connect_sources, iter_task_examples, no_steps_error, stepwise_rows
 
     check_record_path(out)  # before the work, not after
-    ds = build_step_dataset(sources, config)
-    path = ds.write(out)
-    return path, len(ds.examples), sum(len(ex.steps) for ex in ds.examples)
+    con = connect_sources(sources, memory_limit=EXPORT_MEMORY)
+    steps = 0
+    try:
+        tasks = con.execute("SELECT count(DISTINCT task_id) FROM nodes").fetchall()[0][0]
+        with RecordWriter(out, STEPWISE_SCHEMA) as writer:
+            for split, examples in tqdm(iter_task_examples(con, config), total=tasks, desc="export-prm-data",
+                                        unit="task", disable=not progress, dynamic_ncols=True):
+                writer.write(stepwise_rows(examples, split, config.threshold))
+                steps += sum(len(ex.steps) for ex in examples)
+            if writer.rows == 0:
+                raise no_steps_error(sources, config)
+    finally:
+        con.close()
+    return writer.path, writer.rows, steps
 
 
 def score_steps(model_dir: str, rows: list[dict], tasks: str | None = None, batch_size: int = 32) -> list[dict]:

@@ -8,27 +8,31 @@ ones included: the env samples its outcomes with the task's generator.
 
 One Parquet row per step: ``trajectory_id`` (verl-agent's ``traj_uid``), ``group_id``
 (its ``uid``: the task), ``task_id``, ``step``, ``state_key`` (the step's state: the
-anchor state of GiGPO), ``observation`` (its rendered text), ``action``, ``prior``,
-``reward``, ``terminated``, ``truncated``, ``success`` (of the whole trajectory).
+anchor state of GiGPO), ``next_state_key`` (the state the step led to), ``observation``
+(the step's state rendered), ``action``, ``prior``, ``reward``, ``terminated``,
+``truncated``, ``success`` (of the whole trajectory). The file's metadata holds the job's
+settings (``treeq.rollouts``), from which ``export-rewards`` replays the trajectories.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 
-from ..data.store import write_parquet_atomic
-from ..envs.base import Env, Step, is_success
+from ..data.store import RecordWriter
+from ..envs.base import Env, Step, Task, is_success
 from ..envs.registry import make_env
 from ..mcts.config import SearchConfig, resolve_defaults
 from .config import RolloutConfig
 from .policies import PROPOSERS
 from .search import task_rng
 
-__all__ = ["run_rollouts", "play"]
+__all__ = ["run_rollouts", "play", "policy_chooser", "sample_group", "group_rows", "ROLLOUT_SCHEMA", "CONFIG_KEY"]
 
 
 
@@ -53,41 +57,68 @@ def play(env: Env, state: Any, choose: Callable[[Any], tuple[str, float] | None]
     return transitions, False
 
 
+def policy_chooser(env: Env, search_cfg: SearchConfig, policy: str, rng: np.random.Generator
+                   ) -> Callable[[Any], tuple[str, float] | None]:
+    """``choose(state)``: an action drawn from the registered proposer's priors, and its probability."""
+    propose = PROPOSERS[policy].factory(env, search_cfg, rng)
+
+    def choose(state):
+        (options,) = propose([state], search_cfg.proposals)
+        if not options:
+            return None
+        priors = np.array([max(p, 0.0) for _, p in options], dtype=np.float64)
+        priors = priors / priors.sum() if priors.sum() > 0 else np.full(len(options), 1.0 / len(options))
+        k = int(rng.choice(len(options), p=priors))
+        return options[k][0], float(priors[k])
+
+    return choose
+
+
+def sample_group(env: Env, task: Task, cfg: RolloutConfig) -> list[tuple[list[tuple[Any, str, float, Step]], bool]]:
+    """The ``group_size`` trajectories of one task: a function of (seed, task id) only."""
+    rng = task_rng(cfg.seed, task.task_id)
+    choose = policy_chooser(env, resolve_defaults(SearchConfig(), env), cfg.policy, rng)
+    start = env.reset(task, rng)
+    return [play(env, start, choose, rng, cfg.max_steps) for _ in range(cfg.group_size)]
+
+
+def group_rows(env: Env, task: Task, group, max_steps: int) -> dict[str, list]:
+    """The rows of one group: one per step, in trajectory and step order."""
+    rows: dict[str, list] = {f.name: [] for f in ROLLOUT_SCHEMA}
+    for g, (transitions, success) in enumerate(group):
+        for t, (state, action, prior, step) in enumerate(transitions):
+            cut = t == max_steps - 1 and not step.terminated
+            for name, value in (("trajectory_id", f"{task.task_id}/{g}"), ("group_id", task.task_id),
+                                ("task_id", task.task_id), ("step", t), ("state_key", env.state_key(state)),
+                                ("next_state_key", env.state_key(step.state)),
+                                ("observation", env.render(state)), ("action", action), ("prior", prior),
+                                ("reward", float(step.reward)), ("terminated", bool(step.terminated)),
+                                ("truncated", bool(step.truncated or cut)), ("success", success)):
+                rows[name].append(value)
+    return rows
+
+
+ROLLOUT_SCHEMA = pa.schema([
+    ("trajectory_id", pa.string()), ("group_id", pa.string()), ("task_id", pa.string()), ("step", pa.int64()),
+    ("state_key", pa.string()), ("next_state_key", pa.string()), ("observation", pa.string()),
+    ("action", pa.string()), ("prior", pa.float64()), ("reward", pa.float64()), ("terminated", pa.bool_()),
+    ("truncated", pa.bool_()), ("success", pa.bool_()),
+])
+CONFIG_KEY = "treeq.rollouts"  # Parquet metadata: the RolloutConfig as JSON (export-rewards replays from it)
+
+
 def run_rollouts(cfg: RolloutConfig) -> tuple[Path, int, int]:
-    """Sample the groups and write them; return the path, the number of trajectories and of steps."""
+    """Sample the groups and write them, group by group; return the path, the number of trajectories and of steps."""
     from tqdm import tqdm
 
     env = make_env(cfg.env, **cfg.env_kwargs)
     tasks = list(env.load_tasks(cfg.tasks))[: cfg.limit]
-    search_cfg = resolve_defaults(SearchConfig(), env)
-    rows: dict[str, list] = {k: [] for k in ("trajectory_id", "group_id", "task_id", "step", "state_key",
-                                             "observation", "action", "prior", "reward", "terminated",
-                                             "truncated", "success")}
     trajectories = 0
-    for task in tqdm(tasks, desc=f"rollouts {env.name}", unit="task", disable=not cfg.progress, dynamic_ncols=True):
-        rng = task_rng(cfg.seed, task.task_id)
-        propose = PROPOSERS[cfg.policy].factory(env, search_cfg, rng)
-        start = env.reset(task, rng)
-        def choose(state):
-            (options,) = propose([state], search_cfg.proposals)
-            if not options:
-                return None
-            priors = np.array([max(p, 0.0) for _, p in options], dtype=np.float64)
-            priors = priors / priors.sum() if priors.sum() > 0 else np.full(len(options), 1.0 / len(options))
-            k = int(rng.choice(len(options), p=priors))
-            return options[k][0], float(priors[k])
-
-        for g in range(cfg.group_size):
-            transitions, success = play(env, start, choose, rng, cfg.max_steps)
-            for t, (state, action, prior, step) in enumerate(transitions):
-                cut = t == cfg.max_steps - 1 and not step.terminated
-                for name, value in (("trajectory_id", f"{task.task_id}/{g}"), ("group_id", task.task_id),
-                                    ("task_id", task.task_id), ("step", t), ("state_key", env.state_key(state)),
-                                    ("observation", env.render(state)), ("action", action), ("prior", prior),
-                                    ("reward", float(step.reward)), ("terminated", bool(step.terminated)),
-                                    ("truncated", bool(step.truncated or cut)), ("success", success)):
-                    rows[name].append(value)
-            trajectories += 1
-    out = Path(cfg.out)
-    write_parquet_atomic(pa.table(rows), out)
-    return out, trajectories, len(rows["step"])
+    meta = {CONFIG_KEY: json.dumps({k: v for k, v in asdict(cfg).items() if k not in ("out", "progress")})}
+    with RecordWriter(cfg.out, ROLLOUT_SCHEMA, meta) as writer:
+        for task in tqdm(tasks, desc=f"rollouts {env.name}", unit="task", disable=not cfg.progress,
+                         dynamic_ncols=True):
+            group = sample_group(env, task, cfg)
+            writer.write(pa.table(group_rows(env, task, group, cfg.max_steps), schema=ROLLOUT_SCHEMA))
+            trajectories += len(group)
+    return writer.path, trajectories, writer.rows

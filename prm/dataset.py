@@ -27,26 +27,30 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from ..data.store import column_lists, connect, task_ranges, write_records
+from ..data.store import connect, iter_tasks
 from ..errors import ConfigError, StoreError
 from .config import StepDatasetConfig
 
-__all__ = ["StepDatasetConfig", "StepExample", "StepDataset", "build_step_dataset", "split_of"]
+__all__ = ["StepDatasetConfig", "StepExample", "StepDataset", "build_step_dataset", "split_of", "iter_task_examples",
+           "connect_sources", "stepwise_rows", "STEPWISE_SCHEMA"]
 
 _NODES_SQL = """
 SELECT n.run_id, n.task_id, n.node_id, n.parent_id, n.action, n.observation, n.visits, n.q, n.proven,
        t.env, t.backup
 FROM nodes n JOIN trees t ON t.run_id = n.run_id AND t.task_id = n.task_id
-ORDER BY n.run_id, n.task_id, n.node_id
+ORDER BY n.task_id, n.run_id, n.node_id
 """
 
-
-
+STEPWISE_SCHEMA = pa.schema([
+    ("prompt", pa.string()), ("completions", pa.list_(pa.string())), ("labels", pa.list_(pa.float64())),
+    ("hard_labels", pa.list_(pa.bool_())), ("visits", pa.list_(pa.int64())), ("owned", pa.list_(pa.bool_())),
+    ("task_id", pa.string()), ("env", pa.string()), ("split", pa.string()),
+])
 
 @dataclass
 class StepExample:
@@ -98,22 +102,22 @@ class StepDataset:
         ``labels`` are the soft labels, ``hard_labels`` the thresholded ones, side by side.
         """
         thr = self.config.threshold if threshold is None else threshold
-        rows = [(ex, split) for split, part in (("train", self.train), ("val", self.val)) for ex in part]
-        return pa.table({
-            "prompt": [ex.prompt for ex, _ in rows],
-            "completions": [ex.steps for ex, _ in rows],
-            "labels": pa.array([ex.labels for ex, _ in rows], type=pa.list_(pa.float64())),
-            "hard_labels": [ex.hard(thr) for ex, _ in rows],
-            "visits": pa.array([ex.visits for ex, _ in rows], type=pa.list_(pa.int64())),
-            "owned": [ex.owned for ex, _ in rows],
-            "task_id": [ex.task_id for ex, _ in rows],
-            "env": [ex.env for ex, _ in rows],
-            "split": [split for _, split in rows],
-        })
+        return pa.concat_tables([stepwise_rows(self.train, "train", thr), stepwise_rows(self.val, "val", thr)])
 
-    def write(self, path: str | Path) -> Path:
-        """Write :meth:`stepwise_table` to ``path`` (``.parquet`` or ``.jsonl``) atomically."""
-        return write_records(path, self.stepwise_table())
+
+def stepwise_rows(examples: Sequence[StepExample], split: str, threshold: float) -> pa.Table:
+    """Rows of :data:`STEPWISE_SCHEMA` for ``examples`` of one split."""
+    return pa.table({
+        "prompt": [ex.prompt for ex in examples],
+        "completions": [ex.steps for ex in examples],
+        "labels": [ex.labels for ex in examples],
+        "hard_labels": [ex.hard(threshold) for ex in examples],
+        "visits": [ex.visits for ex in examples],
+        "owned": [ex.owned for ex in examples],
+        "task_id": [ex.task_id for ex in examples],
+        "env": [ex.env for ex in examples],
+        "split": [split] * len(examples),
+    }, schema=STEPWISE_SCHEMA)
 
 
 def split_of(task_id: str, seed: int, val_fraction: float) -> str:
@@ -179,32 +183,54 @@ def build_step_dataset(sources: Sequence[str | Path], config: StepDatasetConfig 
         StoreError: a source is not a readable tree store of a known schema version, or
             no step passes the visit threshold.
     """
+    con = connect_sources(sources)
+    try:
+        runs = {run_id: json.loads(cfg) for run_id, cfg in con.execute("SELECT run_id, config FROM runs").fetchall()}
+        rows = con.execute("SELECT count(*) FROM nodes").fetchall()[0][0]
+        train: list[StepExample] = []
+        val: list[StepExample] = []
+        for split, examples in iter_task_examples(con, config):
+            (val if split == "val" else train).extend(examples)
+    finally:
+        con.close()
+    if not train and not val:
+        raise no_steps_error(sources, config)
+    return StepDataset(config, train, val, [str(s) for s in sources], rows, runs)
+
+
+def connect_sources(sources: Sequence[str | Path], memory_limit: str | None = None):
+    """One DuckDB connection over every source store (``treeq.data.store.connect``).
+
+    Raises:
+        ConfigError: no source given.
+        StoreError: a source cannot be read.
+    """
     if not sources:
         raise ConfigError("give at least one search output directory")
-    tries: dict[str, tuple[_Trie, str, str, str]] = {}  # task_id -> (trie, env, prompt, run_id)
-    runs: dict[str, dict] = {}
-    rows = 0
-    for source in sources:
-        con = connect(source)
-        try:
-            for run_id, config_json in con.execute("SELECT run_id, config FROM runs").fetchall():
-                runs.setdefault(run_id, json.loads(config_json))
-            cols = column_lists(con, _NODES_SQL)
-        finally:
-            con.close()
-        rows += len(cols["node_id"])
-        _add_rows(cols, tries, config.min_visits)
-    train: list[StepExample] = []
-    val: list[StepExample] = []
+    return connect(list(sources), memory_limit=memory_limit)
+
+
+def no_steps_error(sources: Sequence[str | Path], config: StepDatasetConfig) -> StoreError:
+    return StoreError(f"no step has {config.min_visits} or more visits in {', '.join(map(str, sources))}: "
+                      f"lower --min-visits or search with more simulations")
+
+
+def iter_task_examples(con, config: StepDatasetConfig) -> Iterator[tuple[str, list[StepExample]]]:
+    """(split, examples) of each task in task-id order, streamed: memory holds one task's trees.
+
+    The rows of a task from every run and source are merged into one trie first.
+    """
     offset = 0
-    for task_id in sorted(tries):
-        trie, env, prompt, run_id = tries[task_id]
+    task_id: str | None = None
+    trie, env, prompt, first_run = _Trie(), "", "", ""
+
+    def finish() -> tuple[str, list[StepExample]]:
         owner_seen: set[int] = set()
-        target = val if split_of(task_id, config.seed, config.val_fraction) == "val" else train
+        examples = []
         for path in trie.paths():
             owned = [n not in owner_seen for n in path]
             owner_seen.update(path)
-            target.append(StepExample(
+            examples.append(StepExample(
                 task_id=task_id, env=env, prompt=prompt,
                 steps=[trie.text[n] for n in path],
                 labels=[trie.label_sum[n] / trie.weight[n] for n in path],
@@ -212,36 +238,40 @@ def build_step_dataset(sources: Sequence[str | Path], config: StepDatasetConfig 
                 owned=owned,
                 nodes=[offset + n for n in path],
                 parents=[offset + trie.parent[n] if trie.parent[n] >= 0 else -1 for n in path],
-                run_id=run_id,
+                run_id=first_run,
             ))
-        offset += len(trie.parent)
-    if not train and not val:
-        raise StoreError(
-            f"no step has {config.min_visits} or more visits in {', '.join(map(str, sources))}: "
-            f"lower --min-visits or search with more simulations"
-        )
-    return StepDataset(config, train, val, [str(s) for s in sources], rows, runs)
+        return split_of(task_id, config.seed, config.val_fraction), examples
+
+    for cols in iter_tasks(con, _NODES_SQL):
+        if cols["task_id"][0] != task_id:
+            if task_id is not None:
+                yield finish()
+                offset += len(trie.parent)
+            task_id, trie, env, prompt, first_run = cols["task_id"][0], _Trie(), "", "", ""
+        _add_rows(cols, trie, config.min_visits)
+        if not first_run:
+            roots = [i for i, p in enumerate(cols["parent_id"]) if p < 0]
+            if roots:
+                env, prompt, first_run = cols["env"][roots[0]], cols["observation"][roots[0]] or "", cols["run_id"][0]
+    if task_id is not None:
+        yield finish()
 
 
-def _add_rows(cols: dict[str, list], tries: dict, min_visits: int) -> None:
-    """Add one store's rows (sorted by run, task, node id) to the per-task tries."""
-    for start, end in task_ranges(cols):
-        run_id, task_id = cols["run_id"][start], cols["task_id"][start]
-        trie_node: dict[int, int] = {}  # tree node id -> trie node (-1: the root)
-        for i in range(start, end):
-            node, parent = cols["node_id"][i], cols["parent_id"][i]
-            if parent < 0:
-                if task_id not in tries:
-                    tries[task_id] = (_Trie(), cols["env"][i], cols["observation"][i] or "", run_id)
-                trie_node[node] = -1
-                continue
-            up = trie_node.get(parent)
-            if up is None:  # the parent did not qualify, or came later in a graph listing
-                continue
-            label = _label(cols["q"][i], cols["proven"][i])
-            if cols["visits"][i] < min_visits or label is None or cols["action"][i] is None:
-                continue
-            trie_node[node] = tries[task_id][0].add(up, cols["action"][i], label, cols["visits"][i])
+def _add_rows(cols: dict[str, list], trie: "_Trie", min_visits: int) -> None:
+    """Add one tree's rows (sorted by node id) to its task's trie."""
+    trie_node: dict[int, int] = {}  # tree node id -> trie node (-1: the root)
+    for i in range(len(cols["node_id"])):
+        node, parent = cols["node_id"][i], cols["parent_id"][i]
+        if parent < 0:
+            trie_node[node] = -1
+            continue
+        up = trie_node.get(parent)
+        if up is None:  # the parent did not qualify, or came later in a graph listing
+            continue
+        label = _label(cols["q"][i], cols["proven"][i])
+        if cols["visits"][i] < min_visits or label is None or cols["action"][i] is None:
+            continue
+        trie_node[node] = trie.add(up, cols["action"][i], label, cols["visits"][i])
 
 
 def label_arrays(examples: Sequence[StepExample], threshold: float) -> dict[str, np.ndarray]:

@@ -130,10 +130,15 @@ def test_empty_and_foreign_inputs(tmp_path):
 
 def test_stepwise_export(tmp_path):
     """The stepwise table: prompt, completions, soft labels and hard labels side by side."""
-    ds = build_step_dataset([write_tree(tmp_path / "s")], StepDatasetConfig(val_fraction=0.0))
-    path = ds.write(tmp_path / "prm.parquet")
+    from treeq.pipelines.prm import export_prm_data
+
+    source = [str(write_tree(tmp_path / "s"))]
+    cfg = StepDatasetConfig(val_fraction=0.0)
+    path, n, steps = export_prm_data(source, tmp_path / "prm.parquet", cfg)
     rows = pq.read_table(path).to_pylist()
+    assert n == len(rows) and steps == sum(len(r["completions"]) for r in rows)
+    assert rows == build_step_dataset(source, cfg).stepwise_table().to_pylist()  # streamed = built whole
     assert rows[0]["prompt"] == "P" and rows[0]["completions"] == ["a", "c"]
     assert rows[0]["labels"] == [0.75, 1.0] and rows[0]["hard_labels"] == [True, True]
-    jsonl = ds.write(tmp_path / "prm.jsonl")
+    jsonl, _, _ = export_prm_data(source, tmp_path / "prm.jsonl", cfg)
     assert json.loads(jsonl.read_text().splitlines()[2])["completions"] == ["b"]

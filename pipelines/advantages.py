@@ -1,0 +1,140 @@
+"""Advantage estimators of agent RL on one group of trajectories (pure numpy, no I/O).
+
+A *group* is the trajectories sampled from one task (verl-agent's ``uid``); each
+trajectory is a sequence of steps with an env reward each. Every function returns plain
+lists (one value per trajectory, or one list per trajectory with a value per step), so
+that ``treeq.pipelines.rewards`` can put each estimator in its own column. The formulas,
+with their sources, are written out in the README ("Dense rewards and advantages").
+
+Conventions shared with verl / verl-agent, whose code these follow:
+
+* the episode return is the undiscounted sum of the step rewards;
+* ``std`` is the unbiased (n - 1) standard deviation, ``EPSILON = 1e-6`` is added to it;
+* a normalisation group of one member has mean 0 and std 1 at the episode level
+  (verl's ``compute_grpo_outcome_advantage``) and mean = its own value at the step
+  level (verl-agent's ``step_norm_reward``), so a singleton anchor-state group gives 0.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Hashable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "EPSILON", "GIGPO_MODES", "discounted_returns", "episode_returns", "grpo", "loop", "gigpo", "turn", "gae",
+]
+
+EPSILON = 1e-6
+GIGPO_MODES = ("mean_std_norm", "mean_norm")
+
+
+def discounted_returns(rewards: Sequence[float], gamma: float) -> list[float]:
+    """G_t = sum_k gamma^(k-t) r_k over the rest of the trajectory (verl-agent Eq. 5)."""
+    out = [0.0] * len(rewards)
+    running = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        running = float(rewards[t]) + gamma * running
+        out[t] = running
+    return out
+
+
+def episode_returns(rewards: Sequence[Sequence[float]]) -> list[float]:
+    """R_i: the undiscounted sum of each trajectory's rewards."""
+    return [float(sum(r)) for r in rewards]
+
+
+def _normalise(scores: Sequence[float], groups: Sequence[Hashable], std: bool, singleton_mean_zero: bool) -> list[float]:
+    """(x - mean_g) or (x - mean_g) / (std_g + eps) within each group g (verl's loops)."""
+    members: dict[Hashable, list[float]] = defaultdict(list)
+    for x, g in zip(scores, groups):
+        members[g].append(float(x))
+    stats = {}
+    for g, xs in members.items():
+        if len(xs) == 1:
+            stats[g] = (0.0 if singleton_mean_zero else xs[0], 1.0)
+        else:
+            stats[g] = (float(np.mean(xs)), float(np.std(xs, ddof=1)))
+    out = []
+    for x, g in zip(scores, groups):
+        mean, sd = stats[g]
+        out.append((x - mean) / (sd + EPSILON) if std else x - mean)
+    return out
+
+
+def grpo(rewards: Sequence[Sequence[float]], std: bool = True) -> list[float]:
+    """GRPO (DeepSeekMath; verl ``compute_grpo_outcome_advantage``): (R_i - mean R) / (std R + eps).
+
+    One value per trajectory, the same for each of its steps. A group of one gives R_i.
+    """
+    returns = episode_returns(rewards)
+    return _normalise(returns, [0] * len(returns), std, singleton_mean_zero=True)
+
+
+def loop(rewards: Sequence[Sequence[float]]) -> list[float]:
+    """LOOP (arXiv 2502.01600) leave-one-out: R_i - mean_{j != i} R_j; a group of one gives 0."""
+    returns = episode_returns(rewards)
+    k = len(returns)
+    if k == 1:
+        return [0.0]
+    total = sum(returns)
+    return [r - (total - r) / (k - 1) for r in returns]
+
+
+def gigpo(rewards: Sequence[Sequence[float]], anchors: Sequence[Sequence[Hashable]], gamma: float,
+          weight: float = 1.0, mode: str = "mean_std_norm") -> list[list[float]]:
+    """GiGPO (arXiv 2505.10978; verl-agent ``core_gigpo.compute_gigpo_outcome_advantage``).
+
+    Episode part (Eq. 3, ``episode_norm_reward``): every step row carries its trajectory's
+    return R_i and is normalised against all step rows of the group (verl-agent's default
+    ``compute_mean_std_cross_steps=True``, so a longer trajectory weighs more).
+    Step part (Eq. 5-7, ``step_norm_reward``): the discounted return G_t of each step,
+    normalised within the steps of the group that share its anchor state (``anchors``,
+    the state keys); a singleton anchor group gives 0. Result: episode + weight * step.
+    ``mode``: ``mean_std_norm`` divides both parts by (std + eps), ``mean_norm`` only
+    subtracts the means (verl-agent's ``algorithm.gigpo.mode``).
+    """
+    if mode not in GIGPO_MODES:
+        raise ValueError(f"gigpo mode must be one of {', '.join(GIGPO_MODES)}, got {mode!r}")
+    std = mode == "mean_std_norm"
+    returns = episode_returns(rewards)
+    ep_scores = [returns[i] for i, r in enumerate(rewards) for _ in r]
+    episode = _normalise(ep_scores, [0] * len(ep_scores), std, singleton_mean_zero=True)
+    step_scores = [g for r in rewards for g in discounted_returns(r, gamma)]
+    step_groups = [a for a in anchors for a in a]
+    if len(step_groups) != len(step_scores):
+        raise ValueError("anchors must give one state key per step")
+    step = _normalise(step_scores, step_groups, std, singleton_mean_zero=False)
+    joint = [e + weight * s for e, s in zip(episode, step)]
+    out, k = [], 0
+    for r in rewards:
+        out.append(joint[k : k + len(r)])
+        k += len(r)
+    return out
+
+
+def turn(rewards: Sequence[float], gamma: float) -> list[float]:
+    """Turn-level return: the discounted sum of this and later step rewards, the final reward included."""
+    return discounted_returns(rewards, gamma)
+
+
+def gae(rewards: Sequence[float], values: Sequence[float | None], last_value: float | None, gamma: float,
+        lam: float) -> list[float | None]:
+    """GAE (Schulman et al. 2016): A_t = sum_l (gamma lam)^l delta_{t+l}, delta_t = r_t + gamma V_{t+1} - V_t.
+
+    ``values[t]`` is V(s_t); ``last_value`` V of the state after the last step (0 when the
+    episode terminated). A missing value makes every advantage that depends on it None.
+    """
+    n = len(rewards)
+    vs = list(values) + [last_value]
+    out: list[float | None] = [None] * n
+    running: float | None = 0.0
+    for t in range(n - 1, -1, -1):
+        if vs[t] is None or vs[t + 1] is None or running is None:
+            running = None
+        else:
+            delta = float(rewards[t]) + gamma * vs[t + 1] - vs[t]
+            running = delta + gamma * lam * running
+        out[t] = running
+    return out

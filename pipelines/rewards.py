@@ -1,0 +1,340 @@
+"""Dense per-step rewards and advantages (``export-rewards``) from trajectory groups.
+
+Sources are Parquet files of trajectory groups, one row per step (``rollouts`` writes
+them; any file with the columns ``trajectory_id``, ``group_id``, ``step``,
+``state_key``, ``action``, ``reward`` will do). The output has one row per step
+(``trajectory_id`` = verl-agent's ``traj_uid``, ``group_id`` = its ``uid``, ``step``,
+``state_key`` = ``anchor_obs``, ``action``, ``reward``) and one column per estimator:
+
+* ``grpo``, ``gigpo``, ``loop``, ``turn``: from the rewards of the group alone
+  (:mod:`treeq.pipelines.advantages`).
+* ``mcts_q``: Q(s,a) - V(s) read from searched trees (``--trees``) wherever the step's
+  state key is a node there with the step's action tried; null elsewhere.
+* ``mc``: Q(s_t, a_t) estimated as AgentPRM does, the mean discounted return of K
+  rollouts that take a_t in s_t and then follow the rollout policy.
+* ``gae``: GAE(gamma, lambda) with V(s) from the trees or from K policy rollouts.
+* ``prm``: a trained PRM's score of each step of the trajectory (one forward pass each).
+
+``mc`` and ``gae`` with Monte Carlo values need the states themselves, which a row does
+not hold: they replay each group from the settings ``rollouts`` stored in the file's
+metadata (the same seed gives the same trajectories; a replay that disagrees with the
+file is refused). Streaming: rows are read group by group (DuckDB sorts with a memory
+cap), the tree values are aggregated inside DuckDB, and the output is written batch by
+batch, so memory does not grow with the number of steps.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..data.store import EXPORT_MEMORY, RecordWriter, connect, iter_tasks
+from ..errors import ConfigError, StoreError
+from . import advantages as adv
+from .config import RewardsConfig, RolloutConfig
+
+__all__ = ["REQUIRED_COLUMNS", "export_rewards", "tree_values_sql"]
+
+REQUIRED_COLUMNS = ("trajectory_id", "group_id", "step", "state_key", "action", "reward")
+
+# Q(s, a) and V(s) per state key over every searched tree (DESIGN.md, Q semantics). A child's
+# value is coalesce(proven, q); the same (state, action) in several rows or trees merges
+# visit-weighted, and a proof wins. V(s), in this order: exact where the solver proved the
+# state (the edge value minus its reward, over gamma); else from the tried actions, their
+# max where a tree backed up by max (graph mode), their visit-weighted mean otherwise;
+# else (a leaf) the node's own backed-up value, (q - reward) / gamma (q itself at a root).
+_TREE_SQL = """
+CREATE TEMP TABLE edge_values AS
+SELECT p.state_key AS state_key, c.action AS action,
+       coalesce(max(c.proven), sum(c.q * c.visits) / nullif(sum(CASE WHEN c.q IS NOT NULL THEN c.visits END), 0)) AS q,
+       sum(c.visits) AS visits, min(coalesce(t.backup, 'mean')) AS backup
+FROM nodes c
+JOIN nodes p ON p.run_id = c.run_id AND p.task_id = c.task_id AND p.node_id = c.parent_id
+LEFT JOIN trees t ON t.run_id = c.run_id AND t.task_id = c.task_id
+WHERE c.action IS NOT NULL AND (c.proven IS NOT NULL OR (c.q IS NOT NULL AND c.visits > 0))
+GROUP BY p.state_key, c.action;
+CREATE TEMP TABLE state_values AS
+WITH own AS (
+    SELECT n.state_key, n.visits, n.parent_id < 0 AS root, n.proven, n.q, n.reward,
+           coalesce(TRY_CAST(json_extract(r.config, '$.search.gamma') AS DOUBLE), 1.0) AS gamma
+    FROM nodes n LEFT JOIN runs r ON r.run_id = n.run_id
+), node_v AS (
+    SELECT state_key,
+           max(CASE WHEN root THEN proven ELSE (proven - reward) / nullif(gamma, 0) END) AS exact,
+           sum(CASE WHEN visits > 0 THEN visits * (CASE WHEN root THEN q ELSE (q - reward) / nullif(gamma, 0) END) END)
+               / nullif(sum(CASE WHEN visits > 0 AND q IS NOT NULL THEN visits END), 0) AS own
+    FROM own GROUP BY state_key
+), child_v AS (
+    SELECT state_key,
+           CASE WHEN min(backup) = 'max' THEN max(q) ELSE sum(q * visits) / nullif(sum(visits), 0) END AS v
+    FROM edge_values WHERE q IS NOT NULL GROUP BY state_key
+)
+SELECT state_key, coalesce(node_v.exact, child_v.v, node_v.own) AS v
+FROM node_v FULL OUTER JOIN child_v USING (state_key);
+"""
+
+
+def tree_values_sql() -> str:
+    """The SQL that builds ``edge_values(state_key, action, q)`` and ``state_values(state_key, v)``."""
+    return _TREE_SQL
+
+
+def _check_source(path: Path, cfg: RewardsConfig) -> tuple[set[str], dict | None]:
+    """The source's columns and its rollouts settings (None when it has none).
+
+    Raises:
+        StoreError: not a readable Parquet file, a needed column missing, or no settings
+            where a replay is needed.
+    """
+    from .rollouts import CONFIG_KEY
+
+    if not path.is_file():
+        raise StoreError(f"{path}: no such file (give Parquet files written by rollouts)")
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())[:200]})") from None
+    names = set(schema.names)
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise StoreError(f"{path}: missing column(s) {', '.join(missing)}; a trajectory file needs "
+                         f"{', '.join(REQUIRED_COLUMNS)}")
+    raw = (schema.metadata or {}).get(CONFIG_KEY.encode())
+    settings = json.loads(raw) if raw else None
+    if settings is None and ("mc" in cfg.estimators or ("gae" in cfg.estimators and cfg.value_source == "mc")):
+        raise StoreError(f"{path}: mc and gae with Monte Carlo values replay the trajectories, and this file has no "
+                         f"rollouts settings in its metadata (write it with `treeq rollouts`)")
+    if "prm" in cfg.estimators and "observation" not in names:
+        raise StoreError(f"{path}: prm scores need the column observation (the prompt of each trajectory)")
+    return names, settings
+
+
+class _Replay:
+    """The env, tasks and policy of a rollouts file: states of its groups, Monte Carlo returns."""
+
+    def __init__(self, settings: dict, cfg: RewardsConfig, source: Path) -> None:
+        from ..envs.registry import make_env
+        from ..mcts.config import SearchConfig, resolve_defaults
+
+        self.rollout = RolloutConfig(**{**settings, "env_kwargs": settings.get("env_kwargs") or {}, "progress": False})
+        self.env = make_env(self.rollout.env, **self.rollout.env_kwargs)
+        self.search_cfg = resolve_defaults(SearchConfig(), self.env)
+        self.tasks = {t.task_id: t for t in list(self.env.load_tasks(self.rollout.tasks))[: self.rollout.limit]}
+        self.cfg, self.source = cfg, source
+
+    def states(self, group_id: str, trajectories: list[dict[str, list]]) -> list[list[tuple[Any, Any]]]:
+        """(state, next state) of each step, replayed; checked against the file's actions."""
+        from .rollouts import sample_group
+
+        task = self.tasks.get(group_id)
+        if task is None:
+            raise StoreError(f"{self.source}: group {group_id!r} is not a task of the recorded settings")
+        group = sample_group(self.env, task, self.rollout)
+        out = []
+        for rows in trajectories:
+            g = int(str(rows["trajectory_id"][0]).rsplit("/", 1)[-1]) if "/" in str(rows["trajectory_id"][0]) else -1
+            transitions = group[g][0] if 0 <= g < len(group) else None
+            if transitions is None or [a for _, a, _, _ in transitions] != rows["action"]:
+                raise StoreError(f"{self.source}: trajectory {rows['trajectory_id'][0]!r} differs from a replay of the "
+                                 f"settings in its metadata (edited, or written by another treeq version)")
+            out.append([(s, step.state) for s, _, _, step in transitions])
+        return out
+
+    def mc(self, group_id: str, trajectories: list[dict[str, list]], states, gamma: float,
+           want_q: bool, want_v: bool) -> tuple[list[list[float]], list[list[float]]]:
+        """Per step: Q_mc(s_t, a_t) (``want_q``) and V_mc(s_t), V_mc(s_{t+1}) of the last step (``want_v``).
+
+        Each estimate is the mean discounted return of K rollouts of the rollout policy,
+        within the trajectory's remaining step budget. The rollouts' generator derives
+        from (seed, group id), so the same settings give the same numbers.
+        """
+        from .rollouts import play, policy_chooser
+
+        rng = np.random.default_rng(np.random.SeedSequence([self.cfg.seed, zlib.crc32(group_id.encode()), 1]))
+        choose = policy_chooser(self.env, self.search_cfg, self.rollout.policy, rng)
+        k, horizon = self.cfg.mc_rollouts, self.rollout.max_steps
+
+        def ret(state, budget: int) -> float:
+            if budget <= 0:
+                return 0.0
+            transitions, _ = play(self.env, state, choose, rng, budget)
+            return sum(gamma ** i * float(step.reward) for i, (_, _, _, step) in enumerate(transitions))
+
+        def q_of(state, action, budget: int) -> float:
+            total = 0.0
+            for _ in range(k):
+                step = self.env.step(state, action, rng)
+                done = step.terminated or step.truncated
+                total += float(step.reward) + (0.0 if done else gamma * ret(step.state, budget - 1))
+            return total / k
+
+        qs, vs = [], []
+        for rows, pairs in zip(trajectories, states):
+            q_row, v_row = [], []
+            for t, ((state, nxt), action) in enumerate(zip(pairs, rows["action"])):
+                if want_q:
+                    q_row.append(q_of(state, action, horizon - t))
+                if want_v:
+                    v_row.append(sum(ret(state, horizon - t) for _ in range(k)) / k)
+            if want_v:  # V of the state after the last step: 0 when the episode ended there
+                last = len(pairs) - 1
+                ended = bool(rows["terminated"][last]) if "terminated" in rows else False
+                v_row.append(0.0 if ended else sum(ret(pairs[last][1], horizon - last - 1) for _ in range(k)) / k)
+            qs.append(q_row)
+            vs.append(v_row)
+        return qs, vs
+
+
+def _split_trajectories(cols: dict[str, list], source: Path) -> list[dict[str, list]]:
+    """A group's rows as trajectories (first-appearance order), each sorted by step and checked."""
+    order: dict[Any, list[int]] = {}
+    for i, tid in enumerate(cols["trajectory_id"]):
+        order.setdefault(tid, []).append(i)
+    out = []
+    for tid, idx in order.items():
+        idx.sort(key=lambda i: cols["step"][i])
+        steps = [cols["step"][i] for i in idx]
+        if steps != list(range(len(steps))):
+            raise StoreError(f"{source}: trajectory {tid!r} has steps {steps[:10]}, not 0, 1, 2, ...")
+        out.append({k: [v[i] for i in idx] for k, v in cols.items()})
+    return out
+
+
+def _gamma(cfg: RewardsConfig, settings: dict | None) -> float:
+    if cfg.gamma is not None:
+        return cfg.gamma
+    if settings is None:
+        return 1.0
+    from ..envs.registry import make_env
+
+    return float(make_env(settings["env"], **(settings.get("env_kwargs") or {})).default_gamma)
+
+
+def _group_columns(trajs: list[dict[str, list]], cfg: RewardsConfig, gamma: float, replay: _Replay | None,
+                   prm: tuple | None) -> dict[str, list]:
+    """The output columns of one group."""
+    rewards = [[float(r) for r in t["reward"]] for t in trajs]
+    est: dict[str, list[list[Any]]] = {}
+    names = cfg.estimators
+    if "grpo" in names:
+        est["grpo"] = [[a] * len(r) for a, r in zip(adv.grpo(rewards), rewards)]
+    if "loop" in names:
+        est["loop"] = [[a] * len(r) for a, r in zip(adv.loop(rewards), rewards)]
+    if "gigpo" in names:
+        est["gigpo"] = adv.gigpo(rewards, [t["state_key"] for t in trajs], gamma, cfg.weight, cfg.gigpo_mode)
+    if "turn" in names:
+        est["turn"] = [adv.turn(r, gamma) for r in rewards]
+    if "mcts_q" in names:
+        est["mcts_q"] = [[None if q is None or v is None else q - v for q, v in zip(t["_q"], t["_v"])] for t in trajs]
+    mc_v = None
+    if replay is not None:
+        states = replay.states(str(trajs[0]["group_id"][0]), trajs)
+        want_v = "gae" in names and cfg.value_source == "mc"
+        qs, mc_v = replay.mc(str(trajs[0]["group_id"][0]), trajs, states, gamma, "mc" in names, want_v)
+        if "mc" in names:
+            est["mc"] = qs
+    if "gae" in names:
+        est["gae"] = []
+        for i, (t, r) in enumerate(zip(trajs, rewards)):
+            if cfg.value_source == "mc":
+                values, last = mc_v[i][:-1], mc_v[i][-1]
+            else:
+                values = t["_v"]
+                ended = bool(t["terminated"][-1]) if "terminated" in t else False
+                last = 0.0 if ended else t["_v_next"][-1]
+            est["gae"].append(adv.gae(r, values, last, gamma, cfg.lam))
+    if "prm" in names:
+        from ..prm.model import score_batch
+
+        tokenizer, model, meta = prm
+        paths = [(t["observation"][0] or "", [str(a) for a in t["action"]]) for t in trajs]
+        scores = score_batch(model, tokenizer, paths, meta.max_length, skip_long=True)
+        est["prm"] = [s if s is not None else [None] * len(t["action"]) for s, t in zip(scores, trajs)]
+    out: dict[str, list] = {k: [v for t in trajs for v in t[k]] for k in REQUIRED_COLUMNS}
+    for name in names:
+        out[name] = [v for row in est[name] for v in row]
+    return out
+
+
+def _schema(cfg: RewardsConfig) -> pa.Schema:
+    return pa.schema([("trajectory_id", pa.string()), ("group_id", pa.string()), ("step", pa.int64()),
+                      ("state_key", pa.string()), ("action", pa.string()), ("reward", pa.float64())]
+                     + [(name, pa.float64()) for name in cfg.estimators])
+
+
+def export_rewards(sources: Sequence[str | Path], cfg: RewardsConfig) -> tuple[Path, int, dict[str, int]]:
+    """Write one row per step of every trajectory in ``sources`` with each estimator's column.
+
+    Returns the path, the number of rows and, per estimator, how many rows got a value
+    (mcts_q and gae are null where the trees lack the state; prm where a path is too long).
+
+    Raises:
+        ConfigError: no source, or ``cfg.out`` has another extension.
+        StoreError: a source or tree store is unreadable or lacks what an estimator needs.
+        ModelError: ``cfg.prm`` is not a PRM directory.
+    """
+    from tqdm import tqdm
+
+    from ..data.store import check_record_path
+
+    check_record_path(cfg.out)
+    if not sources:
+        raise ConfigError("give at least one trajectory file (written by `treeq rollouts`)")
+    paths = [Path(s) for s in sources]
+    checked = [_check_source(p, cfg) for p in paths]
+    prm = None
+    if "prm" in cfg.estimators:
+        from ..prm.model import load_prm
+
+        prm = load_prm(cfg.prm)
+    needs_tree = "mcts_q" in cfg.estimators or ("gae" in cfg.estimators and cfg.value_source == "tree")
+    if needs_tree:
+        con = connect(list(cfg.trees), memory_limit=EXPORT_MEMORY)
+        con.execute(_TREE_SQL)
+    else:
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute(f"SET memory_limit = '{EXPORT_MEMORY}'")
+    filled = {name: 0 for name in cfg.estimators}
+    try:
+        with RecordWriter(cfg.out, _schema(cfg)) as writer:
+            for path, (names, settings) in zip(paths, checked):
+                gamma = _gamma(cfg, settings)
+                replay = _Replay(settings, cfg, path) if settings is not None and (
+                    "mc" in cfg.estimators or ("gae" in cfg.estimators and cfg.value_source == "mc")) else None
+                src = "read_parquet('" + str(path).replace("'", "''") + "', file_row_number = true)"
+                extra = [c for c in ("terminated", "observation") if c in names]
+                select = ", ".join(f"r.{c}" for c in (*REQUIRED_COLUMNS, *extra))
+                if needs_tree:
+                    nxt = ("LEFT JOIN state_values n ON n.state_key = r.next_state_key"
+                           if "next_state_key" in names else "")
+                    sql = (f"SELECT {select}, e.q AS _q, s.v AS _v, {'n.v' if nxt else 'NULL'} AS _v_next "
+                           f"FROM {src} r LEFT JOIN edge_values e ON e.state_key = r.state_key AND e.action = r.action "
+                           f"LEFT JOIN state_values s ON s.state_key = r.state_key {nxt} "
+                           f"ORDER BY r.group_id, r.file_row_number")
+                else:
+                    sql = f"SELECT {select} FROM {src} r ORDER BY r.group_id, r.file_row_number"
+                try:
+                    groups = con.execute(f"SELECT count(DISTINCT group_id) FROM {src}").fetchall()[0][0]
+                except Exception as exc:  # duckdb.Error: a corrupt file
+                    raise StoreError(f"{path}: cannot read ({' '.join(str(exc).split())[:200]})") from None
+                for cols in tqdm(iter_tasks(con, sql, keys=("group_id",)), total=groups, unit="group",
+                                 desc=f"export-rewards {path.name}", disable=not cfg.progress, dynamic_ncols=True):
+                    trajs = _split_trajectories(cols, path)
+                    if needs_tree:  # V(s_{t+1}) inside a trajectory is V of the next row's state
+                        for t in trajs:
+                            t["_v_next"] = t["_v"][1:] + [t["_v_next"][-1]]
+                    out = _group_columns(trajs, cfg, gamma, replay, prm)
+                    for name in cfg.estimators:
+                        filled[name] += sum(v is not None for v in out[name])
+                    writer.write(pa.table(out, schema=_schema(cfg)))
+    finally:
+        con.close()
+    return writer.path, writer.rows, filled
