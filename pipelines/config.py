@@ -103,7 +103,8 @@ class DPOConfig:
     theta: float = field(default=0.1, metadata={"help": "agentq: least value difference of a pair."})
     alpha: float = field(default=0.5, metadata={"help": "agentq: weight of Q against stored AI feedback."})
     delta: float = field(default=0.03, metadata={"help": "agentprm: Q(chosen) must exceed Q(rejected) by more."})
-    min_visits: int = field(default=1, metadata={"help": "A child needs this many visits to be paired."})
+    min_visits: int = field(default=1, metadata={"help": "A child needs this many visits to be paired (one the solver "
+                                                           "proved needs none)."})
     format: str = field(default="standard", metadata={"help": "standard (strings) or conversational (messages)."})
 
     def __post_init__(self) -> None:

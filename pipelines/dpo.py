@@ -4,14 +4,19 @@ At each node, pairs of its children: the prompt is the node's rendered observati
 completions are the children's action texts, the value of a child is
 ``coalesce(proven, q)``. Three rules:
 
-* ``agentq`` (Agent Q, arXiv 2408.07199): every pair of explored children whose values
+A child takes part when it has ``min_visits`` visits or a proven value (the solver proves
+terminal children without visiting them). In graph mode a node's prompt is its state's
+observation as first reached (a render that echoes the last command shows that path's).
+
+* ``agentq`` (Agent Q, arXiv 2408.07199): every pair of children whose values
   differ by at least ``theta``; the value is ``alpha * Q + (1 - alpha) * feedback`` where
   the row holds an AI-feedback score, else Q. The higher is chosen.
 * ``rstar`` (rStar-Math): chosen among children with a correct terminal below them, by Q
   descending; rejected among children with a wrong terminal below them, by Q ascending;
   two of each (four when the other side has a single candidate); pairs with a positive
   Q margin. A terminal is correct when its step reward is at least 1 (the success test
-  of :func:`treeq.envs.base.is_success` when the env says no more).
+  of :func:`treeq.envs.base.is_success` when the env says no more). In graph mode "below"
+  follows the state graph: a shared state's children hang under one of its rows only.
 * ``agentprm`` (AgentPRM): every pair with Q(chosen) > Q(rejected) + ``delta``.
 
 Rows: ``prompt``, ``chosen``, ``rejected`` (strings, or lists of ``{"role", "content"}``
@@ -37,8 +42,10 @@ from .config import DPOConfig
 __all__ = ["Child", "pairs_at", "pair_schema", "export_dpo"]
 
 _SQL = """
-SELECT run_id, task_id, node_id, parent_id, action, observation, visits, q, proven, feedback, terminal, reward
-FROM nodes ORDER BY run_id, task_id, node_id
+SELECT n.run_id, n.task_id, n.node_id, n.parent_id, n.action, n.state_key, n.observation, n.visits, n.q, n.proven,
+       n.feedback, n.terminal, n.reward, t.backup
+FROM nodes n LEFT JOIN trees t ON t.run_id = n.run_id AND t.task_id = n.task_id
+ORDER BY n.run_id, n.task_id, n.node_id
 """
 
 
@@ -81,26 +88,59 @@ def _score(c: Child, cfg: DPOConfig) -> float:
     return c.value
 
 
+def _terminal_flags(cols: dict[str, list]) -> tuple[list[bool], list[bool]]:
+    """Per row: is a correct / a wrong terminal at or below it?
+
+    Tree mode follows ``parent_id``. In graph mode (``backup = 'max'``) a state's children
+    hang under one row of that state only, so the flags are those of the state: a fixed
+    point over the state graph (cycles allowed), read back onto every row of the state.
+    """
+    n = len(cols["node_id"])
+    index = {cols["node_id"][i]: i for i in range(n)}
+    own_ok = [bool(cols["terminal"][i] and cols["action"][i] is not None and cols["reward"][i] >= 1.0)
+              for i in range(n)]
+    own_bad = [bool(cols["terminal"][i] and cols["action"][i] is not None and cols["reward"][i] < 1.0)
+               for i in range(n)]
+    if cols["backup"][0] != "max":
+        correct, wrong = own_ok[:], own_bad[:]
+        for i in range(n - 1, -1, -1):  # children come after their parents
+            parent = index.get(cols["parent_id"][i])
+            if parent is not None:
+                correct[parent] |= correct[i]
+                wrong[parent] |= wrong[i]
+        return correct, wrong
+    key = cols["state_key"]
+    parents_of: dict[str, set[str]] = {}  # state -> states with an edge into it
+    for i in range(n):
+        parent = index.get(cols["parent_id"][i])
+        if parent is not None:
+            parents_of.setdefault(key[i], set()).add(key[parent])
+    flags = []
+    for own in (own_ok, own_bad):
+        # states with such a terminal at or below them: the terminals' states, then every state above
+        marked = {key[i] for i in range(n) if own[i]}
+        todo = list(marked)
+        while todo:
+            for up in parents_of.get(todo.pop(), ()):
+                if up not in marked:
+                    marked.add(up)
+                    todo.append(up)
+        flags.append([key[i] in marked for i in range(n)])
+    return flags[0], flags[1]
+
+
 def _rows_of_task(cols: dict[str, list], cfg: DPOConfig) -> list[dict[str, Any]]:
     """The pairs of one task's tree (its rows, sorted by node id)."""
     n = len(cols["node_id"])
     index = {cols["node_id"][i]: i for i in range(n)}
-    correct = [False] * n
-    wrong = [False] * n
-    for i in range(n - 1, -1, -1):  # children come after their parents
-        if cols["terminal"][i] and cols["action"][i] is not None:
-            ok = cols["reward"][i] >= 1.0
-            correct[i] |= ok
-            wrong[i] |= not ok
-        parent = index.get(cols["parent_id"][i])
-        if parent is not None:
-            correct[parent] |= correct[i]
-            wrong[parent] |= wrong[i]
+    correct, wrong = _terminal_flags(cols)
     children: dict[int, list[Child]] = {}
     for i in range(n):
         parent = index.get(cols["parent_id"][i])
         value = cols["proven"][i] if cols["proven"][i] is not None else cols["q"][i]
-        if parent is None or value is None or cols["visits"][i] < cfg.min_visits or cols["action"][i] is None:
+        if parent is None or value is None or cols["action"][i] is None:
+            continue
+        if cols["visits"][i] < cfg.min_visits and cols["proven"][i] is None:  # a proof needs no visits
             continue
         children.setdefault(parent, []).append(Child(
             cols["node_id"][i], cols["action"][i], float(value), int(cols["visits"][i]), cols["feedback"][i],

@@ -96,3 +96,50 @@ def test_bad_input(tmp_path, run_cli):
         DPOConfig(rule="best")
     res = run_cli("export-dpo", tmp_path / "s", "--out", tmp_path / "p.jsonl", "--theta", "1.5")
     assert res.rc == 2 and "theta must be in [0, 1]" in res.err
+
+
+def test_rstar_follows_the_state_graph_in_graph_mode(tmp_path):
+    """A shared state's children hang under one row: in graph mode 'a correct terminal below'
+    follows state keys; a tree-mode store with the same rows follows parent_id only.
+
+    r -> a (state X) -> c (correct terminal); r -> b (state Y) -> d (state X again, no rows
+    under it) and -> e (wrong terminal). At b, only the state graph knows d leads to a win.
+    """
+    from treeq.pipelines.dpo import export_dpo
+
+    # node, parent, action, key, visits, q, proven, terminal, reward
+    rows = [(0, -1, None, "r", 10, 0.5, None, False, 0.0), (1, 0, "a", "X", 5, 0.9, None, False, 0.0),
+            (2, 0, "b", "Y", 5, 0.4, None, False, 0.0), (3, 1, "c", "W", 3, 1.0, 1.0, True, 1.0),
+            (4, 2, "d", "X", 2, 0.9, None, False, 0.0), (5, 2, "e", "L", 2, 0.0, 0.0, True, 0.0)]
+    at_root = ("obs0", "a", "b")  # both modes: c is below a, e below b
+    for backup, expect in (("max", {at_root, ("obs2", "d", "e")}), ("mean", {at_root})):
+        root = tmp_path / backup
+        store = TreeStore(root)
+        n = len(rows)
+        store.write("nodes", "r1", {
+            "run_id": ["r1"] * n, "task_id": ["t"] * n, "node_id": [r[0] for r in rows],
+            "parent_id": [r[1] for r in rows], "depth": [0, 1, 1, 2, 2, 2], "action": [r[2] for r in rows],
+            "state_key": [r[3] for r in rows], "observation": [f"obs{r[0]}" for r in rows], "prior": [1.0] * n,
+            "visits": [r[4] for r in rows], "value_sum": [0.0] * n, "q": [r[5] for r in rows],
+            "reward": [r[8] for r in rows], "terminal": [r[7] for r in rows], "proven": [r[6] for r in rows],
+            "feedback": [None] * n}, "t")
+        store.write("trees", "r1", {"run_id": ["r1"], "task_id": ["t"], "env": ["x"], "simulations": [10],
+                                    "nodes": [n], "root_value": [0.5], "best_action": ["a"], "solved": [True],
+                                    "seconds": [0.0], "backup": [backup], "status": ["ok"], "error": [None]}, "t")
+        out = tmp_path / f"{backup}.jsonl"
+        export_dpo([root], out, DPOConfig(rule="rstar"))
+        got = {(r["prompt"], r["chosen"], r["rejected"]) for r in map(json.loads, out.read_text().splitlines())}
+        assert got == expect, backup
+
+
+def test_proven_children_pair_without_visits(tmp_path):
+    """A terminal child the solver proved on expansion (0 visits) is still paired."""
+    from treeq.pipelines.dpo import export_dpo
+
+    rows = [(0, -1, None, 4, 0.5, None, None, False, 0.0), (1, 0, "win", 0, None, 1.0, None, True, 1.0),
+            (2, 0, "lose", 0, None, 0.0, None, True, 0.0), (3, 0, "open", 4, 0.5, None, None, False, 0.0)]
+    root = write_store(tmp_path / "s", rows)
+    out = tmp_path / "p.jsonl"
+    export_dpo([root], out, DPOConfig(rule="agentq"))
+    got = {(r["chosen"], r["rejected"]) for r in map(json.loads, out.read_text().splitlines())}
+    assert got == {("win", "lose"), ("win", "open"), ("open", "lose")}
