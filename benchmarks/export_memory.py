@@ -11,8 +11,10 @@ trees, then runs each export as a user would, in a fresh process:
 For each run it prints the wall time and the peak resident memory of that process
 (``os.wait4``'s ``ru_maxrss``), and the output rows. Bounded memory shows as a peak that
 stays nearly flat from the small store to the large one (ten times the rows), while a
-whole-store reader would grow with it: the exports read one tree (or group) at a time
-and cap DuckDB's sort memory (``EXPORT_MEMORY``); beyond the cap DuckDB spills to disk.
+whole-store reader would grow with it: the DPO and PRM exports read 64 task shards per
+query, export-rewards reads its file a batch at a time and aggregates the tree values
+into a DuckDB file on disk, its memory capped (``EXPORT_MEMORY``, 512MB by default,
+``TREEQ_EXPORT_MEMORY`` to change it).
 
 The synthetic trees: ``--nodes-per-tree`` nodes each (default 1,000), every node a
 child of a random earlier node of depth < 6, four-number Game-of-24-like texts, random

@@ -22,7 +22,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Collection, Iterable, Iterator, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -32,7 +32,7 @@ from ..errors import ConfigError, OutputError, StoreError
 from .schema import BACKUPS, READABLE_VERSIONS, SCHEMAS, STATUSES, VERSION_KEY
 
 __all__ = ["EXPORT_MEMORY", "TreeStore", "Staged", "write_parquet_atomic", "write_text_atomic", "RecordWriter", "check_record_path",
-           "task_ranges", "iter_tasks", "connect", "run_query"]
+           "task_ranges", "group_batches", "iter_tasks", "iter_store_tasks", "shard_names", "connect", "run_query"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_STEM = 100  # file names stay far below the usual 255-byte limit, temp suffix included
@@ -40,7 +40,7 @@ _MAX_STEM = 100  # file names stay far below the usual 255-byte limit, temp suff
 Staged = tuple[Path, Path]  # (temporary file, final path)
 
 # DuckDB's memory cap in the streaming exports: a bigger sort spills to disk instead of growing
-EXPORT_MEMORY = "1GB"
+EXPORT_MEMORY = os.environ.get("TREEQ_EXPORT_MEMORY", "512MB")
 
 
 def _temp_path(path: Path, pid: int | None = None) -> Path:
@@ -118,7 +118,7 @@ class RecordWriter:
     Batches go to a hidden temporary file next to ``path``; :meth:`close` syncs it and
     renames it over ``path``, so a reader sees the old file or the whole new one. Used as
     a context manager, an exception (Ctrl-C included) removes the temporary file and
-    leaves ``path`` as it was. Memory holds one batch at a time.
+    leaves ``path`` as it was. Memory holds one buffered row group at a time.
 
     Args:
         path: the output file; its extension picks the format.
@@ -130,6 +130,8 @@ class RecordWriter:
         OutputError: the file cannot be written.
     """
 
+    ROW_GROUP = 65536  # rows buffered before a write
+
     def __init__(self, path: str | os.PathLike, schema: pa.Schema | None = None,
                  metadata: Mapping[str, str] | None = None) -> None:
         self.path = check_record_path(path)
@@ -140,6 +142,8 @@ class RecordWriter:
         self._tmp = _temp_path(self.path)
         self._parquet: pq.ParquetWriter | None = None
         self._text = None
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.suffix == ".jsonl":
@@ -148,9 +152,11 @@ class RecordWriter:
             raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
     def write(self, table: pa.Table | Sequence[Mapping[str, Any]]) -> None:
-        """Append rows (an Arrow table, or a list of dicts)."""
-        import json
+        """Append rows (an Arrow table, or a list of dicts).
 
+        Small tables are buffered up to :attr:`ROW_GROUP` rows: a Parquet row group per
+        call would bloat the footer (and the memory that holds it) on many small writes.
+        """
         if not isinstance(table, pa.Table):
             table = pa.Table.from_pylist(list(table), schema=self._schema)
         if self._schema is None:
@@ -159,20 +165,33 @@ class RecordWriter:
                 self._schema = self._schema.with_metadata({k.encode(): v.encode() for k, v in self._metadata.items()})
         if table.num_rows == 0:
             return
+        self._buffer.append(table.select(self._schema.names).cast(self._schema))
+        self._buffered += table.num_rows
+        self.rows += table.num_rows
+        if self._buffered >= self.ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        import json
+
+        if not self._buffer:
+            return
+        table = pa.concat_tables(self._buffer)
+        self._buffer, self._buffered = [], 0
         try:
             if self._text is not None:
                 self._text.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in table.to_pylist()))
             else:
                 if self._parquet is None:
                     self._parquet = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
-                self._parquet.write_table(table.select(self._schema.names).cast(self._schema))
+                self._parquet.write_table(table)
         except OSError as exc:
             self.abort()
             raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
-        self.rows += table.num_rows
 
     def close(self) -> Path:
         """Finish the file and move it into place; return its path."""
+        self._flush()
         try:
             if self._text is not None:
                 self._text.close()
@@ -316,8 +335,8 @@ def _check_versions(con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
                              f"versions {', '.join(sorted(readable))}")
 
 
-def connect(root: str | os.PathLike | Sequence[str | os.PathLike], memory_limit: str | None = None
-            ) -> duckdb.DuckDBPyConnection:
+def connect(root: str | os.PathLike | Sequence[str | os.PathLike], memory_limit: str | None = None,
+            shards: Collection[str] | None = None, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views ``nodes``, ``trees`` and ``runs``.
 
     ``root`` is one tree store or several (their files are read together). Files of
@@ -325,6 +344,9 @@ def connect(root: str | os.PathLike | Sequence[str | os.PathLike], memory_limit:
     current schema's columns, in its order, and a column a file's version lacks reads as
     null. ``memory_limit`` (e.g. ``"1GB"``) caps DuckDB's memory: sorts and joins beyond
     it spill to a temporary folder instead of growing (the streaming exports set it).
+    ``shards``: only the ``nodes`` and ``trees`` files of these shard names (task files;
+    :func:`iter_store_tasks` reads a store a few tasks at a time this way). ``database``:
+    a DuckDB file for the tables a caller creates (on disk, they count against the cap).
 
     Raises:
         StoreError: a root is not a tree store, a folder cannot be listed, a file is
@@ -334,7 +356,7 @@ def connect(root: str | os.PathLike | Sequence[str | os.PathLike], memory_limit:
     for r in roots:
         if not r.is_dir() or not any((r / t).is_dir() for t in SCHEMAS):
             raise StoreError(f"{r} is not a treeq output directory (no nodes/, trees/ or runs/ inside)")
-    con = duckdb.connect()
+    con = duckdb.connect(database)
     if memory_limit:
         import tempfile
 
@@ -342,7 +364,9 @@ def connect(root: str | os.PathLike | Sequence[str | os.PathLike], memory_limit:
         con.execute(f"SET temp_directory = '{tempfile.gettempdir()}/treeq-duckdb-{os.getpid()}'")
         con.execute("SET preserve_insertion_order = false")
     for table, schema in SCHEMAS.items():
-        files = [f for r in roots if os.path.lexists(r / table) for f in _parquet_files(r / table)]
+        files = [f for r in roots if os.path.lexists(r / table) for f in _parquet_files(r / table)
+                 if shards is None or table == "runs" or f.name in shards
+                 or (table == "trees" and f.name == "run.parquet")]  # a run-wide trees file: joined by task
         con.register(f"_empty_{table}", schema.empty_table())
         if not files:
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
@@ -375,35 +399,79 @@ def task_ranges(columns: Mapping[str, Sequence[Any]], keys: Sequence[str] = ("ru
         start = end
 
 
+def group_batches(batches: Iterable[pa.RecordBatch], keys: Sequence[str]) -> Iterator[dict[str, list]]:
+    """Column lists of each run of equal ``keys`` values across a stream of record batches.
+
+    Memory holds one batch and one group.
+    """
+    pending: dict[str, list] | None = None
+    for batch in batches:
+        cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+        if pending is not None:
+            cols = {k: pending[k] + cols[k] for k in cols}
+        spans = list(task_ranges(cols, keys))
+        if not spans:
+            continue
+        for start, end in spans[:-1]:
+            yield {k: v[start:end] for k, v in cols.items()}
+        start, end = spans[-1]
+        pending = {k: v[start:end] for k, v in cols.items()}
+    if pending is not None:
+        yield pending
+
+
 def iter_tasks(con: duckdb.DuckDBPyConnection, sql: str, keys: Sequence[str] = ("run_id", "task_id"),
                batch_rows: int = 65536) -> Iterator[dict[str, list]]:
     """The rows of ``sql`` (sorted by ``keys``), one task (one value of ``keys``) at a time, as column lists.
 
-    Streams Arrow batches from DuckDB: memory holds one batch and one task, never the
-    whole result.
+    Streams Arrow batches from DuckDB: memory holds one batch and one task.
 
     Raises:
         StoreError: the query fails (a corrupt file found mid-way, say).
     """
-    pending: dict[str, list] | None = None
     try:
         rel = con.sql(sql)
         reader = rel.to_arrow_reader(batch_rows) if hasattr(rel, "to_arrow_reader") else rel.fetch_arrow_reader(batch_rows)
-        for batch in reader:
-            cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
-            if pending is not None:
-                cols = {k: pending[k] + cols[k] for k in cols}
-            spans = list(task_ranges(cols, keys))
-            if not spans:
-                continue
-            for start, end in spans[:-1]:
-                yield {k: v[start:end] for k, v in cols.items()}
-            start, end = spans[-1]
-            pending = {k: v[start:end] for k, v in cols.items()}
+        yield from group_batches(reader, keys)
     except duckdb.Error as exc:
         raise StoreError(f"cannot read the store: {_one_line(exc)}") from None
-    if pending is not None:
-        yield pending
+
+
+def shard_names(root: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """The task shard file names under ``nodes/`` of every root, sorted, each once.
+
+    A task's shard has the same name in every run and store, so one name gathers all of
+    a task's trees.
+
+    Raises:
+        StoreError: a root is not a tree store or a folder cannot be listed.
+    """
+    roots = [Path(root)] if isinstance(root, (str, os.PathLike)) else [Path(r) for r in root]
+    names: set[str] = set()
+    for r in roots:
+        if not r.is_dir() or not any((r / t).is_dir() for t in SCHEMAS):
+            raise StoreError(f"{r} is not a treeq output directory (no nodes/, trees/ or runs/ inside)")
+        if os.path.lexists(r / "nodes"):
+            names.update(f.name for f in _parquet_files(r / "nodes"))
+    return sorted(names)
+
+
+def iter_store_tasks(roots: Sequence[str | os.PathLike], sql: str, tasks_per_query: int = 64,
+                     memory_limit: str | None = EXPORT_MEMORY, keys: Sequence[str] = ("run_id", "task_id"),
+                     ) -> Iterator[dict[str, list]]:
+    """The rows of ``sql`` over the stores, one task at a time, reading ``tasks_per_query`` task shards per query.
+
+    ``sql`` sees views ``nodes``, ``trees`` and ``runs`` (of those shards) and must sort by
+    ``keys``. Memory holds the rows of a few tasks, never the store: a single sort over
+    millions of rows would keep hundreds of megabytes whatever DuckDB's cap.
+    """
+    names = shard_names(roots)
+    for start in range(0, len(names), tasks_per_query):
+        con = connect(list(roots), memory_limit=memory_limit, shards=set(names[start : start + tasks_per_query]))
+        try:
+            yield from iter_tasks(con, sql, keys=keys)
+        finally:
+            con.close()
 
 
 def run_query(root: str | os.PathLike, sql: str) -> tuple[list[str], list[tuple]]:

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
-from ..data.store import EXPORT_MEMORY, RecordWriter, check_record_path, connect, iter_tasks
+from ..data.store import RecordWriter, check_record_path, iter_store_tasks, shard_names
 from ..errors import ConfigError, StoreError
 from .config import DPOConfig
 
@@ -45,7 +45,7 @@ _SQL = """
 SELECT n.run_id, n.task_id, n.node_id, n.parent_id, n.action, n.state_key, n.observation, n.visits, n.q, n.proven,
        n.feedback, n.terminal, n.reward, t.backup
 FROM nodes n LEFT JOIN trees t ON t.run_id = n.run_id AND t.task_id = n.task_id
-ORDER BY n.run_id, n.task_id, n.node_id
+ORDER BY n.task_id, n.run_id, n.node_id
 """
 
 
@@ -175,8 +175,8 @@ def export_dpo(sources: Sequence[str | Path], out: str | Path, cfg: DPOConfig, p
                ) -> tuple[Path, int]:
     """Write the pairs of every tree in ``sources`` to ``out`` (``.parquet`` or ``.jsonl``).
 
-    Streams tree by tree: memory holds one tree and DuckDB's capped sort, whatever the
-    store's size. A progress bar counts trees.
+    Streams: memory holds a few tasks' trees, whatever the store's size. A progress bar
+    counts tasks.
 
     Raises:
         ConfigError: ``out`` has another extension, or no source is given.
@@ -187,16 +187,17 @@ def export_dpo(sources: Sequence[str | Path], out: str | Path, cfg: DPOConfig, p
     out = check_record_path(out)  # before the work, not after
     if not sources:
         raise ConfigError("give at least one search output directory")
-    con = connect(list(sources), memory_limit=EXPORT_MEMORY)
-    try:
-        trees = con.execute("SELECT count(*) FROM (SELECT DISTINCT run_id, task_id FROM nodes)").fetchall()[0][0]
-        with RecordWriter(out, pair_schema(cfg.format)) as writer:
-            for cols in tqdm(iter_tasks(con, _SQL), total=trees, desc=f"export-dpo {cfg.rule}", unit="tree",
-                             disable=not progress, dynamic_ncols=True):
-                writer.write(_rows_of_task(cols, cfg))
-            if writer.rows == 0:
-                raise StoreError(f"no pair under rule {cfg.rule!r} in {', '.join(map(str, sources))}: "
-                                 f"lower --min-visits or the margin, or search with more simulations")
-    finally:
-        con.close()
+    roots = [str(s) for s in sources]
+    with RecordWriter(out, pair_schema(cfg.format)) as writer, tqdm(
+            total=len(shard_names(roots)), desc=f"export-dpo {cfg.rule}", unit="task", disable=not progress,
+            dynamic_ncols=True) as bar:
+        task = None
+        for cols in iter_store_tasks(roots, _SQL):
+            if cols["task_id"][0] != task:
+                task = cols["task_id"][0]
+                bar.update(1)
+            writer.write(_rows_of_task(cols, cfg))
+        if writer.rows == 0:
+            raise StoreError(f"no pair under rule {cfg.rule!r} in {', '.join(roots)}: "
+                             f"lower --min-visits or the margin, or search with more simulations")
     return writer.path, writer.rows

@@ -246,7 +246,7 @@ def export_prm_data(sources: list[str], out: str, config: StepDatasetConfig, pro
                     ) -> tuple[Path, int, int]:
     """Write the stepwise PRM rows (``prompt``, ``completions``, ``labels`` + hard labels) to ``out``.
 
-    Streams task by task (memory holds one task's trees and DuckDB's capped sort), with
+    Streams task by task (memory holds a few tasks' trees), with
     a progress bar over tasks. Returns the path, the number of rows and of labelled steps.
 
     Raises:
@@ -254,23 +254,21 @@ def export_prm_data(sources: list[str], out: str, config: StepDatasetConfig, pro
     """
     from tqdm import tqdm
 
-    from ..data.store import EXPORT_MEMORY, RecordWriter
-    from ..prm.dataset import STEPWISE_SCHEMA, connect_sources, iter_task_examples, no_steps_error, stepwise_rows
+    from ..data.store import RecordWriter, shard_names
+    from ..prm.dataset import STEPWISE_SCHEMA, iter_task_examples, no_steps_error, stepwise_rows
 
     check_record_path(out)  # before the work, not after
-    con = connect_sources(sources, memory_limit=EXPORT_MEMORY)
+    if not sources:
+        raise ConfigError("give at least one search output directory")
     steps = 0
-    try:
-        tasks = con.execute("SELECT count(DISTINCT task_id) FROM nodes").fetchall()[0][0]
-        with RecordWriter(out, STEPWISE_SCHEMA) as writer:
-            for split, examples in tqdm(iter_task_examples(con, config), total=tasks, desc="export-prm-data",
-                                        unit="task", disable=not progress, dynamic_ncols=True):
-                writer.write(stepwise_rows(examples, split, config.threshold))
-                steps += sum(len(ex.steps) for ex in examples)
-            if writer.rows == 0:
-                raise no_steps_error(sources, config)
-    finally:
-        con.close()
+    tasks = len(shard_names(sources))
+    with RecordWriter(out, STEPWISE_SCHEMA) as writer:
+        for split, examples in tqdm(iter_task_examples(sources, config), total=tasks, desc="export-prm-data",
+                                    unit="task", disable=not progress, dynamic_ncols=True):
+            writer.write(stepwise_rows(examples, split, config.threshold))
+            steps += sum(len(ex.steps) for ex in examples)
+        if writer.rows == 0:
+            raise no_steps_error(sources, config)
     return writer.path, writer.rows, steps
 
 

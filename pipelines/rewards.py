@@ -18,30 +18,36 @@ them; any file with the columns ``trajectory_id``, ``group_id``, ``step``,
 ``mc`` and ``gae`` with Monte Carlo values need the states themselves, which a row does
 not hold: they replay each group from the settings ``rollouts`` stored in the file's
 metadata (the same seed gives the same trajectories; a replay that disagrees with the
-file is refused). Streaming: rows are read group by group (DuckDB sorts with a memory
-cap), the tree values are aggregated inside DuckDB, and the output is written batch by
-batch, so memory does not grow with the number of steps.
+file is refused). Streaming: the file is read in order, a batch at a time, and cut into
+groups (a group's rows must be together, as ``rollouts`` writes them); the tree values
+are aggregated once into a DuckDB file on disk and joined batch by batch; the output is
+written batch by batch. Memory does not grow with the number of steps or nodes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import tempfile
 import zlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..data.store import EXPORT_MEMORY, RecordWriter, connect, iter_tasks
+from ..data.store import EXPORT_MEMORY, RecordWriter, connect, group_batches, shard_names
 from ..errors import ConfigError, StoreError
 from . import advantages as adv
 from .config import RewardsConfig, RolloutConfig
 
-__all__ = ["REQUIRED_COLUMNS", "export_rewards", "tree_values_sql"]
+__all__ = ["REQUIRED_COLUMNS", "export_rewards"]
 
 REQUIRED_COLUMNS = ("trajectory_id", "group_id", "step", "state_key", "action", "reward")
+_BATCH_ROWS = 65536
 
 # Q(s, a) and V(s) per state key over every searched tree (DESIGN.md, Q semantics). A child's
 # value is coalesce(proven, q); the same (state, action) in several rows or trees merges
@@ -49,27 +55,39 @@ REQUIRED_COLUMNS = ("trajectory_id", "group_id", "step", "state_key", "action", 
 # state (the edge value minus its reward, over gamma); else from the tried actions, their
 # max where a tree backed up by max (graph mode), their visit-weighted mean otherwise;
 # else (a leaf) the node's own backed-up value, (q - reward) / gamma (q itself at a root).
-_TREE_SQL = """
-CREATE TEMP TABLE edge_values AS
-SELECT p.state_key AS state_key, c.action AS action,
-       coalesce(max(c.proven), sum(c.q * c.visits) / nullif(sum(CASE WHEN c.q IS NOT NULL THEN c.visits END), 0)) AS q,
+# Sums are taken a few tasks at a time (_EDGE_PARTS, _NODE_PARTS), then merged (_VALUES_SQL).
+_EDGE_PARTS = """
+SELECT p.state_key AS state_key, c.action AS action, max(c.proven) AS proven,
+       sum(c.q * c.visits) AS qv, sum(CASE WHEN c.q IS NOT NULL THEN c.visits END) AS vq,
        sum(c.visits) AS visits, min(coalesce(t.backup, 'mean')) AS backup
 FROM nodes c
 JOIN nodes p ON p.run_id = c.run_id AND p.task_id = c.task_id AND p.node_id = c.parent_id
 LEFT JOIN trees t ON t.run_id = c.run_id AND t.task_id = c.task_id
 WHERE c.action IS NOT NULL AND (c.proven IS NOT NULL OR (c.q IS NOT NULL AND c.visits > 0))
-GROUP BY p.state_key, c.action;
-CREATE TEMP TABLE state_values AS
+GROUP BY p.state_key, c.action
+"""
+_NODE_PARTS = """
 WITH own AS (
     SELECT n.state_key, n.visits, n.parent_id < 0 AS root, n.proven, n.q, n.reward,
            coalesce(TRY_CAST(json_extract(r.config, '$.search.gamma') AS DOUBLE), 1.0) AS gamma
     FROM nodes n LEFT JOIN runs r ON r.run_id = n.run_id
-), node_v AS (
-    SELECT state_key,
-           max(CASE WHEN root THEN proven ELSE (proven - reward) / nullif(gamma, 0) END) AS exact,
-           sum(CASE WHEN visits > 0 THEN visits * (CASE WHEN root THEN q ELSE (q - reward) / nullif(gamma, 0) END) END)
-               / nullif(sum(CASE WHEN visits > 0 AND q IS NOT NULL THEN visits END), 0) AS own
-    FROM own GROUP BY state_key
+)
+SELECT state_key,
+       max(CASE WHEN root THEN proven ELSE (proven - reward) / nullif(gamma, 0) END) AS exact,
+       sum(CASE WHEN visits > 0 THEN visits * (CASE WHEN root THEN q ELSE (q - reward) / nullif(gamma, 0) END) END)
+           AS own_sum,
+       sum(CASE WHEN visits > 0 AND q IS NOT NULL THEN visits END) AS own_visits
+FROM own GROUP BY state_key
+"""
+_VALUES_SQL = """
+CREATE TABLE edge_values AS
+SELECT state_key, action, coalesce(max(proven), sum(qv) / nullif(sum(vq), 0)) AS q, sum(visits) AS visits,
+       min(backup) AS backup
+FROM edge_parts GROUP BY state_key, action;
+CREATE TABLE state_values AS
+WITH node_v AS (
+    SELECT state_key, max(exact) AS exact, sum(own_sum) / nullif(sum(own_visits), 0) AS own
+    FROM node_parts GROUP BY state_key
 ), child_v AS (
     SELECT state_key,
            CASE WHEN min(backup) = 'max' THEN max(q) ELSE sum(q * visits) / nullif(sum(visits), 0) END AS v
@@ -77,12 +95,9 @@ WITH own AS (
 )
 SELECT state_key, coalesce(node_v.exact, child_v.v, node_v.own) AS v
 FROM node_v FULL OUTER JOIN child_v USING (state_key);
+DROP TABLE edge_parts;
+DROP TABLE node_parts;
 """
-
-
-def tree_values_sql() -> str:
-    """The SQL that builds ``edge_values(state_key, action, q)`` and ``state_values(state_key, v)``."""
-    return _TREE_SQL
 
 
 def _check_source(path: Path, cfg: RewardsConfig) -> tuple[set[str], dict | None]:
@@ -294,47 +309,100 @@ def export_rewards(sources: Sequence[str | Path], cfg: RewardsConfig) -> tuple[P
 
         prm = load_prm(cfg.prm)
     needs_tree = "mcts_q" in cfg.estimators or ("gae" in cfg.estimators and cfg.value_source == "tree")
-    if needs_tree:
-        con = connect(list(cfg.trees), memory_limit=EXPORT_MEMORY)
-        con.execute(_TREE_SQL)
-    else:
-        import duckdb
-
-        con = duckdb.connect()
-        con.execute(f"SET memory_limit = '{EXPORT_MEMORY}'")
     filled = {name: 0 for name in cfg.estimators}
-    try:
-        with RecordWriter(cfg.out, _schema(cfg)) as writer:
-            for path, (names, settings) in zip(paths, checked):
-                gamma = _gamma(cfg, settings)
-                replay = _Replay(settings, cfg, path) if settings is not None and (
-                    "mc" in cfg.estimators or ("gae" in cfg.estimators and cfg.value_source == "mc")) else None
-                src = "read_parquet('" + str(path).replace("'", "''") + "', file_row_number = true)"
-                extra = [c for c in ("terminated", "observation") if c in names]
-                select = ", ".join(f"r.{c}" for c in (*REQUIRED_COLUMNS, *extra))
-                if needs_tree:
-                    nxt = ("LEFT JOIN state_values n ON n.state_key = r.next_state_key"
-                           if "next_state_key" in names else "")
-                    sql = (f"SELECT {select}, e.q AS _q, s.v AS _v, {'n.v' if nxt else 'NULL'} AS _v_next "
-                           f"FROM {src} r LEFT JOIN edge_values e ON e.state_key = r.state_key AND e.action = r.action "
-                           f"LEFT JOIN state_values s ON s.state_key = r.state_key {nxt} "
-                           f"ORDER BY r.group_id, r.file_row_number")
-                else:
-                    sql = f"SELECT {select} FROM {src} r ORDER BY r.group_id, r.file_row_number"
-                try:
-                    groups = con.execute(f"SELECT count(DISTINCT group_id) FROM {src}").fetchall()[0][0]
-                except Exception as exc:  # duckdb.Error: a corrupt file
-                    raise StoreError(f"{path}: cannot read ({' '.join(str(exc).split())[:200]})") from None
-                for cols in tqdm(iter_tasks(con, sql, keys=("group_id",)), total=groups, unit="group",
-                                 desc=f"export-rewards {path.name}", disable=not cfg.progress, dynamic_ncols=True):
-                    trajs = _split_trajectories(cols, path)
-                    if needs_tree:  # V(s_{t+1}) inside a trajectory is V of the next row's state
-                        for t in trajs:
-                            t["_v_next"] = t["_v"][1:] + [t["_v_next"][-1]]
-                    out = _group_columns(trajs, cfg, gamma, replay, prm)
-                    for name in cfg.estimators:
-                        filled[name] += sum(v is not None for v in out[name])
-                    writer.write(pa.table(out, schema=_schema(cfg)))
-    finally:
-        con.close()
+    with contextlib.ExitStack() as stack:
+        lookup = stack.enter_context(_TreeLookup(cfg.trees)) if needs_tree else None
+        writer = stack.enter_context(RecordWriter(cfg.out, _schema(cfg)))
+        for path, (names, settings) in zip(paths, checked):
+            gamma = _gamma(cfg, settings)
+            replay = _Replay(settings, cfg, path) if settings is not None and (
+                "mc" in cfg.estimators or ("gae" in cfg.estimators and cfg.value_source == "mc")) else None
+            columns = [c for c in (*REQUIRED_COLUMNS, "next_state_key", "terminated", "observation") if c in names]
+            batches = _batches(path, columns)
+            if lookup is not None:
+                batches = (lookup.join(b) for b in batches)
+            finished: set[str] = set()
+            bar = stack.enter_context(tqdm(total=pq.ParquetFile(path).metadata.num_rows, unit="step",
+                                           desc=f"export-rewards {path.name}", disable=not cfg.progress,
+                                           dynamic_ncols=True))
+            for cols in group_batches(batches, ("group_id",)):
+                group = cols["group_id"][0]
+                if group in finished:
+                    raise StoreError(f"{path}: the rows of group {group!r} are not together: sort the file by group_id "
+                                     f"(rollouts writes them so)")
+                finished.add(group)
+                trajs = _split_trajectories(cols, path)
+                if lookup is not None:  # V(s_{t+1}) inside a trajectory is V of the next row's state
+                    for t in trajs:
+                        t["_v_next"] = t["_v"][1:] + [t["_v_next"][-1]]
+                out = _group_columns(trajs, cfg, gamma, replay, prm)
+                for name in cfg.estimators:
+                    filled[name] += sum(v is not None for v in out[name])
+                writer.write(pa.table(out, schema=_schema(cfg)))
+                bar.update(len(cols["group_id"]))
     return writer.path, writer.rows, filled
+
+
+def _batches(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """The file's rows in order, a batch at a time (a corrupt page is one clear error)."""
+    try:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS, columns=columns)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"{path}: cannot read ({' '.join(str(exc).split())[:200]})") from None
+
+
+class _TreeLookup:
+    """Tree values of steps: Q(s, a), V(s) and V(s') by state key, from a DuckDB file on disk.
+
+    The values of every searched tree are aggregated once into a temporary DuckDB
+    database (its buffer capped, so a store of millions of nodes stays on disk), then
+    each batch of steps is joined against it.
+    """
+
+    def __init__(self, trees: Sequence[str], tasks_per_query: int = 64) -> None:
+        self._dir = tempfile.mkdtemp(prefix="treeq-values-")
+        try:
+            self.con = duckdb.connect(str(Path(self._dir) / "values.duckdb"))
+            self.con.execute(f"SET memory_limit = '{EXPORT_MEMORY}'")
+            names = shard_names(trees)
+            for start in range(0, len(names), tasks_per_query):
+                part = connect(list(trees), memory_limit=EXPORT_MEMORY, shards=set(names[start : start + tasks_per_query]))
+                try:
+                    for table, sql in (("edge_parts", _EDGE_PARTS), ("node_parts", _NODE_PARTS)):
+                        rows = part.sql(sql).to_arrow_table()
+                        self.con.register("_part", rows)
+                        verb = f"INSERT INTO {table}" if start else f"CREATE TABLE {table} AS"
+                        self.con.execute(f"{verb} SELECT * FROM _part")
+                        self.con.unregister("_part")
+                except duckdb.Error as exc:
+                    raise StoreError(f"cannot read the trees in {', '.join(trees)}: {' '.join(str(exc).split())}") from None
+                finally:
+                    part.close()
+            if not names:
+                raise StoreError(f"no searched tree in {', '.join(trees)}")
+            self.con.execute(_VALUES_SQL)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def join(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """``batch`` with columns ``_q``, ``_v`` and ``_v_next`` (null where the trees lack them)."""
+        names = batch.schema.names
+        rows = pa.Table.from_batches([batch]).append_column("_row", pa.array(range(batch.num_rows), pa.int64()))
+        self.con.register("_steps", rows)
+        nxt = "n.v" if "next_state_key" in names else "NULL::DOUBLE"
+        join_next = "LEFT JOIN state_values n ON n.state_key = r.next_state_key" if "next_state_key" in names else ""
+        table = self.con.sql(
+            f"SELECT {', '.join('r.' + c for c in names)}, e.q AS _q, s.v AS _v, {nxt} AS _v_next FROM _steps r "
+            f"LEFT JOIN edge_values e ON e.state_key = r.state_key AND e.action = r.action "
+            f"LEFT JOIN state_values s ON s.state_key = r.state_key {join_next} ORDER BY r._row").to_arrow_table()
+        self.con.unregister("_steps")
+        return table.combine_chunks().to_batches()[0] if table.num_rows else batch
+
+    def __enter__(self) -> "_TreeLookup":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if getattr(self, "con", None) is not None:
+            self.con.close()
+        shutil.rmtree(self._dir, ignore_errors=True)

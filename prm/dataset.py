@@ -32,7 +32,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
-from ..data.store import connect, iter_tasks
+from ..data.store import connect, iter_store_tasks
 from ..errors import ConfigError, StoreError
 from .config import StepDatasetConfig
 
@@ -187,12 +187,12 @@ def build_step_dataset(sources: Sequence[str | Path], config: StepDatasetConfig 
     try:
         runs = {run_id: json.loads(cfg) for run_id, cfg in con.execute("SELECT run_id, config FROM runs").fetchall()}
         rows = con.execute("SELECT count(*) FROM nodes").fetchall()[0][0]
-        train: list[StepExample] = []
-        val: list[StepExample] = []
-        for split, examples in iter_task_examples(con, config):
-            (val if split == "val" else train).extend(examples)
     finally:
         con.close()
+    train: list[StepExample] = []
+    val: list[StepExample] = []
+    for split, examples in iter_task_examples(sources, config):
+        (val if split == "val" else train).extend(examples)
     if not train and not val:
         raise no_steps_error(sources, config)
     return StepDataset(config, train, val, [str(s) for s in sources], rows, runs)
@@ -215,8 +215,9 @@ def no_steps_error(sources: Sequence[str | Path], config: StepDatasetConfig) -> 
                       f"lower --min-visits or search with more simulations")
 
 
-def iter_task_examples(con, config: StepDatasetConfig) -> Iterator[tuple[str, list[StepExample]]]:
-    """(split, examples) of each task in task-id order, streamed: memory holds one task's trees.
+def iter_task_examples(sources: Sequence[str | Path], config: StepDatasetConfig
+                       ) -> Iterator[tuple[str, list[StepExample]]]:
+    """(split, examples) of each task, streamed: memory holds a few tasks' trees.
 
     The rows of a task from every run and source are merged into one trie first.
     """
@@ -242,7 +243,7 @@ def iter_task_examples(con, config: StepDatasetConfig) -> Iterator[tuple[str, li
             ))
         return split_of(task_id, config.seed, config.val_fraction), examples
 
-    for cols in iter_tasks(con, _NODES_SQL):
+    for cols in iter_store_tasks([str(x) for x in sources], _NODES_SQL):
         if cols["task_id"][0] != task_id:
             if task_id is not None:
                 yield finish()

@@ -208,3 +208,5 @@ def test_bad_input(tmp_path, run_cli):
     assert ".parquet or .jsonl" in err(src, "--out", tmp_path / "o.csv")
     bad_steps = [("g/0", "g", 0, "A", "B", "x", 0.0, False), ("g/0", "g", 2, "B", "D", "z", 1.0, True)]
     assert "not 0, 1, 2" in err(write_steps(tmp_path / "gap.parquet", bad_steps), "--out", out)
+    apart = [STEPS[0], STEPS[1], ("h/0", "h", 0, "A", "B", "x", 0.0, True), STEPS[2], STEPS[3]]
+    assert "rows of group 'g' are not together" in err(write_steps(tmp_path / "apart.parquet", apart), "--out", out)
