@@ -21,7 +21,10 @@ observation as first reached (a render that echoes the last command shows that p
 
 Rows: ``prompt``, ``chosen``, ``rejected`` (strings, or lists of ``{"role", "content"}``
 messages in the conversational format) plus ``task_id``, ``node_id`` (the parent row),
-``q_chosen``, ``q_rejected``, ``visits_chosen``, ``visits_rejected``, ``rule``. A pair
+``q_chosen``, ``q_rejected`` (the values the rule compared: ``coalesce(proven, q)``, mixed
+with the feedback under ``agentq`` where a row holds one, so an ``agentq`` pair always has
+``q_chosen - q_rejected >= theta``), ``feedback_chosen``, ``feedback_rejected`` (null
+without feedback), ``visits_chosen``, ``visits_rejected``, ``rule``. A pair
 never has equal chosen and rejected texts. Graph-mode trees list a shared state's
 children once, under its shallowest row, so grouping children by ``parent_id`` serves
 both modes.
@@ -155,7 +158,8 @@ def _rows_of_task(cols: dict[str, list], cfg: DPOConfig) -> list[dict[str, Any]]
                 "rejected": rejected.text if cfg.format == "standard"
                 else [{"role": "assistant", "content": rejected.text}],
                 "task_id": cols["task_id"][parent], "node_id": cols["node_id"][parent],
-                "q_chosen": chosen.value, "q_rejected": rejected.value,
+                "q_chosen": _score(chosen, cfg), "q_rejected": _score(rejected, cfg),
+                "feedback_chosen": chosen.feedback, "feedback_rejected": rejected.feedback,
                 "visits_chosen": chosen.visits, "visits_rejected": rejected.visits, "rule": cfg.rule,
             })
     return rows
@@ -166,7 +170,8 @@ def pair_schema(fmt: str) -> pa.Schema:
     text = pa.string() if fmt == "standard" else pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
     return pa.schema([
         ("prompt", text), ("chosen", text), ("rejected", text), ("task_id", pa.string()), ("node_id", pa.int32()),
-        ("q_chosen", pa.float64()), ("q_rejected", pa.float64()), ("visits_chosen", pa.int64()),
+        ("q_chosen", pa.float64()), ("q_rejected", pa.float64()), ("feedback_chosen", pa.float64()),
+        ("feedback_rejected", pa.float64()), ("visits_chosen", pa.int64()),
         ("visits_rejected", pa.int64()), ("rule", pa.string()),
     ])
 

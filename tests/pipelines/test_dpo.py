@@ -53,8 +53,10 @@ def test_agentq_mixes_feedback_and_keeps_theta(tmp_path, run_cli):
     got = pairs(tmp_path, run_cli, "--rule", "agentq")
     assert {(r["chosen"], r["rejected"]) for r in got} == {("a", "c"), ("b", "c")}
     row = next(r for r in got if r["chosen"] == "a")
-    assert row == {"prompt": "obs0", "chosen": "a", "rejected": "c", "task_id": "t", "node_id": 0, "q_chosen": 0.9,
-                   "q_rejected": 0.0, "visits_chosen": 5, "visits_rejected": 2, "rule": "agentq"}
+    assert row == {"prompt": "obs0", "chosen": "a", "rejected": "c", "task_id": "t", "node_id": 0, "q_chosen": 0.5,
+                   "q_rejected": 0.0, "feedback_chosen": 0.1, "feedback_rejected": None, "visits_chosen": 5,
+                   "visits_rejected": 2, "rule": "agentq"}
+    assert all(r["q_chosen"] - r["q_rejected"] >= 0.1 for r in got)  # the values the rule compared
 
 
 def test_agentprm_margin(tmp_path, run_cli):

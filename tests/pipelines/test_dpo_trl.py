@@ -24,7 +24,7 @@ import pytest
 
 FAST = ["--no-progress", "--workers", "1"]
 PAIR_COLUMNS = ["prompt", "chosen", "rejected", "task_id", "node_id", "q_chosen", "q_rejected",
-                "visits_chosen", "visits_rejected", "rule"]
+                "feedback_chosen", "feedback_rejected", "visits_chosen", "visits_rejected", "rule"]
 EOS = "<eos>"
 # Renders the prompt with the generation prompt as a prefix of prompt + answer, so TRL's
 # tokenized prompt is a prefix of the tokenized prompt + completion.
