@@ -52,6 +52,11 @@ class OutFormat(str, Enum):
     json = "json"
 
 
+def _help(config: type, name: str) -> str:
+    """The help text of ``config``'s field ``name``."""
+    return next(f for f in fields(config) if f.name == name).metadata["help"]
+
+
 def _opt(config: type, name: str, *decls: str, **kw: Any) -> Any:
     """A ``typer.Option`` whose default and help are those of ``config``'s field ``name``.
 
@@ -358,16 +363,14 @@ def rollouts(
 def export_rewards(
     sources: list[Path] = typer.Argument(..., help="Trajectory files (Parquet) written by rollouts."),
     out: str = _opt(RewardsConfig, "out"),
-    estimators: str = typer.Option(",".join(RewardsConfig.estimators), help=next(
-        f for f in fields(RewardsConfig) if f.name == "estimators").metadata["help"]),
+    estimators: str = typer.Option(",".join(RewardsConfig.estimators), help=_help(RewardsConfig, "estimators")),
     gamma: Optional[float] = _opt(RewardsConfig, "gamma"),
     lam: float = _opt(RewardsConfig, "lam"),
     weight: float = _opt(RewardsConfig, "weight"),
     gigpo_mode: str = _opt(RewardsConfig, "gigpo_mode"),
     mc_rollouts: int = _opt(RewardsConfig, "mc_rollouts"),
     value: str = _opt(RewardsConfig, "value"),
-    trees: Optional[list[Path]] = typer.Option(None, help=next(
-        f for f in fields(RewardsConfig) if f.name == "trees").metadata["help"]),
+    trees: Optional[list[Path]] = typer.Option(None, help=_help(RewardsConfig, "trees")),
     prm: Optional[str] = _opt(RewardsConfig, "prm"),
     seed: int = _opt(RewardsConfig, "seed"),
     progress: bool = _opt(RewardsConfig, "progress"),

@@ -12,7 +12,7 @@ from typing import Any
 __all__ = [
     "SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns", "tree_row", "replay", "ReplayStep",
     "make_games", "PRMJobConfig", "train_prm", "score_steps", "export_prm_data", "DPOConfig",
-    "export_dpo", "RolloutConfig", "run_rollouts",
+    "export_dpo", "RolloutConfig", "run_rollouts", "RewardsConfig", "export_rewards",
 ]
 
 _HOME = {
@@ -22,6 +22,7 @@ _HOME = {
     "PRMJobConfig": "config", "train_prm": "prm", "score_steps": "prm", "export_prm_data": "prm",
     "DPOConfig": "config", "export_dpo": "dpo",
     "RolloutConfig": "config", "run_rollouts": "rollouts",
+    "RewardsConfig": "config", "export_rewards": "rewards",
 }
 
 

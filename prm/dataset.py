@@ -37,7 +37,7 @@ from ..errors import ConfigError, StoreError
 from .config import StepDatasetConfig
 
 __all__ = ["StepDatasetConfig", "StepExample", "StepDataset", "build_step_dataset", "split_of", "iter_task_examples",
-           "connect_sources", "stepwise_rows", "STEPWISE_SCHEMA"]
+           "stepwise_rows", "STEPWISE_SCHEMA"]
 
 _NODES_SQL = """
 SELECT n.run_id, n.task_id, n.node_id, n.parent_id, n.action, n.observation, n.visits, n.q, n.proven,
@@ -183,7 +183,9 @@ def build_step_dataset(sources: Sequence[str | Path], config: StepDatasetConfig 
         StoreError: a source is not a readable tree store of a known schema version, or
             no step passes the visit threshold.
     """
-    con = connect_sources(sources)
+    if not sources:
+        raise ConfigError("give at least one search output directory")
+    con = connect(list(sources))
     try:
         runs = {run_id: json.loads(cfg) for run_id, cfg in con.execute("SELECT run_id, config FROM runs").fetchall()}
         rows = con.execute("SELECT count(*) FROM nodes").fetchall()[0][0]
@@ -196,18 +198,6 @@ def build_step_dataset(sources: Sequence[str | Path], config: StepDatasetConfig 
     if not train and not val:
         raise no_steps_error(sources, config)
     return StepDataset(config, train, val, [str(s) for s in sources], rows, runs)
-
-
-def connect_sources(sources: Sequence[str | Path], memory_limit: str | None = None):
-    """One DuckDB connection over every source store (``treeq.data.store.connect``).
-
-    Raises:
-        ConfigError: no source given.
-        StoreError: a source cannot be read.
-    """
-    if not sources:
-        raise ConfigError("give at least one search output directory")
-    return connect(list(sources), memory_limit=memory_limit)
 
 
 def no_steps_error(sources: Sequence[str | Path], config: StepDatasetConfig) -> StoreError:
