@@ -109,6 +109,9 @@ def _check_source(path: Path, cfg: RewardsConfig) -> tuple[set[str], dict | None
     """
     from .rollouts import CONFIG_KEY
 
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory: export-rewards reads trajectory files written by rollouts "
+                         f"(a search output goes to --trees)")
     if not path.is_file():
         raise StoreError(f"{path}: no such file (give Parquet files written by rollouts)")
     try:

@@ -204,6 +204,7 @@ def test_bad_input(tmp_path, run_cli):
     (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
     assert "not a readable Parquet file" in err(tmp_path / "junk.parquet", "--out", out)
     assert "no such file" in err(tmp_path / "nope.parquet", "--out", out)
+    assert "is a directory" in err(write_tree(tmp_path / "t"), "--out", out)
     assert "not a treeq output directory" in err(src, "--out", out, "--estimators", "mcts_q", "--trees", tmp_path)
     assert ".parquet or .jsonl" in err(src, "--out", tmp_path / "o.csv")
     bad_steps = [("g/0", "g", 0, "A", "B", "x", 0.0, False), ("g/0", "g", 2, "B", "D", "z", 1.0, True)]
