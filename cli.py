@@ -23,7 +23,9 @@ from typing import Any, Optional
 import typer
 
 from treeq.mcts.config import SearchConfig
-from treeq.pipelines.config import DPOConfig, PRMJobConfig, RewardsConfig, RolloutConfig, SearchJobConfig
+from treeq.pipelines.config import (DPOConfig, PRMJobConfig, RewardsConfig, RolloutConfig, SearchJobConfig,
+                                    TinyLMConfig)
+from treeq.pipelines.policies.lm import LMConfig
 from treeq.prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
 
 # typer >= 0.29 ships its own copy of click; older releases raise click's own classes.
@@ -113,8 +115,17 @@ def search(
     fpu: float = _opt(_S, "fpu"),
     random_untried: bool = _opt(_S, "random_untried"),
     evaluator: Optional[str] = _opt(_J, "evaluator"),
-    proposer: Optional[str] = _opt(_J, "proposer"),
+    proposer: Optional[str] = _opt(_J, "proposer", "--proposer", "--policy"),
     proposals: int = _opt(_S, "proposals"),
+    model: Optional[str] = _opt(LMConfig, "model"),
+    backend: str = _opt(LMConfig, "backend"),
+    base_url: Optional[str] = _opt(LMConfig, "base_url"),
+    lm_mode: str = _opt(LMConfig, "lm_mode"),
+    temperature: float = _opt(LMConfig, "temperature"),
+    max_new_tokens: int = _opt(LMConfig, "max_new_tokens"),
+    feedback: bool = _opt(LMConfig, "feedback"),
+    timeout: float = _opt(LMConfig, "timeout"),
+    device: Optional[str] = _opt(LMConfig, "device"),
     rollout_steps: int = _opt(_S, "rollout_steps"),
     solver: bool = _opt(_S, "solver"),
     transpositions: Optional[bool] = _opt(_S, "transpositions", "--transpositions/--no-transpositions"),
@@ -135,9 +146,11 @@ def search(
         solver=solver, stop_on_solve=stop_on_solve, max_nodes=max_nodes, batch_size=batch_size, proposals=proposals,
         rollout_steps=rollout_steps, transpositions=transpositions, max_depth=max_depth,
     )
+    lm = LMConfig(model=model, backend=backend, base_url=base_url, lm_mode=lm_mode, temperature=temperature,
+                  max_new_tokens=max_new_tokens, feedback=feedback, timeout=timeout, device=device)
     job = SearchJobConfig(
         env=env, env_kwargs=_json_object(env_kwargs, "--env-kwargs"), tasks=tasks, limit=limit, search=search_cfg,
-        evaluator=evaluator, proposer=proposer, seed=seed, out=str(out), workers=workers, progress=progress,
+        evaluator=evaluator, proposer=proposer, lm=lm, seed=seed, out=str(out), workers=workers, progress=progress,
     )
     s = run_search(job)
     pct = 100.0 * s.solved / s.tasks if s.tasks else 0.0
@@ -344,6 +357,9 @@ def rollouts(
     limit: Optional[int] = _opt(RolloutConfig, "limit"),
     group_size: int = _opt(RolloutConfig, "group_size"),
     policy: str = _opt(RolloutConfig, "policy"),
+    model: Optional[str] = _opt(LMConfig, "model"),
+    backend: str = _opt(LMConfig, "backend"),
+    base_url: Optional[str] = _opt(LMConfig, "base_url"),
     max_steps: int = _opt(RolloutConfig, "max_steps"),
     seed: int = _opt(RolloutConfig, "seed"),
     out: str = _opt(RolloutConfig, "out"),
@@ -354,9 +370,31 @@ def rollouts(
 
     cfg = RolloutConfig(env=env, env_kwargs=_json_object(env_kwargs, "--env-kwargs"), tasks=tasks, limit=limit,
                         group_size=group_size, policy=policy, max_steps=max_steps, seed=seed, out=out,
-                        progress=progress)
+                        progress=progress, lm=LMConfig(model=model, backend=backend, base_url=base_url))
     path, n, steps = run_rollouts(cfg)
     typer.echo(f"wrote {n:,} trajectories ({steps:,} steps) to {path}")
+
+
+@app.command("make-tiny-model")
+def make_tiny_model(
+    env: str = _opt(TinyLMConfig, "env"),
+    env_kwargs: str = _opt(TinyLMConfig, "env_kwargs", "--env-kwargs"),
+    tasks: Optional[str] = _opt(TinyLMConfig, "tasks"),
+    limit: int = _opt(TinyLMConfig, "limit"),
+    hidden_size: int = _opt(TinyLMConfig, "hidden_size"),
+    layers: int = _opt(TinyLMConfig, "layers"),
+    heads: int = _opt(TinyLMConfig, "heads"),
+    vocab_size: int = _opt(TinyLMConfig, "vocab_size"),
+    seed: int = _opt(TinyLMConfig, "seed"),
+    out: str = _opt(TinyLMConfig, "out"),
+) -> None:
+    """Build a tiny causal LM (random weights) with a tokenizer trained on the env's texts, for --model (offline)."""
+    from treeq.pipelines.tiny_lm import make_tiny_model as run
+
+    cfg = TinyLMConfig(env=env, env_kwargs=_json_object(env_kwargs, "--env-kwargs"), tasks=tasks, limit=limit,
+                       hidden_size=hidden_size, layers=layers, heads=heads, vocab_size=vocab_size, seed=seed, out=out)
+    path = run(cfg)
+    typer.echo(f"wrote a {layers}-layer, {hidden_size}-wide causal LM to {path}; use it with --policy hf --model {path}")
 
 
 @app.command("export-rewards")

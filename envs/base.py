@@ -97,6 +97,8 @@ class Env(Generic[State]):
             unless the user says otherwise. Default False (a tree).
         default_evaluator: Leaf evaluator by registry name (``rollout``, ``zero``,
             ``bound``) when the user gives none. Default ``rollout``.
+        instructions: What a language-model policy is told before the rendered state
+            (:meth:`policy_prompt`). Default empty.
         step_on_expand: For a deterministic env whose steps are cheap: the search steps
             every proposed action as soon as it expands a node, so terminal children and
             value bounds are known at once and the MCTS-Solver proves a node without
@@ -111,6 +113,7 @@ class Env(Generic[State]):
     prefer_transpositions: bool = False
     default_evaluator: str = "rollout"
     step_on_expand: bool = False
+    instructions: str = ""  # what a language-model policy is told before the state (policy_prompt)
 
     def reset(self, task: Task, rng: np.random.Generator | None = None) -> State:
         """Return the start state of ``task``."""
@@ -143,6 +146,17 @@ class Env(Generic[State]):
     def render(self, state: State) -> str:
         """The text an LLM or PRM reads for this state."""
         raise NotImplementedError
+
+    def policy_prompt(self, state: State) -> str:
+        """The text a language-model policy reads before writing (or scoring) the next action.
+
+        The one prompt builder of every env: its ``instructions`` (if any), the rendered
+        state, then ``Next action:`` on a line of its own; the action text follows it
+        directly. The policy passes it through the model's chat template where the
+        tokenizer has one.
+        """
+        head = f"{self.instructions}\n\n" if self.instructions else ""
+        return f"{head}{self.render(state)}\nNext action:"
 
     def value_bound(self, state: State, gamma: float) -> float | None:
         """An upper bound on the optimal return from ``state`` (None: unknown, the default).

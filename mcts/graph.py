@@ -64,6 +64,7 @@ class SearchGraph:
         # edges (node, action)
         self.e_action: list[str] = []
         self.e_prior: list[float] = []
+        self.e_feedback: list[float] = []  # a model's AI-feedback score of the action (Agent Q); NaN: none
         self.e_n: list[int] = []
         self.e_w: list[float] = []  # tree mode: sum of returns through the edge
         self.e_child: list[int] = []  # child node, UNSTEPPED or SAMPLED
@@ -105,22 +106,27 @@ class SearchGraph:
             self.by_key[key] = n
         return n
 
-    def _expand(self, node: int, proposals: list[tuple[str, float]]) -> None:
+    def _expand(self, node: int, proposals: list[tuple]) -> None:
+        """Attach ``proposals`` (``(action, prior)`` or ``(action, prior, feedback)``) as the node's edges."""
         if self._check_proposals:  # a hook from outside: text actions, each once
-            for a, _ in proposals:
-                if a.__class__ is not str:
-                    raise ConfigError(f"a propose hook returned a non-text action {a!r}")
-            if len({a for a, _ in proposals}) != len(proposals):  # proposed twice: priors added up
-                merged: dict[str, float] = {}
-                for a, p in proposals:
-                    merged[a] = merged.get(a, 0.0) + float(p)
-                proposals = list(merged.items())
+            for prop in proposals:
+                if prop[0].__class__ is not str:
+                    raise ConfigError(f"a propose hook returned a non-text action {prop[0]!r}")
+            if len({prop[0] for prop in proposals}) != len(proposals):  # proposed twice: priors added up
+                merged: dict[str, list] = {}
+                for prop in proposals:
+                    if prop[0] in merged:
+                        merged[prop[0]][1] += float(prop[1])
+                    else:
+                        merged[prop[0]] = list(prop)
+                proposals = [tuple(m) for m in merged.values()]
         start = len(self.e_action)
         k = len(proposals)
         if k:
-            actions, priors = zip(*proposals)
-            self.e_action.extend(actions)
-            self.e_prior.extend(map(float, priors))
+            self.e_action.extend(prop[0] for prop in proposals)
+            self.e_prior.extend(float(prop[1]) for prop in proposals)
+            self.e_feedback.extend(float(prop[2]) if len(prop) > 2 and prop[2] is not None else math.nan
+                                   for prop in proposals)
         self.e_n.extend([0] * k)
         self.e_w.extend([0.0] * k)
         self.e_child.extend([UNSTEPPED] * k)
@@ -383,6 +389,7 @@ class SearchGraph:
         columns = {
             "parent": r_parent, "action": action, "depth": depth, "visits": visits, "value_sum": value_sum,
             "prior": [0.0] + [e_prior[e] for e in edges], "reward": reward,
+            "feedback": [math.nan] + [self.e_feedback[e] for e in edges],
             "terminal": [self.n_term[n] for n in order], "expanded": [n_start[n] >= 0 or n_start[n] == DEAD for n in order],
             "child_start": child_start, "child_count": child_count,
             "solved_v": [math.nan if n_solved[n] is None else n_solved[n] for n in order],

@@ -3,7 +3,8 @@
 Hooks are plain functions over a batch of states (DESIGN.md), so that an LLM policy
 or a trained PRM can answer a whole wave of leaves in one forward pass:
 
-* ``propose(states, k) -> [[(action, prior), ...], ...]``
+* ``propose(states, k) -> [[(action, prior), ...], ...]``; a proposal may carry a third
+  element, a model's AI-feedback score of the action (Agent Q), stored as ``nodes.feedback``
 * ``evaluate(states) -> [value, ...]`` (the discounted return expected from each state)
 
 The registry that builds hooks by name for jobs and the CLI is
@@ -23,7 +24,7 @@ from ..errors import ConfigError
 __all__ = ["ProposeFn", "EvaluateFn", "uniform_propose", "random_rollout", "zero_evaluate", "bound_evaluate",
            "uniform_stream"]
 
-ProposeFn = Callable[[Sequence[Any], int], list[list[tuple[str, float]]]]
+ProposeFn = Callable[[Sequence[Any], int], list[list[tuple]]]  # (action, prior[, feedback])
 EvaluateFn = Callable[[Sequence[Any]], list[float]]
 
 

@@ -36,6 +36,7 @@ _FIELDS: dict[str, Any] = {
     "child_start": np.int32,  # -1 without children
     "child_count": np.int32,
     "solved_v": np.float64,  # MCTS-Solver's exact V*(row's state); NaN = unproven
+    "feedback": np.float64,  # a model's AI-feedback score of the row's action (Agent Q); NaN = none
 }
 
 
@@ -62,6 +63,7 @@ class Tree:
     child_start: np.ndarray
     child_count: np.ndarray
     solved_v: np.ndarray
+    feedback: np.ndarray
 
     def __init__(self, gamma: float, columns: dict[str, Sequence[Any]], states: list[Any],
                  state_keys: list[str] | None, action_table: list[str],
@@ -69,7 +71,8 @@ class Tree:
         self.gamma = float(gamma)
         self.size = len(states)
         for name, dtype in _FIELDS.items():
-            arr = np.asarray(columns[name], dtype=dtype)
+            arr = np.asarray(columns[name] if name != "feedback" or name in columns
+                             else np.full(self.size, np.nan), dtype=dtype)
             if arr.shape != (self.size,):
                 raise ValueError(f"column {name} has shape {arr.shape}, expected ({self.size},)")
             arr.flags.writeable = False

@@ -12,8 +12,9 @@ from ..errors import ConfigError
 from ..mcts.config import SearchConfig
 from ..prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
 from .policies import DEFAULT_PROPOSER, EVALUATORS, PROPOSERS, check_name
+from .policies.lm import LMConfig
 
-__all__ = ["SearchJobConfig", "PRMJobConfig", "DPOConfig", "DPO_RULES", "RolloutConfig", "RewardsConfig", "ESTIMATORS"]
+__all__ = ["SearchJobConfig", "PRMJobConfig", "DPOConfig", "DPO_RULES", "RolloutConfig", "RewardsConfig", "ESTIMATORS", "TinyLMConfig"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class SearchJobConfig:
         default=None,
         metadata={"help": "Actions and priors: " + ", ".join(f"{h.name} ({h.help})" for h in PROPOSERS.values())
                   + f"; None: {DEFAULT_PROPOSER}."})
+    lm: LMConfig = field(default_factory=LMConfig, metadata={"help": "The language model of the hf policy."})
     seed: int = field(default=0, metadata={"help": "Root seed; each task's RNG derives from (seed, task_id)."})
     out: str = field(default="treeq-out", metadata={"help": "Output directory of the tree store."})
     workers: int = field(
@@ -133,6 +135,7 @@ class RolloutConfig:
     group_size: int = field(default=8, metadata={"help": "Trajectories per task (the group)."})
     policy: str = field(default="uniform", metadata={"help": "Registered proposer whose priors pick the actions."})
     max_steps: int = field(default=100, metadata={"help": "Longest trajectory; a longer one is cut (truncated)."})
+    lm: LMConfig = field(default_factory=LMConfig, metadata={"help": "The language model of the hf policy."})
     seed: int = field(default=0, metadata={"help": "Root seed; each task's generator derives from (seed, task_id)."})
     out: str = field(default="rollouts.parquet", metadata={"help": "Output Parquet file."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar over tasks."})
@@ -203,3 +206,34 @@ class RewardsConfig:
     def value_source(self) -> str:
         """Where gae reads V(s): 'tree' or 'mc'."""
         return self.value if self.value != "auto" else ("tree" if self.trees else "mc")
+
+
+@dataclass(frozen=True)
+class TinyLMConfig:
+    """A ``make-tiny-model`` run: a small causal LM and a tokenizer trained on an env's texts."""
+
+    env: str = field(default="game24", metadata={"help": "Env whose texts train the tokenizer."})
+    env_kwargs: dict = field(default_factory=dict, metadata={"help": "Env options as a JSON object."})
+    tasks: str | None = field(default=None, metadata={"help": "Task file, directory or glob; None: the env's "
+                                                             "shipped set."})
+    limit: int = field(default=200, metadata={"help": "Tasks whose walks give texts, at most."})
+    walks: int = field(default=2, metadata={"help": "Random walks per task."})
+    walk_steps: int = field(default=8, metadata={"help": "Steps per walk at most."})
+    hidden_size: int = field(default=64, metadata={"help": "Model width."})
+    layers: int = field(default=2, metadata={"help": "Transformer layers."})
+    heads: int = field(default=2, metadata={"help": "Attention heads."})
+    vocab_size: int = field(default=512, metadata={"help": "BPE vocabulary size (>= 300)."})
+    max_length: int = field(default=2048, metadata={"help": "Longest text in tokens (position embeddings)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the walks and of the weights."})
+    out: str = field(default="tiny-model", metadata={"help": "Output directory (new or empty)."})
+
+    def __post_init__(self) -> None:
+        for name in ("limit", "walks", "walk_steps", "hidden_size", "layers", "heads", "max_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.hidden_size % self.heads:
+            raise ConfigError(f"hidden_size ({self.hidden_size}) must be a multiple of heads ({self.heads})")
+        if self.vocab_size < 300:
+            raise ConfigError(f"vocab_size must be >= 300 (256 bytes plus merges), got {self.vocab_size}")
+        if not isinstance(self.env_kwargs, dict):
+            raise ConfigError(f"env_kwargs must be a JSON object, got {self.env_kwargs!r}")

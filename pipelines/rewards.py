@@ -140,7 +140,11 @@ class _Replay:
         from ..envs.registry import make_env
         from ..mcts.config import SearchConfig, resolve_defaults
 
-        self.rollout = RolloutConfig(**{**settings, "env_kwargs": settings.get("env_kwargs") or {}, "progress": False})
+        from .policies.lm import LMConfig
+
+        known = {k: v for k, v in settings.items() if k in RolloutConfig.__dataclass_fields__}
+        self.rollout = RolloutConfig(**{**known, "env_kwargs": settings.get("env_kwargs") or {}, "progress": False,
+                                        "lm": LMConfig(**(settings.get("lm") or {}))})
         self.env = make_env(self.rollout.env, **self.rollout.env_kwargs)
         self.search_cfg = resolve_defaults(SearchConfig(), self.env)
         self.tasks = {t.task_id: t for t in list(self.env.load_tasks(self.rollout.tasks))[: self.rollout.limit]}
@@ -175,7 +179,7 @@ class _Replay:
         from .rollouts import play, policy_chooser
 
         rng = np.random.default_rng(np.random.SeedSequence([self.cfg.seed, zlib.crc32(group_id.encode()), 1]))
-        choose = policy_chooser(self.env, self.search_cfg, self.rollout.policy, rng)
+        choose = policy_chooser(self.env, self.search_cfg, self.rollout.policy, rng, self.rollout.lm)
         k, horizon = self.cfg.mc_rollouts, self.rollout.max_steps
 
         def ret(state, budget: int) -> float:

@@ -30,6 +30,7 @@ from ..envs.registry import make_env
 from ..mcts.config import SearchConfig, resolve_defaults
 from .config import RolloutConfig
 from .policies import PROPOSERS
+from .policies.lm import LMConfig
 from .search import task_rng
 
 __all__ = ["run_rollouts", "play", "policy_chooser", "sample_group", "group_rows", "ROLLOUT_SCHEMA", "CONFIG_KEY"]
@@ -57,10 +58,10 @@ def play(env: Env, state: Any, choose: Callable[[Any], tuple[str, float] | None]
     return transitions, False
 
 
-def policy_chooser(env: Env, search_cfg: SearchConfig, policy: str, rng: np.random.Generator
-                   ) -> Callable[[Any], tuple[str, float] | None]:
+def policy_chooser(env: Env, search_cfg: SearchConfig, policy: str, rng: np.random.Generator,
+                   lm: LMConfig | None = None) -> Callable[[Any], tuple[str, float] | None]:
     """``choose(state)``: an action drawn from the registered proposer's priors, and its probability."""
-    propose = PROPOSERS[policy].factory(env, search_cfg, rng)
+    propose = PROPOSERS[policy].factory(env, search_cfg, rng, lm or LMConfig())
 
     def choose(state):
         (options,) = propose([state], search_cfg.proposals)
@@ -77,7 +78,7 @@ def policy_chooser(env: Env, search_cfg: SearchConfig, policy: str, rng: np.rand
 def sample_group(env: Env, task: Task, cfg: RolloutConfig) -> list[tuple[list[tuple[Any, str, float, Step]], bool]]:
     """The ``group_size`` trajectories of one task: a function of (seed, task id) only."""
     rng = task_rng(cfg.seed, task.task_id)
-    choose = policy_chooser(env, resolve_defaults(SearchConfig(), env), cfg.policy, rng)
+    choose = policy_chooser(env, resolve_defaults(SearchConfig(), env), cfg.policy, rng, cfg.lm)
     start = env.reset(task, rng)
     return [play(env, start, choose, rng, cfg.max_steps) for _ in range(cfg.group_size)]
 

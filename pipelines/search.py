@@ -94,7 +94,7 @@ def tree_columns(result: SearchResult, env: Env, run_id: str, task_id: str) -> d
         "reward": tree.reward,
         "terminal": tree.terminal,
         "proven": _nan_to_none(tree.proven()),
-        "feedback": [None] * n,  # no AI-feedback model in the loop yet
+        "feedback": _nan_to_none(tree.feedback),
     }
 
 
@@ -152,7 +152,7 @@ def _search_task(job: SearchJobConfig, run_id: str, task: Task) -> _Done:
     t0 = time.perf_counter()
     try:
         rng = task_rng(job.seed, task.task_id)
-        propose, evaluate = make_hooks(env, job.search, rng, job.evaluator, job.proposer)
+        propose, evaluate = make_hooks(env, job.search, rng, job.evaluator, job.proposer, job.lm)
         result = search(env, env.reset(task, rng), job.search, rng, propose=propose, evaluate=evaluate)
     except Exception as exc:  # an env that raises must not take finished work with it
         what = str(exc) if isinstance(exc, TreeqError) else f"env {job.env!r} raised {type(exc).__name__}: {exc}"
@@ -193,6 +193,8 @@ def _run_id(job: SearchJobConfig, env_name: str, tasks: list[Task]) -> str:
         "seed": job.seed,
         "tasks": [[t.task_id, t.payload] for t in tasks],
     }
+    if job.proposer == "hf":  # another model, another run
+        ident["lm"] = asdict(job.lm)
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', env_name)}-{digest}"
 

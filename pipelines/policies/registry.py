@@ -1,8 +1,9 @@
 """Policy hooks by name: the evaluators and proposers a search job can be given.
 
-A hook factory takes ``(env, search_cfg, rng)`` (``search_cfg`` with the env's
-defaults resolved, ``rng`` the task's generator) and returns the batched hook the
-engine calls (DESIGN.md, Policy hooks):
+A hook factory takes ``(env, search_cfg, rng, lm)`` (``search_cfg`` with the env's
+defaults resolved, ``rng`` the task's generator, ``lm`` the language-model settings,
+:class:`treeq.pipelines.policies.lm.LMConfig`, that model-backed hooks read) and returns
+the batched hook the engine calls (DESIGN.md, Policy hooks):
 
 * an *evaluator* returns ``evaluate(states) -> [value, ...]``;
 * a *proposer* returns ``propose(states, k) -> [[(action, prior), ...], ...]``.
@@ -10,7 +11,7 @@ engine calls (DESIGN.md, Policy hooks):
 Registering one is a single call; heavy imports (torch, transformers) belong inside
 the factory, so that listing the names stays fast::
 
-    register_evaluator("prm", load_prm_value, help="a trained PRM's value of the state")
+    register_evaluator("prm", lambda env, cfg, rng, lm: prm_value(...), help="a trained PRM's value of the state")
 
 Make the call in a module this package imports (``policies/__init__.py``), so that the
 name is known wherever a job runs (spawned workers import the package afresh) and
@@ -29,13 +30,14 @@ from ...envs.base import Env
 from ...errors import ConfigError
 from ...mcts.config import SearchConfig, resolve_defaults
 from ...mcts.hooks import EvaluateFn, ProposeFn, bound_evaluate, random_rollout, uniform_propose, zero_evaluate
+from .lm import LMConfig, lm_propose
 
 __all__ = [
     "HookFactory", "Hook", "EVALUATORS", "PROPOSERS", "DEFAULT_PROPOSER", "register_evaluator",
     "register_proposer", "check_name", "make_hooks",
 ]
 
-HookFactory = Callable[[Env, SearchConfig, np.random.Generator], Any]
+HookFactory = Callable[[Env, SearchConfig, np.random.Generator, LMConfig], Any]
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def check_name(kind: str, name: str) -> str:
 
 
 def make_hooks(env: Env, search_cfg: SearchConfig, rng: np.random.Generator, evaluator: str | None = None,
-               proposer: str | None = None) -> tuple[ProposeFn, EvaluateFn]:
+               proposer: str | None = None, lm: LMConfig | None = None) -> tuple[ProposeFn, EvaluateFn]:
     """Build the ``(propose, evaluate)`` pair a search of ``env`` is given.
 
     Args:
@@ -95,25 +97,29 @@ def make_hooks(env: Env, search_cfg: SearchConfig, rng: np.random.Generator, eva
         rng: The task's generator; hooks that sample draw from it.
         evaluator: Registered evaluator name; None: the env's ``default_evaluator``.
         proposer: Registered proposer name; None: ``uniform``.
+        lm: The language model of model-backed hooks (``hf``); None: the defaults.
 
     Raises:
         ConfigError: an unknown name, or a hook that cannot serve this env.
     """
     cfg = resolve_defaults(search_cfg, env)
-    propose = PROPOSERS[check_name("proposer", proposer or DEFAULT_PROPOSER)].factory(env, cfg, rng)
-    evaluate = EVALUATORS[check_name("evaluator", evaluator or env.default_evaluator)].factory(env, cfg, rng)
+    lm = lm or LMConfig()
+    propose = PROPOSERS[check_name("proposer", proposer or DEFAULT_PROPOSER)].factory(env, cfg, rng, lm)
+    evaluate = EVALUATORS[check_name("evaluator", evaluator or env.default_evaluator)].factory(env, cfg, rng, lm)
     return propose, evaluate
 
 
 # ---------------------------------------------------------------------------- the built-in hooks
 register_evaluator(
-    "rollout", lambda env, cfg, rng: random_rollout(env, rng, cfg.gamma, cfg.rollout_steps),
+    "rollout", lambda env, cfg, rng, lm: random_rollout(env, rng, cfg.gamma, cfg.rollout_steps),
     help="one random playout per leaf, its discounted return",
 )
-register_evaluator("zero", lambda env, cfg, rng: zero_evaluate, help="0 for every leaf, the cost of the tree alone")
+register_evaluator("zero", lambda env, cfg, rng, lm: zero_evaluate, help="0 for every leaf, the cost of the tree alone")
 register_evaluator(
-    "bound", lambda env, cfg, rng: bound_evaluate(env, cfg.gamma),
+    "bound", lambda env, cfg, rng, lm: bound_evaluate(env, cfg.gamma),
     help="the env's optimistic value_bound, best-first search",
 )
-register_proposer("uniform", lambda env, cfg, rng: uniform_propose(env),
+register_proposer("uniform", lambda env, cfg, rng, lm: uniform_propose(env),
                   help="every legal action, prior 1/#actions")
+register_proposer("hf", lambda env, cfg, rng, lm: lm_propose(env, rng, lm),
+                  help="a causal LM (--model): priors of the legal actions, or sampled open-text steps")

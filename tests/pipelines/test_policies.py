@@ -53,9 +53,9 @@ def test_unknown_names_are_config_errors(kind, name):
 
 def test_registering_twice_or_without_help_is_refused():
     with pytest.raises(ValueError, match="already"):
-        register_evaluator("zero", lambda env, cfg, rng: None, help="again")
+        register_evaluator("zero", lambda env, cfg, rng, lm: None, help="again")
     with pytest.raises(ValueError, match="help"):
-        register_proposer("silent", lambda env, cfg, rng: None, help="")
+        register_proposer("silent", lambda env, cfg, rng, lm: None, help="")
     assert "silent" not in PROPOSERS
 
 
@@ -64,7 +64,7 @@ def constant_evaluator():
     """A new evaluator registered with one call (removed afterwards)."""
     calls = []
 
-    def factory(env, cfg, rng):
+    def factory(env, cfg, rng, lm):
         def evaluate(states):
             calls.append(len(states))
             return [0.5] * len(states)

