@@ -126,6 +126,7 @@ def search(
     feedback: bool = _opt(LMConfig, "feedback"),
     timeout: float = _opt(LMConfig, "timeout"),
     device: Optional[str] = _opt(LMConfig, "device"),
+    max_batch_tokens: int = _opt(LMConfig, "max_batch_tokens"),
     rollout_steps: int = _opt(_S, "rollout_steps"),
     solver: bool = _opt(_S, "solver"),
     transpositions: Optional[bool] = _opt(_S, "transpositions", "--transpositions/--no-transpositions"),
@@ -147,7 +148,8 @@ def search(
         rollout_steps=rollout_steps, transpositions=transpositions, max_depth=max_depth,
     )
     lm = LMConfig(model=model, backend=backend, base_url=base_url, lm_mode=lm_mode, temperature=temperature,
-                  max_new_tokens=max_new_tokens, feedback=feedback, timeout=timeout, device=device)
+                  max_new_tokens=max_new_tokens, feedback=feedback, timeout=timeout, device=device,
+                  max_batch_tokens=max_batch_tokens)
     job = SearchJobConfig(
         env=env, env_kwargs=_json_object(env_kwargs, "--env-kwargs"), tasks=tasks, limit=limit, search=search_cfg,
         evaluator=evaluator, proposer=proposer, lm=lm, seed=seed, out=str(out), workers=workers, progress=progress,

@@ -8,6 +8,7 @@ from .blocksworld import BlocksworldEnv
 from .checker import EnvCheckError, check_env
 from .countdown import CountdownEnv, Game24Env
 from .gym_toytext import GymEnv, value_iteration
+from .llm_steps import LLMStepsEnv
 from .openspiel_env import OpenSpielEnv
 from .registry import ENV_NAMES, make_env
 from .textworld_env import TextWorldEnv
@@ -15,5 +16,5 @@ from .textworld_env import TextWorldEnv
 __all__ = [
     "Env", "Step", "Task", "make_env", "ENV_NAMES", "check_env", "EnvCheckError",
     "CountdownEnv", "Game24Env", "BlocksworldEnv", "GymEnv", "value_iteration", "TextWorldEnv",
-    "OpenSpielEnv",
+    "OpenSpielEnv", "LLMStepsEnv",
 ]

@@ -1,6 +1,7 @@
 """Env names -> constructors. Heavy env packages are imported only when asked for.
 
-Names: ``game24``, ``countdown``, ``blocksworld``, ``textworld``, ``gym:<id>`` for
+Names: ``game24``, ``countdown``, ``blocksworld``, ``textworld``, ``llm-steps`` (open-text
+reasoning steps an LLM proposes, checked at the ``Answer:`` line), ``gym:<id>`` for
 any gymnasium toy-text id (``gym:FrozenLake-v1``, ``gym:Taxi-v4`` ...) and
 ``openspiel:<game>`` for single-player OpenSpiel games (``openspiel:catch`` ...; the
 optional extra ``treeq[openspiel]``).
@@ -40,11 +41,18 @@ def _textworld(**kw: Any) -> Env:
     return TextWorldEnv(**kw)
 
 
+def _llm_steps(**kw: Any) -> Env:
+    from .llm_steps import LLMStepsEnv
+
+    return LLMStepsEnv(**kw)
+
+
 _REGISTRY: dict[str, Callable[..., Env]] = {
     "game24": _game24,
     "countdown": _countdown,
     "blocksworld": _blocksworld,
     "textworld": _textworld,
+    "llm-steps": _llm_steps,
 }
 ENV_NAMES = (*_REGISTRY, "gym:<id>", "openspiel:<game>")
 

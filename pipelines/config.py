@@ -25,7 +25,8 @@ class SearchJobConfig:
     these fields); ``; None: ...`` says what an open (None) default means.
     """
 
-    env: str = field(default="game24", metadata={"help": "Env: game24, countdown, blocksworld, textworld or gym:<id>."})
+    env: str = field(default="game24", metadata={"help": "Env: game24, countdown, blocksworld, textworld, llm-steps, gym:<id> or "
+                                                          "openspiel:<game>."})
     env_kwargs: dict = field(
         default_factory=dict,
         metadata={"help": "Env options as a JSON object, e.g. '{\"is_slippery\": false}' for gym envs."})

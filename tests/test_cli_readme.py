@@ -61,13 +61,15 @@ def test_readme_option_table_matches_search_help():
 
 
 def test_every_config_field_is_a_search_option():
-    """A field added to SearchConfig or SearchJobConfig must get an option (and a README row)."""
+    """A field added to SearchConfig, SearchJobConfig or LMConfig must get an option (and a README row)."""
     from dataclasses import fields
 
     from treeq.mcts.config import SearchConfig
     from treeq.pipelines.config import SearchJobConfig
+    from treeq.pipelines.policies.lm import LMConfig
 
-    names = {f.name for f in fields(SearchConfig)} | {f.name for f in fields(SearchJobConfig)} - {"search"}
+    names = ({f.name for f in fields(SearchConfig)} | {f.name for f in fields(SearchJobConfig)}
+             | {f.name for f in fields(LMConfig)}) - {"search", "lm"}
     options = {flags.split("/")[0][2:].replace("-", "_") for flags in cli_defaults()}
     assert options == names
 

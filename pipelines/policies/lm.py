@@ -7,7 +7,7 @@ Two modes (``LMConfig.mode``; ``auto`` picks by the env):
   model's *length-normalised* log-probability of the action text given the prompt
   (mean log-probability per token).
 * **propose** (open text, ``legal_actions`` None: ``llm-steps``): ``k`` candidate steps
-  are sampled (``--proposals``), each cut at the step separator (a newline), stripped;
+  are sampled (``--proposals``), each cut to its first non-blank line, stripped;
   empty ones and duplicates are dropped, and the priors are the same softmax over the
   candidates' length-normalised log-probabilities, scored again exactly.
 
@@ -107,6 +107,14 @@ class LMBackend(Protocol):
         """``n`` sampled continuations of each prompt, cut at :data:`STEP_STOP`."""
 
 
+def first_line(text: str) -> str:
+    """A generation cut to one step: its first non-blank line (any line break ``str.splitlines`` knows), stripped."""
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
 def priors_from_scores(scores: Sequence[tuple[float, int]]) -> list[float]:
     """Softmax over the length-normalised log-probabilities (mean per token; 0 tokens: 0)."""
     if not scores:
@@ -137,6 +145,10 @@ class HFBackend:
             self.pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
         self._lock = threading.Lock()
         self.joiner = "" if getattr(self.tokenizer, "chat_template", None) else " "
+        import inspect
+
+        # transformers renamed the forward's past_key_values to cache (5.x); take whichever this version has
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
     def format_prompt(self, text: str) -> str:
         tok = self.tokenizer
@@ -178,6 +190,102 @@ class HFBackend:
         return out
 
     def score(self, prompts: Sequence[str], continuations: Sequence[Sequence[str]]) -> list[list[tuple[float, int]]]:
+        """Prefix reuse: each prompt is run once and its key-value cache serves all its continuations.
+
+        Tokens are counted as in :meth:`score_joint` (the text ``prompt + continuation``
+        tokenized as one); where that tokenization is not the prompt's tokens followed by
+        the continuation's (a merge across the boundary), the item is scored jointly.
+        """
+        tok = self.tokenizer
+        p_ids = tok(list(prompts), add_special_tokens=False)["input_ids"]
+        flat = [c for cs in continuations for c in cs]
+        c_ids = tok(flat, add_special_tokens=False)["input_ids"] if flat else []
+        joint = tok([p + c for p, cs in zip(prompts, continuations) for c in cs], add_special_tokens=False)["input_ids"] \
+            if flat else []
+        out: list[list[Any]] = [[None] * len(cs) for cs in continuations]
+        cached: list[tuple[int, int, list[int]]] = []  # (prompt, continuation, its ids) that split cleanly
+        fallback: list[tuple[int, int]] = []
+        k = 0
+        for i, cs in enumerate(continuations):
+            for j in range(len(cs)):
+                if c_ids[k] and p_ids[i] and joint[k] == p_ids[i] + c_ids[k]:
+                    cached.append((i, j, c_ids[k]))
+                else:
+                    fallback.append((i, j))
+                k += 1
+        if fallback:
+            got = self.score_joint([prompts[i] for i, _ in fallback], [[continuations[i][j]] for i, j in fallback])
+            for (i, j), (res,) in zip(fallback, got):
+                out[i][j] = res
+        by_prompt: dict[int, list[tuple[int, list[int]]]] = {}
+        for i, j, ids in cached:
+            by_prompt.setdefault(i, []).append((j, ids))
+        order = sorted(by_prompt, key=lambda i: len(p_ids[i]))
+        start = 0
+        while start < len(order):  # chunks of prompts whose rows fit the token budget
+            end, rows, width = start, 0, 0
+            while end < len(order):
+                i = order[end]
+                r = rows + len(by_prompt[i])
+                w = max(width, len(p_ids[i]) + max(len(ids) for _, ids in by_prompt[i]))
+                if end > start and r * w > self.max_batch_tokens:
+                    break
+                end, rows, width = end + 1, r, w
+            chunk = order[start:end]
+            for i, scores in zip(chunk, self._score_cached([p_ids[i] for i in chunk],
+                                                            [[ids for _, ids in by_prompt[i]] for i in chunk])):
+                for (j, _), res in zip(by_prompt[i], scores):
+                    out[i][j] = res
+            start = end
+        return out
+
+    def _score_cached(self, prompts: list[list[int]], conts: list[list[list[int]]]) -> list[list[tuple[float, int]]]:
+        """One forward over the left-padded prompts, then one over every continuation on the prompts' cache."""
+        import torch
+
+        dev = self.device
+        width = max(len(p) for p in prompts)
+        p_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        p_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):
+            p_ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            p_mask[row, width - len(p):] = 1
+        p_pos = (p_mask.cumsum(-1) - 1).clamp(min=0)
+        owner = [row for row, cs in enumerate(conts) for _ in cs]
+        flat = [c for cs in conts for c in cs]
+        c_width = max(len(c) for c in flat)
+        c_ids = torch.full((len(flat), c_width), self.pad_id, dtype=torch.long)
+        c_mask = torch.zeros((len(flat), c_width), dtype=torch.long)
+        for row, c in enumerate(flat):
+            c_ids[row, : len(c)] = torch.tensor(c, dtype=torch.long)
+            c_mask[row, : len(c)] = 1
+        idx = torch.tensor(owner, dtype=torch.long)
+        lengths = p_mask.sum(-1)
+        with self._lock, torch.inference_mode():
+            first = self.model(input_ids=p_ids.to(dev), attention_mask=p_mask.to(dev), position_ids=p_pos.to(dev),
+                               use_cache=True)
+            cache = getattr(first, "cache", None) or first.past_key_values
+            cache.batch_select_indices(idx.to(dev))
+            last = torch.log_softmax(first.logits[:, -1].float(), dim=-1)[idx.to(dev)]
+            pos = lengths[idx].unsqueeze(-1) + torch.arange(c_width).unsqueeze(0)
+            mask = torch.cat([p_mask[idx], c_mask], dim=-1)
+            logits = self.model(input_ids=c_ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
+                                use_cache=True, **{self._cache_arg: cache}).logits
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            c_dev = c_ids.to(dev)
+            tok_lp = torch.cat([last.gather(-1, c_dev[:, :1]),
+                                logp[:, :-1].gather(-1, c_dev[:, 1:].unsqueeze(-1)).squeeze(-1)], dim=-1)
+            sums = (tok_lp * c_mask.to(dev)).sum(-1).cpu().tolist()
+        counts = c_mask.sum(-1).tolist()
+        out: list[list[tuple[float, int]]] = [[] for _ in prompts]
+        for row, o in enumerate(owner):
+            out[o].append((float(sums[row]), int(counts[row])))
+        return out
+
+    def score_joint(self, prompts: Sequence[str], continuations: Sequence[Sequence[str]]
+                    ) -> list[list[tuple[float, int]]]:
+        """Each ``prompt + continuation`` as one text, the continuation's tokens those starting at or after the
+        prompt's end (what an OpenAI-compatible server's echo gives)."""
         items = [(i, p + c, len(p)) for i, (p, cs) in enumerate(zip(prompts, continuations)) for c in cs]
         got = self.token_logprobs([text for _, text, _ in items])
         out: list[list[tuple[float, int]]] = [[] for _ in prompts]
@@ -244,7 +352,7 @@ def lm_propose(env: Env, rng: np.random.Generator, cfg: LMConfig):
         if mode == "propose" or (mode == "auto" and all(open_text)):
             seed = int(rng.integers(2**31 - 1))
             drawn = backend.sample(prompts, k, cfg.max_new_tokens, cfg.temperature, seed)
-            actions = [list(dict.fromkeys(t.strip() for t in texts if t.strip())) for texts in drawn]
+            actions = [list(dict.fromkeys(a for a in map(first_line, texts) if a)) for texts in drawn]
         else:
             actions = [list(a) for a in legal]
         j = backend.joiner
