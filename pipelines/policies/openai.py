@@ -27,7 +27,6 @@ from __future__ import annotations
 import http.client
 import json
 import math
-import socket
 import urllib.error
 import urllib.request
 from typing import Any, Sequence
@@ -239,10 +238,10 @@ class OpenAIBackend:
             status = f"HTTP {exc.code} {reason}" if reason else f"HTTP {exc.code}"
             raise ModelError(f"{where} answered {status} to {method} {path}: {excerpt}") from None
         except urllib.error.URLError as exc:
-            if isinstance(exc.reason, (TimeoutError, socket.timeout)):
+            if isinstance(exc.reason, TimeoutError):  # socket.timeout is TimeoutError
                 raise self._timeout(where) from None
             raise ModelError(f"cannot reach the model server at {self.base_url}: {_one_line(exc.reason)}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise self._timeout(where) from None
         except (OSError, http.client.HTTPException) as exc:  # reset, closed mid-answer, not HTTP at all
             cause = _one_line(str(exc) or type(exc).__name__)
