@@ -193,8 +193,9 @@ def _run_id(job: SearchJobConfig, env_name: str, tasks: list[Task]) -> str:
         "seed": job.seed,
         "tasks": [[t.task_id, t.payload] for t in tasks],
     }
-    if job.proposer == "hf":  # another model, another run
-        ident["lm"] = asdict(job.lm)
+    if job.proposer == "hf":  # another model, another run (where it is served and how fast do not count)
+        ident["lm"] = {k: v for k, v in asdict(job.lm).items()
+                       if k not in ("base_url", "timeout", "device", "max_batch_tokens")}
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', env_name)}-{digest}"
 

@@ -17,7 +17,8 @@ When the given ``model`` names a tokenizer that loads (a local directory or hub 
 prompt goes through its chat template as :class:`HFBackend` does; otherwise the prompt
 is sent as it is and actions follow it after a space.
 
-Every failure is a :class:`~treeq.errors.ModelError` of one line naming the server: not
+``OPENAI_API_KEY``, when set, is sent as the bearer token (a server started with
+``--api-key``). Every failure is a :class:`~treeq.errors.ModelError` of one line naming the server: not
 reachable, no answer within the timeout, an HTTP error status (with an excerpt of the
 body) or an answer that is not a completions response.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import os
 import urllib.error
 import urllib.request
 from typing import Any, Sequence
@@ -223,8 +225,10 @@ class OpenAIBackend:
         url = self.base_url + path
         method = "GET" if payload is None else "POST"
         data = None if payload is None else json.dumps(payload).encode("utf-8")
-        req = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if os.environ.get("OPENAI_API_KEY"):  # a server started with --api-key
+            headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
         where = f"the model server at {self.base_url}"
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
