@@ -11,6 +11,9 @@ Checks, along a seeded random walk from a task's start state:
   the first time (the state object alone carries everything);
 * ``state_key`` is stable across processes (a fresh interpreter computes the same
   keys for the same walk).
+
+An open-text env (``legal_actions`` None, ``llm-steps``) is walked with a ``script`` of
+candidate actions standing in for a policy.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -43,13 +46,24 @@ def _step(env: Env, state: Any, action: str, seed: int | None):
     return env.step(state, action, np.random.default_rng(seed))
 
 
-def walk_keys(env: Env, task: Task, steps: int, seed: int) -> list[str]:
+def _actions(env: Env, state: Any, script: Sequence[str] | None) -> list[str]:
+    """The legal actions, or for an open-text env (None) the ``script`` of candidate actions."""
+    actions = env.legal_actions(state)
+    if actions is not None:
+        return list(actions)
+    if script is None:
+        raise EnvCheckError(f"{getattr(env, 'name', type(env).__name__)}: open-text env: give check_env a script "
+                            f"of candidate actions to walk with")
+    return list(script)
+
+
+def walk_keys(env: Env, task: Task, steps: int, seed: int, script: Sequence[str] | None = None) -> list[str]:
     """State keys along a seeded random walk (also run in a fresh process by the checker)."""
     rng = np.random.default_rng(seed)
     state = env.reset(task, np.random.default_rng(seed))
     keys = [env.state_key(state)]
     for i in range(steps):
-        actions = env.legal_actions(state)
+        actions = _actions(env, state, script)
         if not actions:
             break
         step = _step(env, state, actions[int(rng.integers(len(actions)))], seed + i)
@@ -60,7 +74,8 @@ def walk_keys(env: Env, task: Task, steps: int, seed: int) -> list[str]:
     return keys
 
 
-def check_env(env: Env, task: Task, steps: int = 20, seed: int = 0, env_spec: tuple[str, dict] | None = None) -> None:
+def check_env(env: Env, task: Task, steps: int = 20, seed: int = 0, env_spec: tuple[str, dict] | None = None,
+              script: Sequence[str] | None = None) -> None:
     """Run every check; raise :class:`EnvCheckError` on the first failure.
 
     Args:
@@ -70,6 +85,8 @@ def check_env(env: Env, task: Task, steps: int = 20, seed: int = 0, env_spec: tu
         seed: Seed of the walk.
         env_spec: ``(registry name, kwargs)`` to rebuild the env in a fresh process for
             the cross-process key check; None skips that check.
+        script: Open-text envs (``legal_actions`` None): the candidate actions the walk
+            picks from at every step (a policy's stand-in); ignored elsewhere.
     """
     name = getattr(env, "name", type(env).__name__)
     a, b = env.reset(task, np.random.default_rng(seed)), env.reset(task, np.random.default_rng(seed))
@@ -78,10 +95,8 @@ def check_env(env: Env, task: Task, steps: int = 20, seed: int = 0, env_spec: tu
     rng = np.random.default_rng(seed)
     state = a
     for i in range(steps):
-        actions = env.legal_actions(state)
-        if actions is None:
-            raise EnvCheckError(f"{name}: open-text envs need a policy; the checker walks closed action sets only")
-        if list(actions) != list(env.legal_actions(state)):
+        actions = _actions(env, state, script)
+        if actions != _actions(env, state, script):
             raise EnvCheckError(f"{name}: legal_actions changes between calls at step {i}")
         if len(set(actions)) != len(actions) or not all(isinstance(x, str) for x in actions):
             raise EnvCheckError(f"{name}: legal_actions must be distinct strings at step {i}: {actions!r}")
@@ -102,7 +117,7 @@ def check_env(env: Env, task: Task, steps: int = 20, seed: int = 0, env_spec: tu
             break
         state = again.state
     if env_spec is not None:
-        here = walk_keys(env, task, steps, seed)
+        here = walk_keys(env, task, steps, seed, script)
         code = (
             "import json, sys\n"
             "from treeq.envs.registry import make_env\n"
@@ -111,10 +126,11 @@ def check_env(env: Env, task: Task, steps: int = 20, seed: int = 0, env_spec: tu
             "spec = json.loads(sys.argv[1])\n"
             "env = make_env(spec['name'], **spec['kwargs'])\n"
             "task = Task(spec['task_id'], spec['payload'])\n"
-            "print(json.dumps(walk_keys(env, task, spec['steps'], spec['seed'])))\n"
+            "print(json.dumps(walk_keys(env, task, spec['steps'], spec['seed'], spec['script'])))\n"
         )
         arg = json.dumps({"name": env_spec[0], "kwargs": env_spec[1], "task_id": task.task_id,
-                          "payload": task.payload, "steps": steps, "seed": seed})
+                          "payload": task.payload, "steps": steps, "seed": seed,
+                          "script": None if script is None else list(script)})
         proc = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
             raise EnvCheckError(f"{name}: the cross-process check failed: {proc.stderr.strip().splitlines()[-1:]}")

@@ -258,12 +258,15 @@ def test_protocol_parts_and_determinism():
     assert env.playout(a, lambda: 0.5, 1.0, 50, np.random.default_rng(0)) == 0.0
 
 
-def test_check_env_refuses_open_text_envs():
-    """check_env walks closed action sets only; the parts that apply are tested above and below."""
+def test_check_env_walks_open_text_with_a_script():
+    """check_env needs a script of candidate steps for an open-text env, and passes with one
+    (determinism, restore after divergence, keys across processes)."""
     env = LLMStepsEnv()
-    with pytest.raises(EnvCheckError, match="open-text"):
-        check_env(env, env.task_from_text("4 6 8 8"), steps=3)
-
+    task = env.task_from_text("4 6 8 8")
+    with pytest.raises(EnvCheckError, match="open-text env: give check_env a script"):
+        check_env(env, task, steps=3)
+    script = ["4 + 8 = 12", "8 - 6 = 2", "12 * 2 = 24", "Answer: (4+8)*(8-6)", "Answer: 4*6*8*8"]
+    check_env(env, task, steps=6, seed=1, env_spec=("llm-steps", {}), script=script)
 
 def test_render_and_instructions():
     env = LLMStepsEnv()
