@@ -104,6 +104,7 @@ _J, _S = SearchJobConfig, SearchConfig
 
 @app.command()
 def search(
+    ctx: typer.Context,
     env: str = _opt(_J, "env"),
     env_kwargs: str = _opt(_J, "env_kwargs", "--env-kwargs"),
     tasks: Optional[str] = _opt(_J, "tasks"),
@@ -134,35 +135,100 @@ def search(
     max_nodes: int = _opt(_S, "max_nodes"),
     max_depth: int = _opt(_S, "max_depth"),
     batch_size: int = _opt(_S, "batch_size"),
+    task_timeout: Optional[float] = _opt(_S, "task_timeout"),
     seed: int = _opt(_J, "seed"),
     out: Path = _opt(_J, "out"),
     workers: int = _opt(_J, "workers"),
     progress: bool = _opt(_J, "progress"),
+    config: Optional[Path] = typer.Option(None, help="A TOML file of search settings: the flags' names as keys "
+                                                     "(simulations = 500, env-kwargs = {...}); flags override it."),
+    resume: bool = typer.Option(False, help="Resume the run recorded in --out: its settings unless flags are given, "
+                                            "which must agree; finished tasks are skipped."),
 ) -> None:
     """Search every task with MCTS and write the trees to Parquet."""
     from treeq.pipelines.search import run_search
 
-    search_cfg = SearchConfig(
-        simulations=simulations, gamma=gamma, c=c, selection=selection, fpu=fpu, random_untried=random_untried,
-        solver=solver, stop_on_solve=stop_on_solve, max_nodes=max_nodes, batch_size=batch_size, proposals=proposals,
-        rollout_steps=rollout_steps, transpositions=transpositions, max_depth=max_depth,
-    )
-    lm = LMConfig(model=model, backend=backend, base_url=base_url, lm_mode=lm_mode, temperature=temperature,
-                  max_new_tokens=max_new_tokens, feedback=feedback, timeout=timeout, device=device,
-                  max_batch_tokens=max_batch_tokens)
-    job = SearchJobConfig(
-        env=env, env_kwargs=_json_object(env_kwargs, "--env-kwargs"), tasks=tasks, limit=limit, search=search_cfg,
-        evaluator=evaluator, proposer=proposer, lm=lm, seed=seed, out=str(out), workers=workers, progress=progress,
-    )
-    s = run_search(job)
+    values = {k: v for k, v in locals().items() if k not in ("ctx", "config", "resume")}
+    given = {k for k in values if _from_command_line(ctx, k)}
+    if resume:  # the recorded settings fill what the command line leaves open
+        _fill(values, given, _recorded_settings(str(out)), "the run recorded in --out")
+    if config is not None:
+        _fill(values, given, _toml_settings(config), str(config))
+    job = _search_job(values)
+    s = run_search(job, resume=resume)
     pct = 100.0 * s.solved / s.tasks if s.tasks else 0.0
+    skipped = f"; {s.skipped} were on disk already" if s.skipped else ""
     typer.echo(
-        f"searched {s.tasks} {s.env} tasks in {s.seconds:.1f} s: solved {s.solved} ({pct:.1f}%), "
+        f"searched {s.tasks} {s.env} tasks in {s.seconds:.1f} s{skipped}: solved {s.solved} ({pct:.1f}%), "
         f"{s.nodes:,} nodes, {s.simulations:,} simulations ({s.sims_per_second:,.0f} sim/s)"
     )
     typer.echo(f"wrote {s.out} (run {s.run_id}); try:")
     sql = "SELECT depth, count(*) AS nodes, avg(coalesce(proven, q)) AS label FROM nodes GROUP BY depth ORDER BY depth"
     typer.echo(f"  python cli.py query {shlex.quote(s.out)} {shlex.quote(sql)}")
+
+
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether the option ``name`` of the running command was given on the command line."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
+
+
+_RUN_PLACE = ("out", "workers", "progress")  # where and how fast a run goes, never its settings
+
+
+def _fill(values: dict, given: set[str], settings: dict, where: str) -> None:
+    """Take ``settings`` for every option not given on the command line (or by a source before)."""
+    from treeq.errors import ConfigError
+
+    for key, value in settings.items():
+        name = key.replace("-", "_")
+        if name not in values:
+            raise ConfigError(f"{where}: unknown setting {key!r} (the keys are the search flags, e.g. simulations)")
+        if name not in given:
+            values[name] = json.dumps(value) if name == "env_kwargs" and isinstance(value, dict) else value
+            given.add(name)
+
+
+def _toml_settings(path: Path) -> dict:
+    """The settings of a TOML run file (never evaluated: a TOML parser reads it)."""
+    import tomllib
+
+    from treeq.errors import ConfigError
+
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"--config: {path} not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"--config: {path} is not a readable TOML file: {' '.join(str(exc).split())}") from None
+
+
+def _recorded_settings(out: str) -> dict:
+    """The settings of the latest run recorded in ``out`` (flattened to the flags' names)."""
+    from treeq.errors import ConfigError
+    from treeq.pipelines.search import recorded_runs
+
+    runs = recorded_runs(out)
+    if not runs:
+        raise ConfigError(f"--resume: no run is recorded in {out}; start one without --resume")
+    config = runs[-1][1]
+    flat = {k: v for k, v in config.items() if k not in ("search", "lm", *_RUN_PLACE)}
+    flat |= config.get("search") or {}
+    if config.get("proposer") == "hf":
+        flat |= {k: v for k, v in (config.get("lm") or {}).items()
+                 if k not in ("base_url", "timeout", "device", "max_batch_tokens")}
+    return flat
+
+
+def _search_job(v: dict) -> SearchJobConfig:
+    """The job the ``search`` options describe."""
+    search_cfg = SearchConfig(**{f.name: v[f.name] for f in fields(SearchConfig)})
+    lm = LMConfig(**{f.name: v[f.name] for f in fields(LMConfig)})
+    env_kwargs = v["env_kwargs"]
+    return SearchJobConfig(**{f.name: v[f.name] for f in fields(SearchJobConfig) if f.name not in ("search", "lm")}
+                           | {"env_kwargs": _json_object(env_kwargs, "--env-kwargs") if isinstance(env_kwargs, str)
+                              else env_kwargs, "search": search_cfg, "lm": lm, "out": str(v["out"])})
 
 
 @app.command()

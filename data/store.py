@@ -301,6 +301,31 @@ class TreeStore:
         for table in SCHEMAS:
             _remove(_temp_path(self.path(table, run_id, task_id), pid))
 
+    def remove_stale(self, run_id: str) -> int:
+        """Remove the run's temporary files whose writer is gone (a killed job's); return how many.
+
+        Readers never see them (hidden names, no ``.parquet`` suffix); a resumed run tidies up.
+        """
+        removed = 0
+        for table in SCHEMAS:
+            folder = self.root / table / f"run_id={run_id}"
+            for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:
+                pid = tmp.name.rsplit(".", 2)[-2]
+                if pid.isdigit() and not _alive(int(pid)):
+                    _remove(tmp)
+                    removed += 1
+        return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())

@@ -54,6 +54,9 @@ class SearchConfig:
         default=None,
         metadata={"help": "Graph mode: equal state_keys share one node, max backup (MCGS); None: the env's preference."})
     max_depth: int = field(default=1000, metadata={"help": "Longest selection path; the node there is a leaf."})
+    task_timeout: float | None = field(default=None, metadata={
+        "help": "Seconds per task: the search stops after the wave that passes it and the task is recorded "
+                "as 'timeout'; None: no limit."})
 
     def __post_init__(self) -> None:
         if not _is_int(self.simulations) or self.simulations < 1:
@@ -74,6 +77,8 @@ class SearchConfig:
             raise ConfigError(f"proposals must be a positive integer, got {self.proposals!r}")
         if not _is_int(self.max_depth) or self.max_depth < 1:
             raise ConfigError(f"max_depth must be a positive integer, got {self.max_depth!r}")
+        if self.task_timeout is not None and not (isinstance(self.task_timeout, (int, float)) and self.task_timeout > 0):
+            raise ConfigError(f"task_timeout must be a number of seconds > 0, got {self.task_timeout!r}")
         if not _is_int(self.rollout_steps) or self.rollout_steps < 0:
             raise ConfigError(f"rollout_steps must be an integer >= 0, got {self.rollout_steps!r}")
 
@@ -87,7 +92,8 @@ class SearchResult:
         simulations: Simulations run.
         solved: Whether a successful terminal transition was reached.
         stop_reason: ``budget``, ``exhausted`` (no root action left to search: all
-            proven, or dead ends), ``solved`` (``stop_on_solve``) or ``max_nodes``.
+            proven, or dead ends), ``solved`` (``stop_on_solve``), ``max_nodes`` or
+            ``timeout`` (``task_timeout``).
         seconds: Wall-clock time of the search, export included.
         backup: ``mean`` (tree mode) or ``max`` (graph mode), as ``trees.backup`` records.
         waves: Waves run (each made at most one propose and one evaluate call).

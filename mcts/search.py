@@ -267,6 +267,9 @@ class _Engine(SearchGraph):
             if self.full:
                 stop = "max_nodes"
                 break
+            if cfg.task_timeout is not None and time.perf_counter() - t0 > cfg.task_timeout:
+                stop = "timeout"
+                break
         # cycles defeat child-by-child proofs: prove the closed part of the graph at the
         # end, for exact labels (not during the search: the visit counts keep their meaning)
         prove_closed(self)

@@ -26,6 +26,7 @@ import re
 import time
 import zlib
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from ..data.schema import SCHEMA_VERSION
 from ..data.store import Staged, TreeStore
 from ..envs.base import Env, Task
 from ..envs.registry import make_env
-from ..errors import EnvFailure, Interrupted, TreeqError
+from ..errors import ConfigError, EnvFailure, Interrupted, TreeqError
 from ..mcts.config import SearchResult, resolve_defaults
 from ..mcts.search import search
 from ..mcts.tree import ROOT
@@ -42,7 +43,8 @@ from .config import SearchJobConfig
 from .policies import DEFAULT_PROPOSER, make_hooks
 from .workers import Inline, Workers, WorkerDied, sigint_deferred, sigint_ignored
 
-__all__ = ["SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns", "tree_row"]
+__all__ = ["SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns", "tree_row", "recorded_runs",
+           "job_from_record"]
 
 
 # ---------------------------------------------------------------------------- results
@@ -58,10 +60,13 @@ class SearchSummary:
     nodes: int
     simulations: int
     seconds: float
+    skipped: int = 0  # tasks already on disk (a resumed run)
+    searched_simulations: int = 0  # simulations run by this call
 
     @property
     def sims_per_second(self) -> float:
-        return self.simulations / self.seconds if self.seconds > 0 else float("nan")
+        """Simulations per second of the searching this call did (a resumed run's earlier tasks aside)."""
+        return self.searched_simulations / self.seconds if self.seconds > 0 else float("nan")
 
 
 def task_rng(seed: int, task_id: str) -> np.random.Generator:
@@ -115,7 +120,10 @@ def tree_row(env_name: str, run_id: str, task_id: str, result: SearchResult | No
         root_value = float(tree.label()[ROOT])
         row |= {
             "simulations": result.simulations, "nodes": tree.size, "solved": result.solved, "seconds": result.seconds,
-            "root_value": None if np.isnan(root_value) else root_value, "backup": result.backup, "status": "ok",
+            "root_value": None if np.isnan(root_value) else root_value, "backup": result.backup,
+            "status": "timeout" if result.stop_reason == "timeout" else "ok",
+            "error": (f"stopped after {result.seconds:.1f} s (--task-timeout), {result.simulations} simulations"
+                      if result.stop_reason == "timeout" else None),
             "best_action": None if best is None else tree.action_text(best),
         }
     return {k: [v] for k, v in row.items()}
@@ -182,8 +190,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _run_id(job: SearchJobConfig, env_name: str, tasks: list[Task]) -> str:
-    """Same env, tasks, effective search settings, hooks and seed give the same run id (and rows)."""
+def _settings(job: SearchJobConfig, env_name: str) -> dict[str, Any]:
+    """What makes a run's rows: env, options, hooks, search settings, seed (not where or how fast it runs)."""
     ident = {
         "env": env_name,
         "env_kwargs": job.env_kwargs,
@@ -191,13 +199,100 @@ def _run_id(job: SearchJobConfig, env_name: str, tasks: list[Task]) -> str:
         "proposer": job.proposer,
         "search": asdict(job.search),
         "seed": job.seed,
-        "tasks": [[t.task_id, t.payload] for t in tasks],
     }
     if job.proposer == "hf":  # another model, another run (where it is served and how fast do not count)
         ident["lm"] = {k: v for k, v in asdict(job.lm).items()
                        if k not in ("base_url", "timeout", "device", "max_batch_tokens")}
+    return ident
+
+
+def _run_id(job: SearchJobConfig, env_name: str, tasks: list[Task]) -> str:
+    """Same env, tasks, effective search settings, hooks and seed give the same run id (and rows)."""
+    ident = _settings(job, env_name) | {"tasks": [[t.task_id, t.payload] for t in tasks]}
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', env_name)}-{digest}"
+
+
+def _flat(d: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k in ("search", "lm"):
+            out |= _flat(v)
+        else:
+            out[k] = v
+    return out
+
+
+def recorded_runs(out: str | os.PathLike) -> list[tuple[str, dict, Any]]:
+    """``(run_id, recorded config, started_at)`` of every run in the store at ``out``, oldest first."""
+    import pyarrow.parquet as pq
+
+    from ..errors import StoreError
+
+    rows = []
+    folder = Path(out) / "runs"
+    for f in sorted(folder.glob("run_id=*/run.parquet")) if folder.is_dir() else []:
+        try:
+            t = pq.read_table(f).to_pylist()
+        except Exception as exc:  # pyarrow's errors: a foreign or broken file
+            raise StoreError(f"{f}: not a readable runs file ({' '.join(str(exc).split())[:200]})") from None
+        rows += [(r["run_id"], json.loads(r["config"]), r["started_at"]) for r in t]
+    return sorted(rows, key=lambda r: r[2])
+
+
+def job_from_record(config: dict) -> SearchJobConfig:
+    """The job a ``runs.config`` records (the effective settings), as a config again."""
+    from ..mcts.config import SearchConfig
+    from .policies.lm import LMConfig
+
+    fields = SearchJobConfig.__dataclass_fields__
+    kw = {k: v for k, v in config.items() if k in fields and k not in ("search", "lm")}
+    kw["search"] = SearchConfig(**{k: v for k, v in (config.get("search") or {}).items()
+                                   if k in SearchConfig.__dataclass_fields__})
+    kw["lm"] = LMConfig(**{k: v for k, v in (config.get("lm") or {}).items() if k in LMConfig.__dataclass_fields__})
+    return SearchJobConfig(**kw)
+
+
+def _check_resume(out: str, run_id: str, job: SearchJobConfig, env_name: str) -> None:
+    """``--resume``: the run must be in ``out``, with these settings.
+
+    Raises:
+        ConfigError: no run to resume there, or the recorded settings differ (the line names them).
+    """
+    runs = recorded_runs(out)
+    if any(r == run_id for r, _, _ in runs):
+        return
+    if not runs:
+        raise ConfigError(f"--resume: no run is recorded in {out}; start one without --resume")
+    other_id, config, _ = runs[-1]
+    recorded = job_from_record(config)
+    ours = _flat(_settings(job, env_name) | {"tasks": job.tasks, "limit": job.limit})
+    theirs = _flat(_settings(recorded, config.get("env", "")) | {"tasks": recorded.tasks, "limit": recorded.limit})
+    diff = [f"{k}: {ours.get(k)!r} here, {theirs.get(k)!r} recorded" for k in sorted(set(ours) | set(theirs))
+            if ours.get(k) != theirs.get(k)]
+    raise ConfigError(f"--resume: the settings differ from run {other_id} recorded in {out} ("
+                      f"{'; '.join(diff[:4]) or 'the task set changed'}): rerun with its settings, or give another --out")
+
+
+def _finished(out: str, run_id: str) -> dict[str, tuple[bool, int, int]]:
+    """Tasks of the run already on disk: task id -> (solved, nodes, simulations).
+
+    A task counts once its ``trees`` shard says ``ok`` or ``timeout`` (the job commits a
+    task's nodes before its trees row, so the row's presence means the task is whole);
+    an ``error`` row is redone.
+    """
+    import duckdb
+
+    folder = Path(out) / "trees" / f"run_id={run_id}"
+    files = sorted(str(f) for f in folder.glob("*.parquet") if f.name != "run.parquet") if folder.is_dir() else []
+    if not files:
+        return {}
+    rows = duckdb.sql("SELECT task_id, status, solved, nodes, simulations FROM read_parquet($files, union_by_name = true)",
+                      params={"files": files}).fetchall()
+    nodes_dir = Path(out) / "nodes" / f"run_id={run_id}"
+    store = TreeStore(out)
+    return {t: (bool(sv), int(n), int(sims)) for t, st, sv, n, sims in rows
+            if st in ("ok", "timeout") and nodes_dir.is_dir() and store.path("nodes", run_id, t).is_file()}
 
 
 def _utcnow() -> _dt.datetime:
@@ -216,62 +311,92 @@ def _run_row(job: SearchJobConfig, env_name: str, run_id: str) -> dict[str, list
     }
 
 
-def run_search(cfg: SearchJobConfig) -> SearchSummary:
+def run_search(cfg: SearchJobConfig, resume: bool = False) -> SearchSummary:
     """Search every task of ``cfg`` and write the tree store.
 
+    Rerunning the same job into the same ``out`` resumes it: tasks already on disk are
+    skipped (``_finished``), the rest searched. ``resume`` insists on that: the run must
+    be recorded there with the same settings. A task that fails is recorded (``trees``
+    row, ``status = 'error'``) and the run goes on; the job then ends with an error that
+    counts the failures. A manifest of the run's tasks lies beside its ``runs`` row
+    (``runs/run_id=<id>/manifest.json``).
+
     Raises:
-        TreeqError: bad env, task file, output directory or a failing env; every task
-            finished before the failure is on disk, the failing one as an error row.
+        TreeqError: bad env, task file or output directory, a ``resume`` that does not
+            match, or failed tasks (every other task is on disk).
         Interrupted: Ctrl-C (a ``KeyboardInterrupt``); the tasks finished before it are
             on disk, nothing half-written is left, ``runs.ended_at`` is set.
     """
     from tqdm import tqdm
 
+    from ..data.store import write_text_atomic
+
     env = _env(cfg.env, cfg.env_kwargs)
     tasks = list(env.load_tasks(cfg.tasks))[: cfg.limit]
     job = replace(cfg, search=resolve_defaults(cfg.search, env), evaluator=cfg.evaluator or env.default_evaluator,
                   proposer=cfg.proposer or DEFAULT_PROPOSER)
-    store = TreeStore(cfg.out)
     run_id = _run_id(job, env.name, tasks)
+    if resume:
+        _check_resume(str(cfg.out), run_id, job, env.name)
+    store = TreeStore(cfg.out)
+    store.remove_stale(run_id)  # what a killed earlier attempt left staged
+    done_before = _finished(str(cfg.out), run_id)
+    previous = [r for r in recorded_runs(cfg.out) if r[0] == run_id]
     run_row = _run_row(job, env.name, run_id)
+    if previous:  # a resumed run keeps the time it first started
+        run_row["started_at"] = [previous[0][2]]
     store.write("runs", run_id, run_row)
+    manifest = store.path("runs", run_id).with_name("manifest.json")
+    if not manifest.exists():
+        write_text_atomic(manifest, json.dumps({"run_id": run_id, "env": env.name,
+                                                "tasks": [t.task_id for t in tasks]}, indent=1) + "\n")
+    todo = [t for t in tasks if t.task_id not in done_before]
 
-    workers = min(cfg.workers or os.cpu_count() or 1, len(tasks))
+    workers = min(cfg.workers or os.cpu_count() or 1, max(len(todo), 1))
     runner: Inline | Workers = Inline(_search_task)
-    totals = {"written": 0, "solved": 0, "nodes": 0, "simulations": 0}
+    totals = {"written": len(done_before), "solved": sum(v[0] for v in done_before.values()),
+              "nodes": sum(v[1] for v in done_before.values()), "simulations": sum(v[2] for v in done_before.values())}
+    failed: list[str] = []
     t0 = time.perf_counter()
-    bar = tqdm(total=len(tasks), desc=f"search {env.name}", unit="task", disable=not cfg.progress, dynamic_ncols=True)
+    bar = tqdm(total=len(tasks), initial=len(done_before), desc=f"search {env.name}", unit="task",
+               disable=not cfg.progress, dynamic_ncols=True)
     interrupted = finished = False
     try:
         if workers > 1:
             runner = Workers(_search_task, workers)
-        for _, done in runner.map_unordered([(job, run_id, t) for t in tasks]):
+        for _, done in runner.map_unordered([(job, run_id, t) for t in todo]):
             with sigint_deferred():  # a task's shards land together, and the count says so
                 store.commit(done.staged)
                 totals["written"] += 1
             if done.error is not None:
-                raise EnvFailure(done.error)
+                failed.append(done.error)
             totals["solved"] += done.solved
             totals["nodes"] += done.nodes
             totals["simulations"] += done.simulations
             bar.update(1)
-            bar.set_postfix(solved=totals["solved"], refresh=False)
+            bar.set_postfix(solved=totals["solved"], failed=len(failed), refresh=False)
         finished = True
     except WorkerDied as exc:
-        raise EnvFailure(f"task {tasks[exc.index].task_id}: {exc}") from None
+        raise EnvFailure(f"task {todo[exc.index].task_id}: {exc}") from None
     except KeyboardInterrupt:
         interrupted = True
     finally:
         with sigint_ignored():  # a second Ctrl-C must not cut the clean-up short
             runner.close()
             for pid, i in runner.in_flight():
-                store.discard(run_id, tasks[i].task_id, pid)
+                store.discard(run_id, todo[i].task_id, pid)
             bar.leave = finished  # else the bar makes way for the one line that says why
             bar.close()
             store.write("runs", run_id, run_row | {"ended_at": [_utcnow()]})
     if interrupted:
         raise Interrupted(f"{totals['written']} of {len(tasks)} tasks finished and were written to {cfg.out} "
                           f"(run {run_id}); rerun the same command to redo the rest")
+    if failed:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise EnvFailure(f"{failed[0]}{more}; {len(failed)} of {len(tasks)} tasks failed and are recorded in trees "
+                         f"with status 'error', the other {len(tasks) - len(failed)} were written to {cfg.out}; "
+                         f"rerun the same command to retry the failed ones")
     seconds = time.perf_counter() - t0
     return SearchSummary(run_id, str(cfg.out), env.name, len(tasks), totals["solved"], totals["nodes"],
-                         totals["simulations"], seconds)
+                         totals["simulations"], seconds, len(done_before),
+                         totals["simulations"] - sum(v[2] for v in done_before.values()))

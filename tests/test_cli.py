@@ -279,7 +279,7 @@ def test_no_command_runs_search_with_the_config_defaults(run_cli, monkeypatch, a
 
     seen = []
 
-    def fake_run_search(cfg):
+    def fake_run_search(cfg, resume=False):
         seen.append(cfg)
         return job.SearchSummary("r", cfg.out, cfg.env, 0, 0, 0, 0, 1.0)
 

@@ -88,7 +88,7 @@ def check_stopped(proc: subprocess.Popen, workers: set[int], t0: float, out: Pat
     nodes = sorted(out.glob("nodes/*/*.parquet"))
     assert written >= 1 and len(trees) == written and len(nodes) == written
     assert {p.name for p in trees} == {p.name for p in nodes}
-    leftovers = [p for p in out.rglob("*") if p.is_file() and p.suffix != ".parquet"]
+    leftovers = [p for p in out.rglob("*") if p.is_file() and p.suffix != ".parquet" and p.name != "manifest.json"]
     assert leftovers == [], leftovers
     for f in out.rglob("*.parquet"):
         pq.read_table(f)

@@ -96,7 +96,8 @@ def test_workers_do_not_change_rows(run_cli, tmp_path):
 
 # ------------------------------------------------------------------------- failure mid-run
 def test_env_failure_keeps_finished_tasks(run_cli, tmp_path, monkeypatch):
-    """The 3rd task's env raises: tasks 1-2 stay on disk, t3 is an error row, exit 2, one line naming t3."""
+    """The 3rd task's env raises: t3 is an error row and the run goes on (t4 searched); exit 2, one line
+    naming t3 and the count; a rerun skips the finished tasks and retries t3."""
     bad_start = (Fraction(1), Fraction(5), Fraction(5), Fraction(5))
     real_step = CountdownEnv.step
 
@@ -121,17 +122,21 @@ def test_env_failure_keeps_finished_tasks(run_cli, tmp_path, monkeypatch):
     assert "t3" in lines[0] and "RuntimeError" in lines[0] and "simulator exploded" in lines[0]
     assert "Traceback" not in res.out + res.err
 
-    # t1, t2 searched; t3 recorded as failed (its message, no nodes); t4 never started
+    assert "1 of 4 tasks failed" in lines[0]
+    # t1, t2, t4 searched; t3 recorded as failed (its message, no nodes)
     assert rows(out, "trees", "task_id, status, error IS NULL, backup", "task_id") == [
-        ("t1", "ok", True, "mean"), ("t2", "ok", True, "mean"), ("t3", "error", False, None)]
+        ("t1", "ok", True, "mean"), ("t2", "ok", True, "mean"), ("t3", "error", False, None),
+        ("t4", "ok", True, "mean")]
     error = rows(out, "trees", "error", "task_id")[2][0]
-    assert error == lines[0][len("error: "):]
-    assert rows(out, "nodes", "DISTINCT task_id", "task_id") == [("t1",), ("t2",)]
+    assert lines[0][len("error: "):].startswith(error + ";")
+    again = run_cli("search", "--env", "countdown", "--tasks", tasks, "--simulations", "100", "--out", out, *FAST)
+    assert again.rc == 2 and "1 of 4 tasks failed" in again.err
+    assert rows(out, "nodes", "DISTINCT task_id", "task_id") == [("t1",), ("t2",), ("t4",)]
     assert rows(out, "runs", "ended_at IS NOT NULL", "run_id") == [(True,)]
 
     # Nothing half-written: every *.parquet is complete, no temporary files remain.
     for f in out.rglob("*"):
-        if f.is_file():
+        if f.is_file() and f.name != "manifest.json":
             assert f.suffix == ".parquet" and not f.name.startswith("."), f
             pq.read_table(f)
     assert not list(out.rglob("*.tmp"))
