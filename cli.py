@@ -268,6 +268,24 @@ def replay(
     typer.echo(f"\n{len(steps)} actions, total reward {total:g}")
 
 
+@app.command()
+def show(
+    out: Path = typer.Argument(..., help="Output directory of a search."),
+    task: str = typer.Option(..., "--task", help="Task id whose tree to draw."),
+    file: Optional[Path] = typer.Option(None, "--out", help="File to write; default tree-<task>.<format>."),
+    format: Optional[str] = typer.Option(None, help="html (interactive), svg or dot; default: by --out's "
+                                                    "extension, else html."),
+    run: Optional[str] = typer.Option(None, help="Run id, where several runs searched the task."),
+    min_visits: int = typer.Option(0, help="Draw only nodes with at least this many visits."),
+    max_depth: Optional[int] = typer.Option(None, help="Draw only nodes down to this depth."),
+) -> None:
+    """Draw one task's tree: nodes sized by visits, coloured by value, the best path highlighted."""
+    from treeq.pipelines.show import show as run_show
+
+    path, n = run_show(out, task, file, format, run, min_visits, max_depth)
+    typer.echo(f"wrote {path} ({n:,} nodes)")
+
+
 @app.command("make-textworld-games")
 def make_textworld_games(
     out: Path = typer.Argument(..., help="Directory for the games (<prefix>-<seed>.z8 plus .json)."),
