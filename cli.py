@@ -286,6 +286,19 @@ def show(
     typer.echo(f"wrote {path} ({n:,} nodes)")
 
 
+@app.command()
+def compact(
+    out: Path = typer.Argument(..., help="Output directory of a search."),
+    rows_per_file: int = typer.Option(2_000_000, help="Rows per merged file at most."),
+    row_group: int = typer.Option(262_144, help="Rows per Parquet row group."),
+) -> None:
+    """Merge the per-task shards of finished runs into large files (fast DuckDB scans on millions of nodes)."""
+    from treeq.pipelines.compact import compact as run_compact
+
+    counts = run_compact(out, rows_per_file, row_group)
+    typer.echo("compacted " + ", ".join(f"{t}: {b:,} files -> {a:,}" for t, (b, a) in counts.items()) + f" in {out}")
+
+
 @app.command("make-textworld-games")
 def make_textworld_games(
     out: Path = typer.Argument(..., help="Directory for the games (<prefix>-<seed>.z8 plus .json)."),

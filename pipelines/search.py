@@ -287,12 +287,16 @@ def _finished(out: str, run_id: str) -> dict[str, tuple[bool, int, int]]:
     files = sorted(str(f) for f in folder.glob("*.parquet") if f.name != "run.parquet") if folder.is_dir() else []
     if not files:
         return {}
-    rows = duckdb.sql("SELECT task_id, status, solved, nodes, simulations FROM read_parquet($files, union_by_name = true)",
+    rows = duckdb.sql("SELECT task_id, status, solved, nodes, simulations, filename "
+                      "FROM read_parquet($files, union_by_name = true, filename = true)",
                       params={"files": files}).fetchall()
-    nodes_dir = Path(out) / "nodes" / f"run_id={run_id}"
     store = TreeStore(out)
-    return {t: (bool(sv), int(n), int(sims)) for t, st, sv, n, sims in rows
-            if st in ("ok", "timeout") and nodes_dir.is_dir() and store.path("nodes", run_id, t).is_file()}
+
+    def whole(task_id: str, trees_file: str) -> bool:  # a compacted task's nodes are in the nodes part files
+        return Path(trees_file).name.startswith("part-") or store.path("nodes", run_id, task_id).is_file()
+
+    return {t: (bool(sv), int(n), int(sims)) for t, st, sv, n, sims, f in rows
+            if st in ("ok", "timeout") and whole(t, f)}
 
 
 def _utcnow() -> _dt.datetime:
