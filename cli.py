@@ -139,6 +139,8 @@ def search(
     seed: int = _opt(_J, "seed"),
     out: Path = _opt(_J, "out"),
     workers: int = _opt(_J, "workers"),
+    executor: str = _opt(_J, "executor"),
+    address: Optional[str] = _opt(_J, "address"),
     progress: bool = _opt(_J, "progress"),
     config: Optional[Path] = typer.Option(None, help="A TOML file of search settings: the flags' names as keys "
                                                      "(simulations = 500, env-kwargs = {...}); flags override it."),
@@ -173,7 +175,7 @@ def _from_command_line(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
 
 
-_RUN_PLACE = ("out", "workers", "progress")  # where and how fast a run goes, never its settings
+_RUN_PLACE = ("out", "workers", "progress", "executor", "address")  # where and how fast a run goes, never its settings
 
 
 def _fill(values: dict, given: set[str], settings: dict, where: str) -> None:

@@ -49,6 +49,11 @@ class SearchJobConfig:
     out: str = field(default="treeq-out", metadata={"help": "Output directory of the tree store."})
     workers: int = field(
         default=0, metadata={"help": "Worker processes; 0: one per CPU core. The rows do not depend on it."})
+    executor: str = field(default="local", metadata={
+        "help": "local (worker processes on this machine) or ray (Ray tasks: a local Ray, or a cluster at "
+                "--address; the output folder must be shared). The rows do not depend on it."})
+    address: str | None = field(default=None, metadata={
+        "help": "ray: the cluster, e.g. ray://head:10001 or auto; None: a local Ray with --workers CPUs."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar over tasks."})
 
     def __post_init__(self) -> None:
@@ -58,6 +63,8 @@ class SearchJobConfig:
             raise ConfigError(f"seed must be >= 0, got {self.seed!r}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers!r}")
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"executor must be local or ray, got {self.executor!r}")
         if self.evaluator is not None:
             check_name("evaluator", self.evaluator)
         if self.proposer is not None:

@@ -357,7 +357,7 @@ def run_search(cfg: SearchJobConfig, resume: bool = False) -> SearchSummary:
     todo = [t for t in tasks if t.task_id not in done_before]
 
     workers = min(cfg.workers or os.cpu_count() or 1, max(len(todo), 1))
-    runner: Inline | Workers = Inline(_search_task)
+    runner: Any = Inline(_search_task)
     totals = {"written": len(done_before), "solved": sum(v[0] for v in done_before.values()),
               "nodes": sum(v[1] for v in done_before.values()), "simulations": sum(v[2] for v in done_before.values())}
     failed: list[str] = []
@@ -366,7 +366,11 @@ def run_search(cfg: SearchJobConfig, resume: bool = False) -> SearchSummary:
                disable=not cfg.progress, dynamic_ncols=True)
     interrupted = finished = False
     try:
-        if workers > 1:
+        if cfg.executor == "ray":
+            from .ray_runner import RayRunner
+
+            runner = RayRunner(_search_task, cfg.address, cfg.workers or None)
+        elif workers > 1:
             runner = Workers(_search_task, workers)
         for _, done in runner.map_unordered([(job, run_id, t) for t in todo]):
             with sigint_deferred():  # a task's shards land together, and the count says so
