@@ -301,6 +301,22 @@ def compact(
     typer.echo("compacted " + ", ".join(f"{t}: {b:,} files -> {a:,}" for t, (b, a) in counts.items()) + f" in {out}")
 
 
+@app.command()
+def plot(
+    out: Path = typer.Argument(..., help="Output directory of a search."),
+    file: Path = typer.Option(Path("treeq-plot.png"), "--out", help="PNG file to write."),
+    tasks: int = typer.Option(4, help="Tasks whose root-value convergence is drawn (searched again, same seed)."),
+    run: Optional[str] = typer.Option(None, help="Run id; default: the latest run."),
+) -> None:
+    """Plot root-value convergence over simulations and the solved-rate table (matplotlib PNG)."""
+    from treeq.pipelines.plot import plot as run_plot
+
+    path, table = run_plot(out, file, tasks, run)
+    for r in table:
+        typer.echo(f"{r['run']}: {r['solved']:,}/{r['tasks']:,} solved ({100 * r['rate']:.1f}%)")
+    typer.echo(f"wrote {path}")
+
+
 @app.command("make-textworld-games")
 def make_textworld_games(
     out: Path = typer.Argument(..., help="Directory for the games (<prefix>-<seed>.z8 plus .json)."),
