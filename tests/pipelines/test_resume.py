@@ -34,7 +34,7 @@ def every_file_whole(out: Path) -> None:
 @pytest.mark.slow
 def test_sigkill_five_times_then_the_rows_equal_an_uninterrupted_run(tmp_path, run_cli):
     # tasks of different sizes: the solver off, budgets met in full; two workers
-    argv = ["search", "--limit", "60", "--simulations", "8000", "--no-solver", "--no-progress", "--workers", "2"]
+    argv = ["search", "--limit", "60", "--simulations", "15000", "--no-solver", "--no-progress", "--workers", "2"]
     ref = tmp_path / "ref"
     assert run_cli(*argv, "--out", ref).rc == 0
     out = tmp_path / "out"
@@ -43,7 +43,7 @@ def test_sigkill_five_times_then_the_rows_equal_an_uninterrupted_run(tmp_path, r
     for _ in range(5):
         proc = subprocess.Popen([sys.executable, str(CLI), *argv, "--out", str(out)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(float(rng.uniform(1.0, 2.5)))
+        time.sleep(float(rng.uniform(0.5, 2.0)))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             kills += 1
