@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ActionError, TaskFileError
 from .base import Env, Step, Task
-from .taskfiles import check_unique_ids, expand_task_path, loads_json, read_text, shorten
+from .taskfiles import check_unique_ids, expand_task_path, json_objects, read_text, shorten
 
 __all__ = [
     "CountdownEnv",
@@ -370,13 +370,7 @@ class CountdownEnv(Env):
 
     def _read_jsonl(self, path: Path, text: str) -> list[tuple[Task, str]]:
         rows = []
-        for line_no, line in enumerate(io.StringIO(text), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            obj = loads_json(line, where)
-            if not isinstance(obj, dict):
-                raise TaskFileError(f"{where}: expected a JSON object")
+        for where, obj in json_objects(path, text):
             task_id = obj.get("task_id", f"{path.stem}-{len(rows)}")
             if not isinstance(task_id, str) or not task_id:
                 raise TaskFileError(f"{where}: task_id must be a non-empty string")

@@ -45,6 +45,7 @@ from .countdown import TASK_SUFFIXES, CountdownEnv, Game24Env, format_number
 from .taskfiles import (
     check_unique_ids,
     expand_task_path,
+    json_objects,
     loads_json,
     read_text,
     shorten,
@@ -485,13 +486,7 @@ class LLMStepsEnv(Env):
     @staticmethod
     def _read_qa(path: Path, text: str) -> list[tuple[Task, str]]:
         rows = []
-        for line_no, line in enumerate(io.StringIO(text), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            obj = loads_json(line, where)
-            if not isinstance(obj, dict):
-                raise TaskFileError(f"{where}: expected a JSON object with 'question' and 'answer'")
+        for where, obj in json_objects(path, text, "a JSON object with 'question' and 'answer'"):
             question = obj.get("question")
             if not isinstance(question, str) or not question.strip():
                 raise TaskFileError(f"{where}: 'question' must be a non-empty string, got {shorten(question)}")
@@ -503,7 +498,7 @@ class LLMStepsEnv(Env):
                     f"{where}: 'answer' must be a number or a numeric string (42, \"3/4\", \"-1,234.5\"), "
                     f"got {shorten(obj['answer'])}"
                 )
-            task_id = obj.get("id", f"qa-{line_no}")
+            task_id = obj.get("id", f"qa-{where.rsplit(':', 1)[1]}")
             if isinstance(task_id, int) and not isinstance(task_id, bool):
                 task_id = str(task_id)
             if not isinstance(task_id, str) or not task_id:

@@ -162,6 +162,24 @@ def loads_json(text: str, where: str) -> Any:
         raise TaskFileError(f"{where}: not valid JSON ({' '.join(str(exc).split())[:120]})") from None
 
 
+def json_objects(path: Path, text: str, expected: str = "a JSON object") -> Iterable[tuple[str, dict]]:
+    """``(where, object)`` of every non-blank line of a JSONL file (``where`` is ``path:line``).
+
+    Raises:
+        TaskFileError: a line is not JSON, or not an object (``expected`` says what should be there).
+    """
+    import io
+
+    for line_no, line in enumerate(io.StringIO(text), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_no}"
+        obj = loads_json(line, where)
+        if not isinstance(obj, dict):
+            raise TaskFileError(f"{where}: expected {expected}")
+        yield where, obj
+
+
 def check_unique_ids(ids: Iterable[tuple[str, str]], hint: str = "") -> None:
     """Refuse a task id that appears twice.
 

@@ -20,7 +20,6 @@ import html
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 from ..data.store import connect, write_text_atomic
 from ..errors import ConfigError, StoreError
