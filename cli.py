@@ -159,11 +159,15 @@ def search(
     job = _search_job(values)
     s = run_search(job, resume=resume)
     pct = 100.0 * s.solved / s.tasks if s.tasks else 0.0
-    skipped = f"; {s.skipped} were on disk already" if s.skipped else ""
-    typer.echo(
-        f"searched {s.tasks} {s.env} tasks in {s.seconds:.1f} s{skipped}: solved {s.solved} ({pct:.1f}%), "
-        f"{s.nodes:,} nodes, {s.simulations:,} simulations ({s.sims_per_second:,.0f} sim/s)"
-    )
+    if s.tasks and s.skipped == s.tasks:
+        typer.echo(f"all {s.tasks} {s.env} tasks were on disk already, nothing to search: solved {s.solved} "
+                   f"({pct:.1f}%), {s.nodes:,} nodes, {s.simulations:,} simulations")
+    else:
+        skipped = f"; {s.skipped} were on disk already" if s.skipped else ""
+        typer.echo(
+            f"searched {s.tasks} {s.env} tasks in {s.seconds:.1f} s{skipped}: solved {s.solved} ({pct:.1f}%), "
+            f"{s.nodes:,} nodes, {s.simulations:,} simulations ({s.sims_per_second:,.0f} sim/s)"
+        )
     typer.echo(f"wrote {s.out} (run {s.run_id}); try:")
     sql = "SELECT depth, count(*) AS nodes, avg(coalesce(proven, q)) AS label FROM nodes GROUP BY depth ORDER BY depth"
     typer.echo(f"  python cli.py query {shlex.quote(s.out)} {shlex.quote(sql)}")

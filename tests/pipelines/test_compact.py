@@ -30,7 +30,7 @@ def test_compact_keeps_rows_exports_and_resume(tmp_path, run_cli):
     assert run_cli("export-dpo", out, "--out", tmp_path / "b.jsonl", "--no-progress").rc == 0
     assert sorted((tmp_path / "a.jsonl").read_text().splitlines()) == sorted((tmp_path / "b.jsonl").read_text().splitlines())
     res = run_cli("search", "--out", out, "--resume", "--no-progress")
-    assert res.rc == 0 and "5 were on disk already" in res.out and rows(out) == before_nodes
+    assert res.rc == 0 and "all 5 game24 tasks were on disk already" in res.out and rows(out) == before_nodes
     res = run_cli("search", "--limit", "6", "--simulations", "100", "--out", out, *FAST)  # another run beside it
     assert res.rc == 0
     assert run_cli("compact", out).rc == 0

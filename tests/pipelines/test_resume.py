@@ -62,7 +62,7 @@ def test_rerun_skips_finished_tasks_and_resume_checks_settings(tmp_path, run_cli
     assert run_cli("search", "--limit", "3", "--simulations", "80", "--out", out, "--no-progress",
                    "--workers", "1").rc == 0
     res = run_cli("search", "--out", out, "--resume", "--no-progress")  # the recorded settings
-    assert res.rc == 0 and "3 were on disk already" in res.out
+    assert res.rc == 0 and "all 3 game24 tasks were on disk already" in res.out
     res = run_cli("search", "--out", out, "--resume", "--simulations", "40", "--no-progress")
     assert res.rc == 2 and "simulations: 40 here, 80 recorded" in res.err and len(res.err.splitlines()) == 1
     res = run_cli("search", "--out", tmp_path / "empty", "--resume")
