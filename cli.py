@@ -156,6 +156,8 @@ def search(
         _fill(values, given, _recorded_settings(str(out)), "the run recorded in --out")
     if config is not None:
         _fill(values, given, _toml_settings(config), str(config))
+    if values["backend"] in ("local", "ray"):  # --backend ray|local name the executor (LM backends: hf, openai)
+        values["executor"], values["backend"] = values["backend"], "hf"
     job = _search_job(values)
     s = run_search(job, resume=resume)
     pct = 100.0 * s.solved / s.tasks if s.tasks else 0.0

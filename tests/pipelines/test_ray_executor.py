@@ -20,8 +20,13 @@ def test_ray_gives_the_rows_of_local_workers(tmp_path, run_cli):
     try:
         res = run_cli(*ARGS, "--executor", "ray", "--out", tmp_path / "ray")
         assert res.rc == 0, res.err
+        res = run_cli(*ARGS, "--backend", "ray", "--out", tmp_path / "ray2")  # the other spelling
+        assert res.rc == 0, res.err
     finally:
         ray.shutdown()
+    assert table(tmp_path / "ray2", "nodes", "task_id, node_id") == table(tmp_path / "ray", "nodes", "task_id, node_id")
+    (cfg,) = duckdb.sql(f"SELECT config FROM read_parquet('{tmp_path / 'ray2'}/runs/**/*.parquet')").fetchall()[0]
+    assert '"executor": "ray"' in cfg
     assert run_cli(*ARGS, "--workers", "2", "--out", tmp_path / "local").rc == 0
     assert table(tmp_path / "ray", "nodes", "task_id, node_id") == table(tmp_path / "local", "nodes", "task_id, node_id")
     keep = "task_id, simulations, nodes, root_value, best_action, solved, backup, status"
