@@ -153,7 +153,9 @@ def search(
     values = {k: v for k, v in locals().items() if k not in ("ctx", "config", "resume")}
     given = {k for k in values if _from_command_line(ctx, k)}
     if resume:  # the recorded settings fill what the command line leaves open
-        _fill(values, given, _recorded_settings(str(out)), "the run recorded in --out")
+        from treeq.pipelines.search import latest_settings
+
+        _fill(values, given, latest_settings(str(out)), "the run recorded in --out")
     if config is not None:
         _fill(values, given, _toml_settings(config), str(config))
     if values["backend"] in ("local", "ray"):  # --backend ray|local name the executor (LM backends: hf, openai)
@@ -179,9 +181,6 @@ def _from_command_line(ctx: typer.Context, name: str) -> bool:
     """Whether the option ``name`` of the running command was given on the command line."""
     source = ctx.get_parameter_source(name)
     return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
-
-
-_RUN_PLACE = ("out", "workers", "progress", "executor", "address")  # where and how fast a run goes, never its settings
 
 
 def _fill(values: dict, given: set[str], settings: dict, where: str) -> None:
@@ -210,23 +209,6 @@ def _toml_settings(path: Path) -> dict:
         raise ConfigError(f"--config: {path} not found") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"--config: {path} is not a readable TOML file: {' '.join(str(exc).split())}") from None
-
-
-def _recorded_settings(out: str) -> dict:
-    """The settings of the latest run recorded in ``out`` (flattened to the flags' names)."""
-    from treeq.errors import ConfigError
-    from treeq.pipelines.search import recorded_runs
-
-    runs = recorded_runs(out)
-    if not runs:
-        raise ConfigError(f"--resume: no run is recorded in {out}; start one without --resume")
-    config = runs[-1][1]
-    flat = {k: v for k, v in config.items() if k not in ("search", "lm", *_RUN_PLACE)}
-    flat |= config.get("search") or {}
-    if config.get("proposer") == "hf":
-        flat |= {k: v for k, v in (config.get("lm") or {}).items()
-                 if k not in ("base_url", "timeout", "device", "max_batch_tokens")}
-    return flat
 
 
 def _search_job(v: dict) -> SearchJobConfig:
@@ -462,7 +444,7 @@ def export_dpo(
     delta: float = _opt(DPOConfig, "delta"),
     min_visits: int = _opt(DPOConfig, "min_visits"),
     format: str = _opt(DPOConfig, "format"),
-    progress: bool = typer.Option(True, help="Show a progress bar over trees."),
+    progress: bool = typer.Option(True, help="Show a progress bar over tasks."),
 ) -> None:
     """Write DPO preference pairs (TRL's format) from sibling steps of the trees."""
     from treeq.pipelines.dpo import export_dpo as run

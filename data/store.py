@@ -31,13 +31,16 @@ import pyarrow.parquet as pq
 from ..errors import ConfigError, OutputError, StoreError
 from .schema import BACKUPS, READABLE_VERSIONS, SCHEMAS, STATUSES, VERSION_KEY
 
-__all__ = ["EXPORT_MEMORY", "TreeStore", "Staged", "write_parquet_atomic", "write_text_atomic", "RecordWriter", "check_record_path",
+__all__ = ["EXPORT_MEMORY", "PART_PREFIX", "TreeStore", "Staged", "write_parquet_atomic", "write_text_atomic", "RecordWriter", "check_record_path",
            "task_ranges", "group_batches", "iter_tasks", "iter_store_tasks", "shard_names", "connect", "run_query"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_STEM = 100  # file names stay far below the usual 255-byte limit, temp suffix included
 
 Staged = tuple[Path, Path]  # (temporary file, final path)
+
+# name start of the large files `compact` merges a run's task shards into (nodes/run_id=R/part-R-00000.parquet)
+PART_PREFIX = "part-"
 
 # DuckDB's memory cap in the streaming exports: a bigger sort spills to disk instead of growing
 EXPORT_MEMORY = os.environ.get("TREEQ_EXPORT_MEMORY", "512MB")

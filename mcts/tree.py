@@ -71,8 +71,7 @@ class Tree:
         self.gamma = float(gamma)
         self.size = len(states)
         for name, dtype in _FIELDS.items():
-            arr = np.asarray(columns[name] if name != "feedback" or name in columns
-                             else np.full(self.size, np.nan), dtype=dtype)
+            arr = np.asarray(columns[name], dtype=dtype)
             if arr.shape != (self.size,):
                 raise ValueError(f"column {name} has shape {arr.shape}, expected ({self.size},)")
             arr.flags.writeable = False

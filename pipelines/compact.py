@@ -28,13 +28,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..data.schema import SCHEMAS
-from ..data.store import connect
+from ..data.store import PART_PREFIX, connect
 from ..errors import ConfigError, OutputError, StoreError
 
-__all__ = ["compact", "PART_PREFIX"]
-
-PART_PREFIX = "part-"
-
+__all__ = ["compact"]
 
 def _finish_interrupted(table_dir: Path) -> None:
     """Complete or undo what a crashed compaction left beside the partitions."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from ..mcts.config import SearchConfig
-from ..prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
+from ..prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig, check_model_shape
 from .policies import DEFAULT_PROPOSER, EVALUATORS, PROPOSERS, check_name
 from .policies.lm import LMConfig
 
@@ -239,9 +239,6 @@ class TinyLMConfig:
         for name in ("limit", "walks", "walk_steps", "hidden_size", "layers", "heads", "max_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.hidden_size % self.heads:
-            raise ConfigError(f"hidden_size ({self.hidden_size}) must be a multiple of heads ({self.heads})")
-        if self.vocab_size < 300:
-            raise ConfigError(f"vocab_size must be >= 300 (256 bytes plus merges), got {self.vocab_size}")
+        check_model_shape(self.hidden_size, self.heads, self.vocab_size)
         if not isinstance(self.env_kwargs, dict):
             raise ConfigError(f"env_kwargs must be a JSON object, got {self.env_kwargs!r}")

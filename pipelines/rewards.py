@@ -124,7 +124,12 @@ def _check_source(path: Path, cfg: RewardsConfig) -> tuple[set[str], dict | None
         raise StoreError(f"{path}: missing column(s) {', '.join(missing)}; a trajectory file needs "
                          f"{', '.join(REQUIRED_COLUMNS)}")
     raw = (schema.metadata or {}).get(CONFIG_KEY.encode())
-    settings = json.loads(raw) if raw else None
+    try:
+        settings = json.loads(raw) if raw else None
+    except ValueError:
+        settings = "not JSON"
+    if settings is not None and not isinstance(settings, dict):
+        raise StoreError(f"{path}: its rollouts settings ({CONFIG_KEY} in the metadata) are not a JSON object")
     if settings is None and ("mc" in cfg.estimators or ("gae" in cfg.estimators and cfg.value_source == "mc")):
         raise StoreError(f"{path}: mc and gae with Monte Carlo values replay the trajectories, and this file has no "
                          f"rollouts settings in its metadata (write it with `treeq rollouts`)")
@@ -143,8 +148,11 @@ class _Replay:
         from .policies.lm import LMConfig
 
         known = {k: v for k, v in settings.items() if k in RolloutConfig.__dataclass_fields__}
-        self.rollout = RolloutConfig(**{**known, "env_kwargs": settings.get("env_kwargs") or {}, "progress": False,
-                                        "lm": LMConfig(**(settings.get("lm") or {}))})
+        try:
+            self.rollout = RolloutConfig(**{**known, "env_kwargs": settings.get("env_kwargs") or {}, "progress": False,
+                                            "lm": LMConfig(**(settings.get("lm") or {}))})
+        except (TypeError, ValueError) as exc:  # a hand-edited file: wrong types or keys
+            raise StoreError(f"{source}: its rollouts settings do not describe a rollouts job ({exc})") from None
         self.env = make_env(self.rollout.env, **self.rollout.env_kwargs)
         self.search_cfg = resolve_defaults(SearchConfig(), self.env)
         self.tasks = {t.task_id: t for t in list(self.env.load_tasks(self.rollout.tasks))[: self.rollout.limit]}
@@ -231,7 +239,7 @@ def _split_trajectories(cols: dict[str, list], source: Path) -> list[dict[str, l
 def _gamma(cfg: RewardsConfig, settings: dict | None) -> float:
     if cfg.gamma is not None:
         return cfg.gamma
-    if settings is None:
+    if settings is None or not isinstance(settings.get("env"), str):
         return 1.0
     from ..envs.registry import make_env
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..data.schema import SCHEMA_VERSION
-from ..data.store import Staged, TreeStore
+from ..data.store import PART_PREFIX, Staged, TreeStore
 from ..envs.base import Env, Task
 from ..envs.registry import make_env
 from ..errors import ConfigError, EnvFailure, Interrupted, TreeqError
@@ -44,7 +44,7 @@ from .policies import DEFAULT_PROPOSER, make_hooks
 from .workers import Inline, Workers, WorkerDied, sigint_deferred, sigint_ignored
 
 __all__ = ["SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns", "tree_row", "recorded_runs",
-           "job_from_record"]
+           "job_from_record", "latest_settings"]
 
 
 # ---------------------------------------------------------------------------- results
@@ -190,6 +190,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
+_LM_PLACE = ("base_url", "timeout", "device", "max_batch_tokens")  # where and how fast a model is served
+
+
 def _settings(job: SearchJobConfig, env_name: str) -> dict[str, Any]:
     """What makes a run's rows: env, options, hooks, search settings, seed (not where or how fast it runs)."""
     ident = {
@@ -201,8 +204,7 @@ def _settings(job: SearchJobConfig, env_name: str) -> dict[str, Any]:
         "seed": job.seed,
     }
     if job.proposer == "hf":  # another model, another run (where it is served and how fast do not count)
-        ident["lm"] = {k: v for k, v in asdict(job.lm).items()
-                       if k not in ("base_url", "timeout", "device", "max_batch_tokens")}
+        ident["lm"] = {k: v for k, v in asdict(job.lm).items() if k not in _LM_PLACE}
     return ident
 
 
@@ -213,14 +215,25 @@ def _run_id(job: SearchJobConfig, env_name: str, tasks: list[Task]) -> str:
     return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', env_name)}-{digest}"
 
 
-def _flat(d: dict) -> dict[str, Any]:
+def _flat_settings(job: SearchJobConfig, env_name: str) -> dict[str, Any]:
+    """:func:`_settings` plus the task selection, flat: keyed by the search flags' names."""
     out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k in ("search", "lm"):
-            out |= _flat(v)
-        else:
-            out[k] = v
+    for k, v in (_settings(job, env_name) | {"tasks": job.tasks, "limit": job.limit}).items():
+        out |= v if k in ("search", "lm") else {k: v}
     return out
+
+
+def latest_settings(out: str | os.PathLike) -> dict[str, Any]:
+    """The settings of the latest run recorded in ``out``, keyed by the search flags' names.
+
+    Raises:
+        ConfigError: no run is recorded there.
+    """
+    runs = recorded_runs(out)
+    if not runs:
+        raise ConfigError(f"--resume: no run is recorded in {out}; start one without --resume")
+    config = runs[-1][1]
+    return _flat_settings(job_from_record(config), config.get("env", ""))
 
 
 def recorded_runs(out: str | os.PathLike) -> list[tuple[str, dict, Any]]:
@@ -236,7 +249,10 @@ def recorded_runs(out: str | os.PathLike) -> list[tuple[str, dict, Any]]:
             t = pq.read_table(f).to_pylist()
         except Exception as exc:  # pyarrow's errors: a foreign or broken file
             raise StoreError(f"{f}: not a readable runs file ({' '.join(str(exc).split())[:200]})") from None
-        rows += [(r["run_id"], json.loads(r["config"]), r["started_at"]) for r in t]
+        try:
+            rows += [(r["run_id"], json.loads(r["config"]), r["started_at"]) for r in t]
+        except (KeyError, TypeError, ValueError):
+            raise StoreError(f"{f}: not a treeq runs file (run_id, config as JSON, started_at)") from None
     return sorted(rows, key=lambda r: r[2])
 
 
@@ -262,19 +278,14 @@ def _check_resume(out: str, run_id: str, job: SearchJobConfig, env_name: str) ->
     runs = recorded_runs(out)
     if any(r == run_id for r, _, _ in runs):
         return
-    if not runs:
-        raise ConfigError(f"--resume: no run is recorded in {out}; start one without --resume")
-    other_id, config, _ = runs[-1]
-    recorded = job_from_record(config)
-    ours = _flat(_settings(job, env_name) | {"tasks": job.tasks, "limit": job.limit})
-    theirs = _flat(_settings(recorded, config.get("env", "")) | {"tasks": recorded.tasks, "limit": recorded.limit})
+    ours, theirs = _flat_settings(job, env_name), latest_settings(out)
     diff = [f"{k}: {ours.get(k)!r} here, {theirs.get(k)!r} recorded" for k in sorted(set(ours) | set(theirs))
             if ours.get(k) != theirs.get(k)]
-    raise ConfigError(f"--resume: the settings differ from run {other_id} recorded in {out} ("
+    raise ConfigError(f"--resume: the settings differ from run {runs[-1][0]} recorded in {out} ("
                       f"{'; '.join(diff[:4]) or 'the task set changed'}): rerun with its settings, or give another --out")
 
 
-def _finished(out: str, run_id: str) -> dict[str, tuple[bool, int, int]]:
+def _finished(store: TreeStore, run_id: str) -> dict[str, tuple[bool, int, int]]:
     """Tasks of the run already on disk: task id -> (solved, nodes, simulations).
 
     A task counts once its ``trees`` shard says ``ok`` or ``timeout`` (the job commits a
@@ -283,17 +294,16 @@ def _finished(out: str, run_id: str) -> dict[str, tuple[bool, int, int]]:
     """
     import duckdb
 
-    folder = Path(out) / "trees" / f"run_id={run_id}"
-    files = sorted(str(f) for f in folder.glob("*.parquet") if f.name != "run.parquet") if folder.is_dir() else []
+    folder = store.root / "trees" / f"run_id={run_id}"
+    files = sorted(str(f) for f in folder.glob("*.parquet")) if folder.is_dir() else []
     if not files:
         return {}
     rows = duckdb.sql("SELECT task_id, status, solved, nodes, simulations, filename "
                       "FROM read_parquet($files, union_by_name = true, filename = true)",
                       params={"files": files}).fetchall()
-    store = TreeStore(out)
 
     def whole(task_id: str, trees_file: str) -> bool:  # a compacted task's nodes are in the nodes part files
-        return Path(trees_file).name.startswith("part-") or store.path("nodes", run_id, task_id).is_file()
+        return Path(trees_file).name.startswith(PART_PREFIX) or store.path("nodes", run_id, task_id).is_file()
 
     return {t: (bool(sv), int(n), int(sims)) for t, st, sv, n, sims, f in rows
             if st in ("ok", "timeout") and whole(t, f)}
@@ -344,7 +354,8 @@ def run_search(cfg: SearchJobConfig, resume: bool = False) -> SearchSummary:
         _check_resume(str(cfg.out), run_id, job, env.name)
     store = TreeStore(cfg.out)
     store.remove_stale(run_id)  # what a killed earlier attempt left staged
-    done_before = _finished(str(cfg.out), run_id)
+    done_before = _finished(store, run_id)
+    sims_before = sum(v[2] for v in done_before.values())
     previous = [r for r in recorded_runs(cfg.out) if r[0] == run_id]
     run_row = _run_row(job, env.name, run_id)
     if previous:  # a resumed run keeps the time it first started
@@ -359,7 +370,7 @@ def run_search(cfg: SearchJobConfig, resume: bool = False) -> SearchSummary:
     workers = min(cfg.workers or os.cpu_count() or 1, max(len(todo), 1))
     runner: Any = Inline(_search_task)
     totals = {"written": len(done_before), "solved": sum(v[0] for v in done_before.values()),
-              "nodes": sum(v[1] for v in done_before.values()), "simulations": sum(v[2] for v in done_before.values())}
+              "nodes": sum(v[1] for v in done_before.values()), "simulations": sims_before}
     failed: list[str] = []
     t0 = time.perf_counter()
     bar = tqdm(total=len(tasks), initial=len(done_before), desc=f"search {env.name}", unit="task",
@@ -407,4 +418,4 @@ def run_search(cfg: SearchJobConfig, resume: bool = False) -> SearchSummary:
     seconds = time.perf_counter() - t0
     return SearchSummary(run_id, str(cfg.out), env.name, len(tasks), totals["solved"], totals["nodes"],
                          totals["simulations"], seconds, len(done_before),
-                         totals["simulations"] - sum(v[2] for v in done_before.values()))
+                         totals["simulations"] - sims_before)

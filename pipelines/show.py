@@ -108,6 +108,12 @@ def _value(tree: dict[str, list], i: int) -> float | None:
     return tree["proven"][i] if tree["proven"][i] is not None else tree["q"][i]
 
 
+def _value_range(tree: dict[str, list]) -> tuple[float, float]:
+    """The lowest and highest value drawn (the colour scale's ends); (0, 1) without values."""
+    values = [v for v in (_value(tree, i) for i in range(len(tree["node_id"]))) if v is not None]
+    return (min(values), max(values)) if values else (0.0, 1.0)
+
+
 def _colour(v: float | None, lo: float, hi: float) -> str:
     if v is None:
         return "#9aa0a6"
@@ -119,8 +125,7 @@ def render_svg(tree: dict[str, list]) -> str:
     """A static SVG drawing (every node a circle with a ``<title>`` tooltip)."""
     x, y, best = layout(tree)
     n = len(x)
-    values = [v for v in (_value(tree, i) for i in range(n)) if v is not None]
-    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    lo, hi = _value_range(tree)
     top = max(tree["visits"] or [1]) or 1
     dx, dy, pad = 14.0, 60.0, 20.0
     width, height = pad * 2 + dx * (max(x or [0]) + 1), pad * 2 + dy * (max(y or [0]) + 1)
@@ -153,8 +158,7 @@ def render_dot(tree: dict[str, list]) -> str:
     """Graphviz DOT: nodes labelled with value and visits, edges with their action; the best path bold."""
     _, _, best = layout(tree)
     lines = [f'digraph "{tree["task_id"]}" {{', "  node [shape=circle, style=filled, fontsize=9];"]
-    values = [v for v in (_value(tree, i) for i in range(len(best))) if v is not None]
-    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    lo, hi = _value_range(tree)
     for i, node in enumerate(tree["node_id"]):
         v = _value(tree, i)
         t = 0.5 if v is None or hi <= lo else (v - lo) / (hi - lo)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 
-__all__ = ["StepDatasetConfig", "TrainConfig", "TinyModelConfig", "LOSSES"]
+__all__ = ["StepDatasetConfig", "TrainConfig", "TinyModelConfig", "LOSSES", "check_model_shape"]
 
 LOSSES = ("bce", "mse", "pairwise")
 
@@ -74,6 +74,18 @@ class TrainConfig:
             raise ConfigError(f"save_every must be >= 1, got {self.save_every}")
 
 
+def check_model_shape(hidden_size: int, heads: int, vocab_size: int) -> None:
+    """The checks every model built from a config needs: heads divide the width, the BPE vocabulary holds the bytes.
+
+    Raises:
+        ConfigError: either fails.
+    """
+    if hidden_size % heads:
+        raise ConfigError(f"hidden_size ({hidden_size}) must be a multiple of heads ({heads})")
+    if vocab_size < 300:
+        raise ConfigError(f"vocab_size must be >= 300 (256 bytes plus merges), got {vocab_size}")
+
+
 @dataclass(frozen=True)
 class TinyModelConfig:
     """The default model built from a config when no ``--model`` is given."""
@@ -88,7 +100,4 @@ class TinyModelConfig:
         for name in ("hidden_size", "layers", "heads", "vocab_size", "max_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.hidden_size % self.heads:
-            raise ConfigError(f"hidden_size ({self.hidden_size}) must be a multiple of heads ({self.heads})")
-        if self.vocab_size < 300:
-            raise ConfigError(f"vocab_size must be >= 300 (256 bytes plus merges), got {self.vocab_size}")
+        check_model_shape(self.hidden_size, self.heads, self.vocab_size)

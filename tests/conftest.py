@@ -37,3 +37,18 @@ def game24_store(tmp_path_factory):
                "--workers", "1", "--no-progress", "--out", str(out)])
     assert rc == 0
     return out
+
+
+TW_SEEDS = [101, 202]
+
+
+@pytest.fixture(scope="session")
+def tw_games(tmp_path_factory):
+    """Two quest-length-3 TextWorld games (seeds 101 and 202, made by tw-make), made once per session."""
+    pytest.importorskip("textworld")
+    pytest.importorskip("jericho")
+    from treeq.pipelines.textworld_games import make_games
+
+    out = tmp_path_factory.getbasetemp() / "treeq-tw-games-q3"
+    make_games(out, TW_SEEDS, quest_length=3, world_size=3, nb_objects=5)
+    return out

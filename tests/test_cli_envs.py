@@ -26,20 +26,6 @@ BW3 = Path(treeq.__file__).parent / "envs" / "tasks" / "blocksworld" / "3"
 TW_SEEDS = [101, 202]
 
 
-@pytest.fixture(scope="session")
-def tw_games(tmp_path_factory) -> Path:
-    """Two quest-length-3 TextWorld games (seeds 101 and 202), made once per session.
-
-    Fixed directory inside the session's base temp dir: other modules asking for the
-    same games reuse them (``make_games`` skips games that exist).
-    """
-    pytest.importorskip("textworld")
-    pytest.importorskip("jericho")
-    from treeq.pipelines.textworld_games import make_games
-
-    out = tmp_path_factory.getbasetemp() / "treeq-tw-games-q3"
-    make_games(out, TW_SEEDS, quest_length=3, world_size=3, nb_objects=5)
-    return out
 
 
 def sql(out: Path, table: str, select: str = "*", tail: str = "") -> list[tuple]:

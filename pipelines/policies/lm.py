@@ -163,6 +163,8 @@ class HFBackend:
         (the first token's is 0). One padded forward pass per chunk of ``max_batch_tokens``."""
         import torch
 
+        from ...prm.model import pad_batch
+
         enc = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
         ids, offsets = enc["input_ids"], enc["offset_mapping"]
         out: list[Any] = [None] * len(texts)
@@ -173,12 +175,7 @@ class HFBackend:
             while end < len(order) and (end - start + 1) * max(len(ids[order[end]]), 1) <= self.max_batch_tokens:
                 end += 1
             chunk = order[start:end]
-            width = max(max(len(ids[i]) for i in chunk), 1)
-            batch = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                batch[row, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
-                mask[row, : len(ids[i])] = 1
+            batch, mask = pad_batch([ids[i] or [self.pad_id] for i in chunk], self.pad_id)
             with self._lock, torch.inference_mode():
                 logits = self.model(input_ids=batch.to(self.device), attention_mask=mask.to(self.device)).logits
                 logp = torch.log_softmax(logits.float(), dim=-1)
@@ -244,6 +241,8 @@ class HFBackend:
         """One forward over the left-padded prompts, then one over every continuation on the prompts' cache."""
         import torch
 
+        from ...prm.model import pad_batch
+
         dev = self.device
         width = max(len(p) for p in prompts)
         p_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
@@ -254,12 +253,8 @@ class HFBackend:
         p_pos = (p_mask.cumsum(-1) - 1).clamp(min=0)
         owner = [row for row, cs in enumerate(conts) for _ in cs]
         flat = [c for cs in conts for c in cs]
-        c_width = max(len(c) for c in flat)
-        c_ids = torch.full((len(flat), c_width), self.pad_id, dtype=torch.long)
-        c_mask = torch.zeros((len(flat), c_width), dtype=torch.long)
-        for row, c in enumerate(flat):
-            c_ids[row, : len(c)] = torch.tensor(c, dtype=torch.long)
-            c_mask[row, : len(c)] = 1
+        c_ids, c_mask = pad_batch(flat, self.pad_id)
+        c_width = c_ids.shape[1]
         idx = torch.tensor(owner, dtype=torch.long)
         lengths = p_mask.sum(-1)
         with self._lock, torch.inference_mode():

@@ -97,7 +97,7 @@ def small_graph_tree(with_cycle: bool) -> Tree:
         "visits": [10] * n, "value_sum": [10 * x for x in q], "prior": [1.0] * n, "reward": [0.0] * n,
         "terminal": [k in ("D", "E") for k in keys], "expanded": [bool(kids[r]) for r in range(n)],
         "child_start": [kids[r][0] if kids[r] else -1 for r in range(n)],
-        "child_count": [len(kids[r]) for r in range(n)], "solved_v": [np.nan] * n,
+        "child_count": [len(kids[r]) for r in range(n)], "solved_v": [np.nan] * n, "feedback": [np.nan] * n,
     }
     return Tree(1.0, columns, states=keys, state_keys=keys, action_table=[f"a{i}" for i in range(n - 1)])
 

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,20 +20,6 @@ from treeq.errors import TreeqError
 TW_SEEDS = [101, 202]
 
 
-@pytest.fixture(scope="session")
-def tw_games(tmp_path_factory) -> Path:
-    """Two quest-length-3 TextWorld games (seeds 101 and 202), made once per session.
-
-    The directory is fixed inside the session's base temp dir, so that other test
-    modules asking for the same games reuse them (``make_games`` skips existing games).
-    """
-    pytest.importorskip("textworld")
-    pytest.importorskip("jericho")
-    from treeq.pipelines.textworld_games import make_games
-
-    out = tmp_path_factory.getbasetemp() / "treeq-tw-games-q3"
-    make_games(out, TW_SEEDS, quest_length=3, world_size=3, nb_objects=5)
-    return out
 
 
 # ----------------------------------------------------------------------------- shipped envs pass

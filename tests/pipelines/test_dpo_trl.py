@@ -142,16 +142,6 @@ def test_game24_conversational_pairs_train_with_trl(run_cli, game24_store, tmp_p
 
 
 # ----------------------------------------------------------------------------- TextWorld (graph mode)
-@pytest.fixture(scope="module")
-def tw_games(tmp_path_factory) -> Path:
-    """The two quest-length-3 games of ``tests/test_cli_envs.py`` (same seeds, options and cache dir)."""
-    pytest.importorskip("textworld")
-    pytest.importorskip("jericho")
-    from treeq.pipelines.textworld_games import make_games
-
-    out = tmp_path_factory.getbasetemp() / "treeq-tw-games-q3"
-    make_games(out, TW_SEEDS, quest_length=3, world_size=3, nb_objects=5)
-    return out
 
 
 @pytest.mark.slow

@@ -17,7 +17,6 @@ pytest.importorskip("torch")
 
 FAST = ["--no-progress", "--workers", "1"]
 BW3 = Path(treeq.__file__).parent / "envs" / "tasks" / "blocksworld" / "3"
-TW_SEEDS = [101, 202]
 
 
 @pytest.fixture(scope="module")
@@ -113,16 +112,6 @@ def test_blocksworld_waves(run_cli, tiny, tmp_path):
     assert_priors_sum_to_one(out)
 
 
-@pytest.fixture(scope="module")
-def tw_games(tmp_path_factory) -> Path:
-    """The quest-length-3 games of tests/test_cli_envs.py (same seeds, options and folder)."""
-    pytest.importorskip("textworld")
-    pytest.importorskip("jericho")
-    from treeq.pipelines.textworld_games import make_games
-
-    out = tmp_path_factory.getbasetemp() / "treeq-tw-games-q3"
-    make_games(out, TW_SEEDS, quest_length=3, world_size=3, nb_objects=5)
-    return out
 
 
 @pytest.mark.slow

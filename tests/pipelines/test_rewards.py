@@ -13,7 +13,6 @@ import pytest
 
 from treeq.data.store import TreeStore
 from treeq.envs.countdown import Game24Env
-from treeq.pipelines.rollouts import CONFIG_KEY
 
 EPS = 1e-6
 
