@@ -62,6 +62,13 @@ _INSTALL = "pip install open_spiel (or pip install 'treeq[openspiel]')"
 _ID_ONLY_TEXTS = frozenset({"catch", "cliff_walking", "deep_sea", "2048", "blackjack"})
 
 
+# pyspiel's PlayerId values (current_player() of a chance node and of a terminal)
+_CHANCE, _TERMINAL = -1, -4
+# the step infos, one shared dict per (success, deterministic): read-only like every Step
+_INFO = {(ok, fixed): ({"success": ok, "deterministic": True} if fixed else {"success": ok})
+         for ok in (False, True) for fixed in (False, True)}
+
+
 def _pyspiel() -> Any:
     try:
         import pyspiel
@@ -275,19 +282,21 @@ class OpenSpielEnv(Env):
             raise ActionError(f"illegal action {action!r} for {self.name}; legal: {legal}")
         s = state.s.clone()
         s.apply_action(a)
-        reward = s.rewards()[0]
-        fixed = True
-        while s.is_chance_node():
+        player = s.current_player()
+        fixed = player != _CHANCE
+        if fixed:  # a terminal-reward game pays nothing before its end: no rewards() call
+            reward = 0.0 if self._terminal_rewards and player != _TERMINAL else s.rewards()[0]
+        else:
             if rng is None:
                 raise ConfigError(f"{self.name}: a step reached a chance node; pass the search's generator as rng")
-            fixed = False
-            s.apply_action(_sample(s.chance_outcomes(), rng.random()))
-            reward += s.rewards()[0]
-        terminal = s.is_terminal()
-        info: dict[str, Any] = {"success": terminal and s.returns()[0] >= self.max_utility - 1e-9}
-        if fixed:
-            info["deterministic"] = True
-        return Step(OpenSpielState(s), float(reward), terminal, False, info)
+            reward = s.rewards()[0]
+            while player == _CHANCE:
+                s.apply_action(_sample(s.chance_outcomes(), rng.random()))
+                reward += s.rewards()[0]
+                player = s.current_player()
+        terminal = player == _TERMINAL
+        success = terminal and s.returns()[0] >= self.max_utility - 1e-9
+        return Step(OpenSpielState(s), float(reward), terminal, False, _INFO[success, fixed])
 
     def state_key(self, state: OpenSpielState) -> str:
         """``str(state)``: the position (see the module notes)."""
@@ -300,33 +309,46 @@ class OpenSpielEnv(Env):
                 rng: np.random.Generator) -> float:
         """One random playout in place on a single clone (chance outcomes drawn with ``draw``)."""
         s = state.s.clone()
-        dense, chance = not self._terminal_rewards, not self.deterministic
+        chance = not self.deterministic
+        apply, legal = s.apply_action, s.legal_actions  # bound once: the loop is the hot path of rollouts
+        # The player's actions; empty at a terminal or (stochastic games) a chance node,
+        # so a chance node costs a check only where one can be.
+        la = legal(0)
+        if self._terminal_rewards:  # rewards on the last transition only: none to read on the way
+            n = 0
+            while True:
+                if not la:
+                    if chance and s.is_chance_node():
+                        apply(_sample(s.chance_outcomes(), draw()))
+                        la = legal(0)
+                        continue
+                    break  # a terminal: one player, so no actions means the game is over
+                if n == max_steps:
+                    return 0.0
+                apply(la[int(draw() * len(la))])
+                n += 1
+                la = legal(0)
+            if n == 0:
+                return 0.0
+            g = s.returns()[0]  # what the game paid before the playout: nothing, it was not over
+            return g if gamma == 1.0 else g * gamma ** (n - 1)
         ret, discount, last, n = 0.0, 1.0, 1.0, 0
         while True:
-            # The player's actions; empty at a terminal or (stochastic games) a chance node,
-            # so a chance node costs a check only where one can be.
-            la = s.legal_actions(0)
             if not la:
                 if chance and s.is_chance_node():  # its reward counts with the action before it
-                    s.apply_action(_sample(s.chance_outcomes(), draw()))
-                    if dense:
-                        ret += last * s.rewards()[0]
+                    apply(_sample(s.chance_outcomes(), draw()))
+                    ret += last * s.rewards()[0]
+                    la = legal(0)
                     continue
                 break
             if n == max_steps:
                 break
-            s.apply_action(la[int(draw() * len(la))])
+            apply(la[int(draw() * len(la))])
             n += 1
-            if dense:
-                ret += discount * s.rewards()[0]
-                last = discount
-                discount *= gamma
-        if self._terminal_rewards:
-            # rewards only on the last transition: one read instead of one per step
-            if n == 0 or not s.is_terminal():
-                return 0.0
-            g = s.returns()[0] - state.s.returns()[0]
-            return g if gamma == 1.0 else g * gamma ** (n - 1)
+            ret += discount * s.rewards()[0]
+            last = discount
+            discount *= gamma
+            la = legal(0)
         return ret
 
     # ---------------------------------------------------------------- tasks

@@ -13,17 +13,26 @@ touches it.
 from __future__ import annotations
 
 import math
+import os
+from itertools import compress
 from typing import Any
 
 import numpy as np
 
-from ..envs.base import Env, is_success
+from ..envs.base import Env, Step, is_success
 from ..errors import ConfigError
 from .config import SearchConfig
 from .solver import try_prove
 from .tree import NO_PARENT, Tree
 
 __all__ = ["SearchGraph", "UNSTEPPED", "END", "DEAD", "SAMPLED"]
+
+try:  # the compiled hot path (mcts/_core.c); without it the same search runs in Python
+    from . import _core
+except ImportError:  # pragma: no cover - an install without a C compiler
+    _core = None
+if os.environ.get("TREEQ_PURE_PYTHON", "") not in ("", "0"):  # force the Python path (tests, debugging)
+    _core = None
 
 _TOL = 1e-12  # a relative change of V below this does not propagate
 UNSTEPPED = -1  # e_child of an edge not stepped yet; n_start of a node not expanded yet
@@ -82,24 +91,31 @@ class SearchGraph:
         self.full = False
         self._check_proposals = True  # validate proposals (the engine waives it for trusted hooks)
         self._draw: Any = None  # uniform numbers for the first-try offsets (the engine sets it for UCT)
+        self._core = _core  # the compiled hot path, or None: pure Python (the same results)
+        self._node_lists = (self.n_state, self.n_term, self.n_start, self.n_count, self.n_next, self.n_off,
+                            self.n_visits, self.n_eval_sum, self.n_eval_n, self.n_solved)
+        self._edge_lists = (self.e_action, self.e_prior, self.e_feedback, self.e_n, self.e_w, self.e_child,
+                            self.e_reward, self.e_dead, self.e_owner, self.n_start, self.n_count, self.n_off)
 
     # ------------------------------------------------------------------ structure
     def _new_node(self, state: Any, key: str | None, terminal: bool) -> int:
-        n = len(self.n_state)
-        self.n_state.append(state)
-        self.n_term.append(terminal)
-        self.n_start.append(END if terminal else UNSTEPPED)
-        self.n_count.append(0)
-        self.n_next.append(0)
-        self.n_off.append(0)
-        self.n_visits.append(0)
-        self.n_eval_sum.append(0.0)
-        self.n_eval_n.append(0)
-        if self.solver:
-            self.n_solved.append(0.0 if terminal else None)
-            self.n_bound.append(None if terminal or self._bound is None else self._bound(state, self.gamma))
+        solved = 0.0 if terminal and self.solver else None
+        if self._core is not None:  # compiled: the same appends
+            n = self._core.new_node(self._node_lists, state, terminal, solved)
         else:
-            self.n_solved.append(None)
+            n = len(self.n_state)
+            self.n_state.append(state)
+            self.n_term.append(terminal)
+            self.n_start.append(END if terminal else UNSTEPPED)
+            self.n_count.append(0)
+            self.n_next.append(0)
+            self.n_off.append(0)
+            self.n_visits.append(0)
+            self.n_eval_sum.append(0.0)
+            self.n_eval_n.append(0)
+            self.n_solved.append(solved)
+        if self.solver:
+            self.n_bound.append(None if terminal or self._bound is None else self._bound(state, self.gamma))
         if self.graph:  # keys and the max backup's values are graph mode's alone
             self.n_key.append(key)
             self.n_value.append(0.0)
@@ -122,21 +138,24 @@ class SearchGraph:
                 proposals = [tuple(m) for m in merged.values()]
         start = len(self.e_action)
         k = len(proposals)
-        if k:
-            self.e_action.extend(prop[0] for prop in proposals)
-            self.e_prior.extend(float(prop[1]) for prop in proposals)
-            self.e_feedback.extend(float(prop[2]) if len(prop) > 2 and prop[2] is not None else math.nan
-                                   for prop in proposals)
-        self.e_n.extend([0] * k)
-        self.e_w.extend([0.0] * k)
-        self.e_child.extend([UNSTEPPED] * k)
-        self.e_reward.extend([0.0] * k)
-        self.e_dead.extend([False] * k)
-        self.e_owner.extend([node] * k)
-        self.n_start[node] = start
-        self.n_count[node] = k
-        if k > 1 and self._draw is not None:
-            self.n_off[node] = int(self._draw() * k)
+        if self._core is not None and proposals.__class__ is list:  # compiled: the same lists, appended in C
+            self._core.expand(self._edge_lists, node, proposals, self._draw)
+        else:
+            if k:
+                self.e_action.extend(prop[0] for prop in proposals)
+                self.e_prior.extend(float(prop[1]) for prop in proposals)
+                self.e_feedback.extend(float(prop[2]) if len(prop) > 2 and prop[2] is not None else math.nan
+                                       for prop in proposals)
+            self.e_n.extend([0] * k)
+            self.e_w.extend([0.0] * k)
+            self.e_child.extend([UNSTEPPED] * k)
+            self.e_reward.extend([0.0] * k)
+            self.e_dead.extend([False] * k)
+            self.e_owner.extend([node] * k)
+            self.n_start[node] = start
+            self.n_count[node] = k
+            if k > 1 and self._draw is not None:
+                self.n_off[node] = int(self._draw() * k)
         if not proposals:  # a dead end: nothing more can happen from here
             self.n_term[node] = True
             self.n_start[node] = DEAD
@@ -153,9 +172,12 @@ class SearchGraph:
 
     def _step(self, node: int, e: int) -> tuple[int, float]:
         """Step edge ``e`` of ``node`` (not stepped yet, or sampled): (child node, reward)."""
+        return self._place(node, e, self.env.step(self.n_state[node], self.e_action[e], self.rng))
+
+    def _place(self, node: int, e: int, step: Step) -> tuple[int, float]:
+        """Record the step of edge ``e`` of ``node``: (child node, reward)."""
         child = self.e_child[e]
         env = self.env
-        step = env.step(self.n_state[node], self.e_action[e], self.rng)
         reward = float(step.reward)
         end = bool(step.terminated or step.truncated)
         if not self.solution and step.terminated and is_success(step):
@@ -334,33 +356,38 @@ class SearchGraph:
             i += 1
         return order, r_edge, r_out, r_parent, depth, child_start, child_count
 
-    def _rows_in_action_order(self) -> tuple[list[int], ...]:
+    def _rows_in_action_order(self) -> tuple[np.ndarray, ...]:
         """Tree mode's rows: every node has one, listed in the order of the action (and
         outcome) that created it. A node's actions have consecutive ids, so its children
         stay together; its own action is older than the ones it proposes, so a parent
         comes before its children."""
-        e_child, e_owner = self.e_child, self.e_owner
+        e_child = self.e_child
         if self.e_out:  # sampled outcomes: one row each, in the order they were first seen
-            order, r_edge, r_out = [0], [-1], [-1]
+            order_l, r_edge_l, r_out_l = [0], [-1], [-1]
             for e in range(len(e_child)):
-                self._list_edge(e, order, r_edge, r_out)
+                self._list_edge(e, order_l, r_edge_l, r_out_l)
+            order, r_edge, r_out = (np.array(x, dtype=np.int64) for x in (order_l, r_edge_l, r_out_l))
         else:
-            stepped = [e for e, child in enumerate(e_child) if child >= 0]
-            order = [0] + [e_child[e] for e in stepped]
-            r_edge = [-1] + stepped
-            r_out = [-1] * len(order)
+            child = np.array(e_child, dtype=np.int64)
+            stepped = np.flatnonzero(child >= 0)
+            order = np.concatenate(([0], child[stepped]))
+            r_edge = np.concatenate(([-1], stepped))
+            r_out = np.full(len(order), -1, dtype=np.int64)
         rows = len(order)
-        row_of = [0] * len(self.n_state)
-        for r, node in enumerate(order):
-            row_of[node] = r
-        r_parent = [NO_PARENT] + [row_of[e_owner[e]] for e in r_edge[1:]]
-        depth, child_start, child_count = [0] * rows, [-1] * rows, [0] * rows
-        for r in range(1, rows):
-            p = r_parent[r]
-            depth[r] = depth[p] + 1
-            if not child_count[p]:
-                child_start[p] = r
-            child_count[p] += 1
+        row_of = np.zeros(len(self.n_state), dtype=np.int64)
+        row_of[order] = np.arange(rows)
+        r_parent = np.concatenate(([NO_PARENT], row_of[np.array(self.e_owner, dtype=np.int64)[r_edge[1:]]]))
+        depth = np.zeros(rows, dtype=np.int64)
+        if rows > 1:  # parents come first: a row's depth settles once its parent's has
+            while True:
+                deeper = depth[r_parent[1:]] + 1
+                if np.array_equal(deeper, depth[1:]):
+                    break
+                depth[1:] = deeper
+        child_count = np.bincount(r_parent[1:], minlength=rows) if rows > 1 else np.zeros(rows, dtype=np.int64)
+        child_start = np.full(rows, -1, dtype=np.int64)
+        parents, first = np.unique(r_parent[1:], return_index=True)  # a parent's children are contiguous
+        child_start[parents] = first + 1
         return order, r_edge, r_out, r_parent, depth, child_start, child_count
 
     def _export(self) -> Tree:
@@ -371,29 +398,45 @@ class SearchGraph:
         graph = self.graph
         order, r_edge, r_out, r_parent, depth, child_start, child_count = (
             self._rows_breadth_first() if graph else self._rows_in_action_order())
-        n_start, e_n, e_prior, e_reward = self.n_start, self.e_n, self.e_prior, self.e_reward
-        o_n, o_rsum = self.o_n, self.o_rsum
-        edges = r_edge[1:]
-        q = {e: self.q(e) for e in set(edges)} if graph or self.e_out else None
-        visits = [self.n_visits[0]] + [e_n[e] if o < 0 else o_n[o] for e, o in zip(edges, r_out[1:])]
-        if q is None:  # the plain tree: a row's value_sum is its edge's sum of returns
-            value_sum = [self.estimate(0) * visits[0]] + [self.e_w[e] for e in edges]
-        else:
-            value_sum = [self.estimate(0) * visits[0]] + [q[e] * n if n else 0.0 for e, n in zip(edges, visits[1:])]
-        action_index: dict[str, int] = {}
+        order = np.asarray(order, dtype=np.int64)
+        edges = np.asarray(r_edge[1:], dtype=np.int64)
+        outs = np.asarray(r_out[1:], dtype=np.int64)
+        sampled = np.flatnonzero(outs >= 0)  # rows of sampled outcomes: their counts and rewards
+
+        def gather(values: list, dtype: Any) -> np.ndarray:
+            return np.array(values, dtype=dtype)[edges] if len(values) else np.zeros(0, dtype=dtype)
+
+        visits = np.concatenate(([self.n_visits[0]], gather(self.e_n, np.int64)))
+        reward = np.concatenate(([0.0], gather(self.e_reward, np.float64)))
+        if len(sampled):
+            o_n = np.array(self.o_n, dtype=np.int64)[outs[sampled]]
+            o_rsum = np.array(self.o_rsum, dtype=np.float64)[outs[sampled]]
+            visits[1 + sampled] = o_n
+            with np.errstate(invalid="ignore", divide="ignore"):
+                reward[1 + sampled] = np.where(o_n > 0, o_rsum / np.maximum(o_n, 1), 0.0)
+        root_sum = self.estimate(0) * visits[0]
+        if graph or self.e_out:  # Q from the model of the outcomes: per edge, times the row's visits
+            q = {e: self.q(e) for e in set(edges.tolist())}
+            qs = np.array([q[e] for e in edges.tolist()], dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                value_sum = np.concatenate(([root_sum], np.where(visits[1:] > 0, qs * visits[1:], 0.0)))
+        else:  # the plain tree: a row's value_sum is its edge's sum of returns
+            value_sum = np.concatenate(([root_sum], gather(self.e_w, np.float64)))
         e_action = self.e_action
-        action = [-1] + [action_index.setdefault(e_action[e], len(action_index)) for e in edges]
-        reward = [0.0] + [e_reward[e] if o < 0 else (o_rsum[o] / o_n[o] if o_n[o] else 0.0)
-                          for e, o in zip(edges, r_out[1:])]
-        n_solved = self.n_solved
+        texts = [e_action[e] for e in edges.tolist()]
+        action_index = {text: i for i, text in enumerate(dict.fromkeys(texts))}  # first-seen order
+        n_start = np.array(self.n_start, dtype=np.int64)[order]
         columns = {
-            "parent": r_parent, "action": action, "depth": depth, "visits": visits, "value_sum": value_sum,
-            "prior": [0.0] + [e_prior[e] for e in edges], "reward": reward,
-            "feedback": [math.nan] + [self.e_feedback[e] for e in edges],
-            "terminal": [self.n_term[n] for n in order], "expanded": [n_start[n] >= 0 or n_start[n] == DEAD for n in order],
+            "parent": r_parent, "action": [-1] + [action_index[text] for text in texts], "depth": depth,
+            "visits": visits, "value_sum": value_sum,
+            "prior": np.concatenate(([0.0], gather(self.e_prior, np.float64))), "reward": reward,
+            "feedback": np.concatenate(([math.nan], gather(self.e_feedback, np.float64))),
+            "terminal": np.array(self.n_term, dtype=np.bool_)[order],
+            "expanded": (n_start >= 0) | (n_start == DEAD),
             "child_start": child_start, "child_count": child_count,
-            "solved_v": [math.nan if n_solved[n] is None else n_solved[n] for n in order],
+            "solved_v": np.array([math.nan if v is None else v for v in self.n_solved], dtype=np.float64)[order],
         }
+        order = order.tolist()
         states = [self.n_state[n] for n in order]
         keys = [self.n_key[n] for n in order] if graph else None  # tree mode: on first use
         return Tree(self.gamma, columns, states, keys, list(action_index), key_fn=self.env.state_key)

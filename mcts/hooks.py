@@ -42,6 +42,7 @@ def uniform_propose(env: Env) -> ProposeFn:
         return out
 
     propose.valid_proposals = True  # type: ignore[attr-defined]  # distinct texts: the engine skips its checks
+    propose.uniform_env = env  # type: ignore[attr-defined]  # the compiled loop asks env.legal_actions itself
     return propose
 
 
@@ -66,6 +67,7 @@ def random_rollout(env: Env, rng: np.random.Generator, gamma: float, max_steps: 
     def evaluate(states: Sequence[Any]) -> list[float]:
         return [playout(state, draw, gamma, max_steps, rng) for state in states]
 
+    evaluate.rollout = (playout, draw, gamma, max_steps, rng)  # type: ignore[attr-defined]  # for the compiled loop
     return evaluate
 
 

@@ -71,6 +71,9 @@ _PROPAGATE = 64
 # how a descent ended
 _NEW, _EVAL, _TERMINAL, _VALUED = 0, 1, 2, 3  # new: expand and evaluate; eval: evaluate
 
+# the compiled loop's stop codes (mcts/_core.c, run)
+_STOPS = ("budget", "exhausted", "max_nodes", "solved", "timeout")
+
 # 1 / sqrt(n) and sqrt(ln n) by table: a list read is cheaper than a call on the hot path
 _ISQRT: list[float] = [0.0]
 _SQRT_LOG: list[float] = [0.0]
@@ -99,6 +102,17 @@ class _Engine(SearchGraph):
         # the lists the descent reads, bound once (they grow in place)
         self._lists = (self.n_visits, self.n_start, self.n_count, self.n_next, self.n_off,
                        self.e_n, self.e_w, self.e_child, self.e_reward)
+        # tree mode runs the descent and the mean backup compiled where _core is built
+        # (graph mode's Q reads the outcome model: Python)
+        self._tree_core = None if self.graph else self._core
+        if self._tree_core is not None:
+            self._core_lists = self._lists + (self.e_dead, self.e_prior, self.n_solved, self.n_eval_n)
+            self._core_params = (self.c, float(cfg.fpu), self.uct, self._plain_uct, self.solver, self.det,
+                                 not self._check_proposals, self.eager, int(cfg.max_depth), int(cfg.max_nodes))
+            uniform = getattr(propose, "uniform_env", None) is env  # the built-in hooks, called without their lists
+            self._core_hooks = (env.step, self.rng, propose, evaluate, cfg.proposals, ConfigError, self._draw,
+                                self._node_lists, self._edge_lists, env.legal_actions if uniform else None,
+                                getattr(evaluate, "rollout", None))
 
     # ------------------------------------------------------------------ selection
     def _select(self, node: int, on_path: set[int] | None) -> int:
@@ -146,6 +160,11 @@ class _Engine(SearchGraph):
 
     # ------------------------------------------------------------------ one descent
     def _descend(self) -> list | None:
+        if self._tree_core is not None:
+            return self._tree_core.descend(self, self._core_lists, self._core_params, self._core_hooks)
+        return self._descend_py()
+
+    def _descend_py(self) -> list | None:
         """Select a path; None when the root has no action left to search.
 
         Returns ``[nodes, edges, rewards, how it ended, leaf value]``: the path's nodes
@@ -223,6 +242,8 @@ class _Engine(SearchGraph):
             changed = [n for n in reversed(nodes) if self._refresh(n)]
             if changed:
                 self._propagate(changed, _PROPAGATE)
+        elif self._tree_core is not None:
+            self._tree_core.backup_mean(self.e_w, edges, rewards, gamma, leaf_value)
         else:
             g = leaf_value
             e_w = self.e_w
@@ -230,10 +251,14 @@ class _Engine(SearchGraph):
                 g = rewards[i] + gamma * g
                 e_w[edges[i]] += g
         if self.solver:
-            n_solved = self.n_solved
-            for i in range(len(nodes) - 1, -1, -1):
-                if n_solved[nodes[i]] is None and not try_prove(self, nodes[i]):
-                    break
+            self._prove_up(nodes)
+
+    def _prove_up(self, nodes: list[int]) -> None:
+        """The MCTS-Solver after a backup: prove the path's nodes from the leaf up, while they prove."""
+        n_solved = self.n_solved
+        for i in range(len(nodes) - 1, -1, -1):
+            if n_solved[nodes[i]] is None and not try_prove(self, nodes[i]):
+                break
 
     # ------------------------------------------------------------------ the loop
     def run(self, root_state: Any) -> SearchResult:
@@ -244,7 +269,12 @@ class _Engine(SearchGraph):
         self._new_node(root_state, root_key, False)
         done = waves = 0
         stop = "budget"
-        while done < cfg.simulations:
+        if self._tree_core is not None and cfg.batch_size == 1:  # the compiled loop, one leaf a wave
+            done, waves, code = self._tree_core.run(
+                self, self._core_lists, self._core_params, self._core_hooks, cfg.simulations, cfg.stop_on_solve,
+                -1.0 if cfg.task_timeout is None else float(cfg.task_timeout), t0, self.gamma)
+            stop = _STOPS[code]
+        while done < cfg.simulations and stop == "budget":
             descents = []
             for _ in range(min(cfg.batch_size, cfg.simulations - done)):
                 d = self._descend()
@@ -283,6 +313,11 @@ class _Engine(SearchGraph):
         then every descent's leaf value is known."""
         if len(descents) == 1:
             d = descents[0]
+            if d[3] > _EVAL:  # a terminal or a valued leaf: nothing to call
+                return
+            if not self.graph:  # one leaf in a tree (batch_size 1, the default): the short way
+                d[4] = self._one_leaf(d[0][-1], d[3] == _NEW)
+                return
             new = [d[0][-1]] if d[3] == _NEW else []
             leaves = [d[0][-1]] if d[3] == _EVAL else []
         else:
@@ -316,6 +351,29 @@ class _Engine(SearchGraph):
         for d in descents:
             if d[3] <= _EVAL:
                 d[4] = values.get(d[0][-1], 0.0)
+
+    def _one_leaf(self, node: int, new: bool) -> float:
+        """:meth:`_expand_and_evaluate` for a single tree-mode leaf: the same calls, the
+        same storage, the value of the leaf."""
+        state = self.n_state[node]
+        if new:
+            proposals = self.propose([state], self.cfg.proposals)
+            if len(proposals) != 1:
+                raise ConfigError(f"a propose hook returned {len(proposals)} lists for 1 states")
+            self._expand(node, proposals[0])
+            solved = self.n_solved[node]
+            if solved is not None:  # proven on expansion
+                return solved
+            if self.n_term[node]:
+                return 0.0
+        got = self.evaluate([state])
+        if len(got) != 1:
+            raise ConfigError(f"an evaluate hook returned {len(got)} values for 1 states")
+        v = float(got[0])
+        self.n_eval_sum[node] += v
+        self.n_eval_n[node] += 1
+        return v
+
 
 def search(
     env: Env,

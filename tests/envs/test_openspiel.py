@@ -121,7 +121,7 @@ def test_states_are_immutable(catch):
 
 
 # ----------------------------------------------------------------------------- rewards and returns
-@pytest.mark.parametrize("game", ["catch", "cliff_walking"])
+@pytest.mark.parametrize("game", ["catch", "cliff_walking", "deep_sea"])  # terminal, dense, dense rewards
 def test_step_rewards_sum_to_the_returns(game):
     env = make_env(f"openspiel:{game}")
     for seed in range(8):
