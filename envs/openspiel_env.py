@@ -270,7 +270,8 @@ class OpenSpielEnv(Env):
         return ids
 
     def legal_actions(self, state: OpenSpielState) -> list[str]:
-        return list(self._actions(state))
+        ids = state._ids
+        return list(self._actions(state) if ids is None else ids)
 
     def step(self, state: OpenSpielState, action: str, rng: np.random.Generator | None = None) -> Step[OpenSpielState]:
         ids = state._ids
@@ -296,7 +297,7 @@ class OpenSpielEnv(Env):
                 player = s.current_player()
         terminal = player == _TERMINAL
         success = terminal and s.returns()[0] >= self.max_utility - 1e-9
-        return Step(OpenSpielState(s), float(reward), terminal, False, _INFO[success, fixed])
+        return Step(OpenSpielState(s), reward, terminal, False, _INFO[success, fixed])  # reward: a float already
 
     def state_key(self, state: OpenSpielState) -> str:
         """``str(state)``: the position (see the module notes)."""

@@ -13,6 +13,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <string.h>
 #include <time.h>
 
 /* must match treeq/mcts/graph.py and search.py */
@@ -467,7 +468,7 @@ static PyObject *one_of(Ctx *x, PyObject *result, const char *what, const char *
 static int leaf_value(PyObject *engine, Ctx *x, long node, int is_new, double *out) {
     PyObject *nodes = x->h[H_NODES];
     PyObject *state = PyList_GET_ITEM(PyTuple_GET_ITEM(nodes, N_STATE), node);
-    PyObject *batch = PyList_New(1);
+    PyObject *batch = PyList_New(1); /* [state]: what the hooks take */
     if (!batch)
         return -1;
     PyList_SET_ITEM(batch, 0, Py_NewRef(state));
@@ -830,7 +831,57 @@ static PyObject *backup_mean(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* gather(values, index, kind) -> bytearray: values[i] for each int64 i of the buffer index, packed
+ * as kind 'd' (float64), 'q' (int64) or '?' (bool, one byte); the export wraps it with
+ * numpy.frombuffer. One pass in C instead of numpy converting the whole list. */
+static PyObject *gather(PyObject *self, PyObject *args) {
+    PyObject *values;
+    Py_buffer idx;
+    int kind;
+    if (!PyArg_ParseTuple(args, "O!y*C", &PyList_Type, &values, &idx, &kind))
+        return NULL;
+    Py_ssize_t n = idx.len / (Py_ssize_t)sizeof(long long), size = kind == '?' ? 1 : 8;
+    PyObject *out = NULL;
+    if (idx.len % (Py_ssize_t)sizeof(long long) || (kind != 'd' && kind != 'q' && kind != '?')) {
+        PyErr_SetString(PyExc_ValueError, "_core.gather: an int64 index and kind 'd', 'q' or '?'");
+        goto done;
+    }
+    if (!(out = PyByteArray_FromStringAndSize(NULL, n * size)))
+        goto done;
+    const long long *ix = idx.buf;
+    char *dst = PyByteArray_AS_STRING(out);
+    Py_ssize_t len = PyList_GET_SIZE(values);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (ix[i] < 0 || ix[i] >= len) {
+            PyErr_SetString(PyExc_IndexError, "_core.gather: index out of range");
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyObject *v = PyList_GET_ITEM(values, ix[i]);
+        if (kind == 'd') {
+            double d = PyFloat_CheckExact(v) ? PyFloat_AS_DOUBLE(v) : PyFloat_AsDouble(v);
+            memcpy(dst + 8 * i, &d, 8);
+        } else if (kind == 'q') {
+            long long q = PyLong_AsLongLong(v);
+            memcpy(dst + 8 * i, &q, 8);
+        } else {
+            int b = PyObject_IsTrue(v);
+            dst[i] = (char)(b > 0);
+            if (b < 0)
+                break;
+        }
+        if (PyErr_Occurred())
+            break;
+    }
+    if (PyErr_Occurred())
+        Py_CLEAR(out);
+done:
+    PyBuffer_Release(&idx);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"gather", gather, METH_VARARGS, "gather(values, index, kind) -> bytearray of values[index] (export)."},
     {"new_node", new_node, METH_VARARGS, "new_node(lists, state, terminal, solved) -> id: append a node."},
     {"expand", expand, METH_VARARGS, "expand(lists, node, proposals, draw): append a node's edges."},
     {"run", run, METH_VARARGS, "run(engine, lists, params, hooks, sims, stop_on_solve, timeout, t0, gamma)."},

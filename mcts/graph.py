@@ -368,7 +368,7 @@ class SearchGraph:
                 self._list_edge(e, order_l, r_edge_l, r_out_l)
             order, r_edge, r_out = (np.array(x, dtype=np.int64) for x in (order_l, r_edge_l, r_out_l))
         else:
-            child = np.array(e_child, dtype=np.int64)
+            child = self._gather(e_child, np.arange(len(e_child)), np.int64)
             stepped = np.flatnonzero(child >= 0)
             order = np.concatenate(([0], child[stepped]))
             r_edge = np.concatenate(([-1], stepped))
@@ -376,7 +376,7 @@ class SearchGraph:
         rows = len(order)
         row_of = np.zeros(len(self.n_state), dtype=np.int64)
         row_of[order] = np.arange(rows)
-        r_parent = np.concatenate(([NO_PARENT], row_of[np.array(self.e_owner, dtype=np.int64)[r_edge[1:]]]))
+        r_parent = np.concatenate(([NO_PARENT], row_of[self._gather(self.e_owner, r_edge[1:], np.int64)]))
         depth = np.zeros(rows, dtype=np.int64)
         if rows > 1:  # parents come first: a row's depth settles once its parent's has
             while True:
@@ -389,6 +389,15 @@ class SearchGraph:
         parents, first = np.unique(r_parent[1:], return_index=True)  # a parent's children are contiguous
         child_start[parents] = first + 1
         return order, r_edge, r_out, r_parent, depth, child_start, child_count
+
+    _KINDS = {np.dtype(np.float64): "d", np.dtype(np.int64): "q", np.dtype(np.bool_): "?"}
+
+    def _gather(self, values: list, index: np.ndarray, dtype: Any) -> np.ndarray:
+        """``values[index]`` as a numpy array (a list read once, in C where _core is built)."""
+        index = np.ascontiguousarray(index, dtype=np.int64)
+        if self._core is not None:
+            return np.frombuffer(self._core.gather(values, index, self._KINDS[np.dtype(dtype)]), dtype=dtype)
+        return np.fromiter(values, dtype, len(values))[index] if len(values) else np.zeros(len(index), dtype)
 
     def _export(self) -> Tree:
         """Flat rows with each row's children contiguous: one row per (parent row,
@@ -403,11 +412,10 @@ class SearchGraph:
         outs = np.asarray(r_out[1:], dtype=np.int64)
         sampled = np.flatnonzero(outs >= 0)  # rows of sampled outcomes: their counts and rewards
 
-        def gather(values: list, dtype: Any) -> np.ndarray:
-            return np.array(values, dtype=dtype)[edges] if len(values) else np.zeros(0, dtype=dtype)
+        gather = self._gather
 
-        visits = np.concatenate(([self.n_visits[0]], gather(self.e_n, np.int64)))
-        reward = np.concatenate(([0.0], gather(self.e_reward, np.float64)))
+        visits = np.concatenate(([self.n_visits[0]], gather(self.e_n, edges, np.int64)))
+        reward = np.concatenate(([0.0], gather(self.e_reward, edges, np.float64)))
         if len(sampled):
             o_n = np.array(self.o_n, dtype=np.int64)[outs[sampled]]
             o_rsum = np.array(self.o_rsum, dtype=np.float64)[outs[sampled]]
@@ -421,17 +429,17 @@ class SearchGraph:
             with np.errstate(invalid="ignore"):
                 value_sum = np.concatenate(([root_sum], np.where(visits[1:] > 0, qs * visits[1:], 0.0)))
         else:  # the plain tree: a row's value_sum is its edge's sum of returns
-            value_sum = np.concatenate(([root_sum], gather(self.e_w, np.float64)))
+            value_sum = np.concatenate(([root_sum], gather(self.e_w, edges, np.float64)))
         e_action = self.e_action
         texts = [e_action[e] for e in edges.tolist()]
         action_index = {text: i for i, text in enumerate(dict.fromkeys(texts))}  # first-seen order
-        n_start = np.array(self.n_start, dtype=np.int64)[order]
+        n_start = gather(self.n_start, order, np.int64)
         columns = {
             "parent": r_parent, "action": [-1] + [action_index[text] for text in texts], "depth": depth,
             "visits": visits, "value_sum": value_sum,
-            "prior": np.concatenate(([0.0], gather(self.e_prior, np.float64))), "reward": reward,
-            "feedback": np.concatenate(([math.nan], gather(self.e_feedback, np.float64))),
-            "terminal": np.array(self.n_term, dtype=np.bool_)[order],
+            "prior": np.concatenate(([0.0], gather(self.e_prior, edges, np.float64))), "reward": reward,
+            "feedback": np.concatenate(([math.nan], gather(self.e_feedback, edges, np.float64))),
+            "terminal": gather(self.n_term, order, np.bool_),
             "expanded": (n_start >= 0) | (n_start == DEAD),
             "child_start": child_start, "child_count": child_count,
             "solved_v": np.array([math.nan if v is None else v for v in self.n_solved], dtype=np.float64)[order],

@@ -117,3 +117,16 @@ def test_compiled_env_error_propagates():
     with pytest.raises(_Boom, match="env exploded"):
         search(env, env.reset(env.load_tasks(None)[0]), SearchConfig(simulations=5, transpositions=False),
                np.random.default_rng(0))
+
+
+def test_pure_python_switch():
+    """TREEQ_PURE_PYTHON=1 runs the Python path (what an install without a C compiler gets)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import importlib; print(importlib.import_module('treeq.mcts.graph')._core is None)"
+    out = {flag: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                env={**os.environ, "TREEQ_PURE_PYTHON": flag}).stdout.strip()
+           for flag in ("1", "0")}
+    assert out == {"1": "True", "0": "False"}
