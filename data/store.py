@@ -327,7 +327,11 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # someone else's process: alive
         return True
-    return True
+    try:  # a killed worker that nobody has reaped yet is a zombie: gone for our purposes
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):  # no /proc (not Linux): the signal test stands
+        return True
 
 
 def _one_line(exc: BaseException) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -320,3 +321,25 @@ def test_empty_or_comment_only_query_is_an_error(tmp_path):
     for sql in ("", "   \n", "-- just a comment", "/* nothing */"):
         with pytest.raises(StoreError, match="empty"):
             run_query(tmp_path, sql)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="zombie detection reads /proc")
+def test_a_killed_writer_not_yet_reaped_counts_as_gone(tmp_path):
+    """A SIGKILLed worker whose parent is gone can linger as a zombie: its temps are stale."""
+    import subprocess
+    import sys
+
+    from treeq.data.store import _alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    for _ in range(500):  # exited, not waited for: a zombie
+        with open(f"/proc/{child.pid}/stat", "rb") as f:
+            if f.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
+                break
+        time.sleep(0.01)
+    try:
+        assert not _alive(child.pid)
+        assert _alive(os.getpid())
+    finally:
+        child.wait()
+    assert not _alive(child.pid)

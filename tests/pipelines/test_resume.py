@@ -34,16 +34,22 @@ def every_file_whole(out: Path) -> None:
 @pytest.mark.slow
 def test_sigkill_five_times_then_the_rows_equal_an_uninterrupted_run(tmp_path, run_cli):
     # tasks of different sizes: the solver off, budgets met in full; two workers
-    argv = ["search", "--limit", "60", "--simulations", "15000", "--no-solver", "--no-progress", "--workers", "2"]
+    argv = ["search", "--limit", "120", "--simulations", "40000", "--no-solver", "--no-progress", "--workers", "2"]
     ref = tmp_path / "ref"
     assert run_cli(*argv, "--out", ref).rc == 0
     out = tmp_path / "out"
     rng = np.random.default_rng(7)
     kills = 0
     for _ in range(5):
+        # killed mid-job whatever the machine's speed: once this run has written a shard of
+        # its own, after a random further 0 to 0.3 s
+        before = len(list(out.rglob("*.parquet")))
         proc = subprocess.Popen([sys.executable, str(CLI), *argv, "--out", str(out)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(float(rng.uniform(0.5, 2.0)))
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and len(list(out.rglob("*.parquet"))) <= before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(float(rng.uniform(0.0, 0.3)))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             kills += 1
