@@ -1,14 +1,21 @@
-/* treeq.mcts._core: the compiled hot path of tree-mode search (selection, descent, backup).
+/* treeq.mcts._core: the compiled hot path of tree-mode search.
  *
  * It works on the engine's own storage, the Python lists of treeq.mcts.graph.SearchGraph,
- * and computes exactly what the pure-Python methods it stands in for compute
- * (_Engine._descend and the mean backup in treeq/mcts/search.py): the same scores in
- * the same floating-point order, the same tie-breaking (the first best edge), the same
- * lists returned, so a search gives the same tree with or without it
- * (tests/mcts/test_core.py checks this on every env). Env steps and leaf values stay
- * Python calls (engine._step, engine.value): the env is the user's code.
+ * and computes exactly what the Python code it stands in for computes: the descent
+ * (_Engine._descend_py), the mean backup, SearchGraph._new_node / _expand / _place for a
+ * fixed transition, _Engine._one_leaf and the wave loop of _Engine.run for one leaf a
+ * wave, and the export's column gathers. The same scores in the same floating-point
+ * order, the same tie-breaking (the first best edge), the same hook calls in the same
+ * order, so a search gives the same tree with or without it (tests/mcts/test_core.py
+ * checks this on every kind of env). The env and the hooks stay Python calls; sampled
+ * outcomes, the solver's proofs and bounds, checked proposals and eager expansion call
+ * back into the engine's Python methods. Graph mode runs in Python apart from the
+ * node/edge appends and the export (its Q reads the sampled-outcome model).
  *
- * Graph mode keeps the Python path (its Q reads the sampled-outcome model).
+ * Why one file of this length (the 400-line rule): it is one translation unit of the
+ * CPython C API with no shared state beyond its interned names; split, the pieces would
+ * need a header of the storage layouts that this file now declares once, next to the
+ * code that reads them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -59,18 +66,25 @@ static inline int seti(PyObject *list, Py_ssize_t i, long v) {
 
 static inline int incr(PyObject *list, Py_ssize_t i) { return seti(list, i, geti(list, i) + 1); }
 
-static int unpack(PyObject *lists, PyObject *params, PyObject *hooks, Ctx *x) {
-    if (!PyTuple_Check(lists) || PyTuple_GET_SIZE(lists) != L_COUNT_ALL) {
-        PyErr_SetString(PyExc_TypeError, "_core: bad storage tuple");
+/* the n lists of a storage tuple into out[]; -1 with a TypeError when it is not that */
+static int lists_of(PyObject *tuple, int n, PyObject **out) {
+    if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) != n) {
+        PyErr_Format(PyExc_TypeError, "_core: expected a tuple of %d storage lists", n);
         return -1;
     }
-    for (int i = 0; i < L_COUNT_ALL; i++) {
-        x->l[i] = PyTuple_GET_ITEM(lists, i);
-        if (!PyList_CheckExact(x->l[i])) {
+    for (int i = 0; i < n; i++) {
+        out[i] = PyTuple_GET_ITEM(tuple, i);
+        if (!PyList_CheckExact(out[i])) {
             PyErr_SetString(PyExc_TypeError, "_core: storage must be lists");
             return -1;
         }
     }
+    return 0;
+}
+
+static int unpack(PyObject *lists, PyObject *params, PyObject *hooks, Ctx *x) {
+    if (lists_of(lists, L_COUNT_ALL, x->l) < 0)
+        return -1;
     if (!PyArg_ParseTuple(params, "ddppppppll", &x->c, &x->fpu, &x->uct, &x->plain, &x->solver, &x->det,
                           &x->trusted, &x->eager, &x->max_depth, &x->max_nodes))
         return -1;
@@ -150,46 +164,32 @@ enum { X_ACTION, X_PRIOR, X_FEEDBACK, X_EN, X_EW, X_CHILD, X_REWARD, X_DEAD, X_O
  * first edge UCT tries. The dead-end and eager-step cases stay with the caller. With a prior
  * `uniform` (not NaN) the proposals are the action texts alone, as uniform_propose gives them. */
 static int expand_edges(PyObject *lists, Py_ssize_t node, PyObject *proposals, PyObject *draw, double uniform) {
-    if (PyTuple_GET_SIZE(lists) != X_COUNT_ALL) {
-        PyErr_SetString(PyExc_TypeError, "_core: bad edge-list tuple");
-        return -1;
-    }
     PyObject *l[X_COUNT_ALL];
-    for (int i = 0; i < X_COUNT_ALL; i++) {
-        l[i] = PyTuple_GET_ITEM(lists, i);
-        if (!PyList_CheckExact(l[i])) {
-            PyErr_SetString(PyExc_TypeError, "_core: storage must be lists");
-            return -1;
-        }
-    }
+    if (lists_of(lists, X_COUNT_ALL, l) < 0)
+        return -1;
     Py_ssize_t start = PyList_GET_SIZE(l[X_ACTION]), k = PyList_GET_SIZE(proposals);
     PyObject *zero = PyLong_FromLong(0), *zerof = PyFloat_FromDouble(0.0), *unstepped = PyLong_FromLong(UNSTEPPED);
     PyObject *owner = PyLong_FromSsize_t(node);
     int ok = zero && zerof && unstepped && owner;
     for (Py_ssize_t i = 0; ok && i < k; i++) {
-        PyObject *prop = PyList_GET_ITEM(proposals, i);
-        if (!isnan(uniform)) {
-            ok = PyList_Append(l[X_ACTION], prop) == 0 && append_double(l[X_PRIOR], uniform) == 0 &&
-                 append_double(l[X_FEEDBACK], NAN) == 0 && PyList_Append(l[X_EN], zero) == 0 &&
-                 PyList_Append(l[X_EW], zerof) == 0 && PyList_Append(l[X_CHILD], unstepped) == 0 &&
-                 PyList_Append(l[X_REWARD], zerof) == 0 && PyList_Append(l[X_DEAD], Py_False) == 0 &&
-                 PyList_Append(l[X_OWNER], owner) == 0;
-            continue;
+        PyObject *prop = PyList_GET_ITEM(proposals, i), *action = prop;
+        double prior = uniform, fb = NAN;
+        if (isnan(uniform)) {
+            if (!PyTuple_Check(prop) || PyTuple_GET_SIZE(prop) < 2) {
+                PyErr_SetString(PyExc_TypeError, "_core: a proposal must be a tuple (action, prior[, feedback])");
+                ok = 0;
+                break;
+            }
+            action = PyTuple_GET_ITEM(prop, 0);
+            prior = PyFloat_AsDouble(PyTuple_GET_ITEM(prop, 1));
+            if (PyTuple_GET_SIZE(prop) > 2 && PyTuple_GET_ITEM(prop, 2) != Py_None)
+                fb = PyFloat_AsDouble(PyTuple_GET_ITEM(prop, 2));
+            if (PyErr_Occurred()) {
+                ok = 0;
+                break;
+            }
         }
-        if (!PyTuple_Check(prop) || PyTuple_GET_SIZE(prop) < 2) {
-            PyErr_SetString(PyExc_TypeError, "_core: a proposal must be a tuple (action, prior[, feedback])");
-            ok = 0;
-            break;
-        }
-        double prior = PyFloat_AsDouble(PyTuple_GET_ITEM(prop, 1));
-        double fb = NAN;
-        if (PyTuple_GET_SIZE(prop) > 2 && PyTuple_GET_ITEM(prop, 2) != Py_None)
-            fb = PyFloat_AsDouble(PyTuple_GET_ITEM(prop, 2));
-        if (PyErr_Occurred()) {
-            ok = 0;
-            break;
-        }
-        ok = PyList_Append(l[X_ACTION], PyTuple_GET_ITEM(prop, 0)) == 0 && append_double(l[X_PRIOR], prior) == 0 &&
+        ok = PyList_Append(l[X_ACTION], action) == 0 && append_double(l[X_PRIOR], prior) == 0 &&
              append_double(l[X_FEEDBACK], fb) == 0 && PyList_Append(l[X_EN], zero) == 0 &&
              PyList_Append(l[X_EW], zerof) == 0 && PyList_Append(l[X_CHILD], unstepped) == 0 &&
              PyList_Append(l[X_REWARD], zerof) == 0 && PyList_Append(l[X_DEAD], Py_False) == 0 &&
@@ -234,18 +234,9 @@ enum { N_STATE, N_TERM, N_START, N_COUNT, N_NEXT, N_OFF, N_VISITS, N_EVAL_SUM, N
  * SearchGraph._new_node does before its solver-bound and graph-mode extras; solved is
  * its n_solved entry (None or V*). */
 static Py_ssize_t append_node(PyObject *lists, PyObject *state, int terminal, PyObject *solved) {
-    if (PyTuple_GET_SIZE(lists) != N_COUNT_ALL) {
-        PyErr_SetString(PyExc_TypeError, "_core: bad node-list tuple");
-        return -1;
-    }
     PyObject *l[N_COUNT_ALL];
-    for (int i = 0; i < N_COUNT_ALL; i++) {
-        l[i] = PyTuple_GET_ITEM(lists, i);
-        if (!PyList_CheckExact(l[i])) {
-            PyErr_SetString(PyExc_TypeError, "_core: storage must be lists");
-            return -1;
-        }
-    }
+    if (lists_of(lists, N_COUNT_ALL, l) < 0)
+        return -1;
     Py_ssize_t n = PyList_GET_SIZE(l[N_STATE]);
     PyObject *zero = PyLong_FromLong(0), *zerof = PyFloat_FromDouble(0.0);
     PyObject *start = PyLong_FromLong(terminal ? -2 /* END */ : UNSTEPPED);
@@ -894,21 +885,10 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_core", "treeq's com
                                     methods};
 
 PyMODINIT_FUNC PyInit__core(void) {
-    if (!(S_rows = PyUnicode_InternFromString("rows")))
-        return NULL;
-    if (!(S_full = PyUnicode_InternFromString("full")))
-        return NULL;
-    if (!(S_solution = PyUnicode_InternFromString("solution")))
-        return NULL;
-    if (!(S_reward = PyUnicode_InternFromString("reward")))
-        return NULL;
-    if (!(S_terminated = PyUnicode_InternFromString("terminated")))
-        return NULL;
-    if (!(S_truncated = PyUnicode_InternFromString("truncated")))
-        return NULL;
-    if (!(S_info = PyUnicode_InternFromString("info")))
-        return NULL;
-    if (!(S_state = PyUnicode_InternFromString("state")))
-        return NULL;
+    PyObject **names[] = {&S_rows, &S_full, &S_solution, &S_reward, &S_terminated, &S_truncated, &S_info, &S_state};
+    const char *texts[] = {"rows", "full", "solution", "reward", "terminated", "truncated", "info", "state"};
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+        if (!(*names[i] = PyUnicode_InternFromString(texts[i])))
+            return NULL;
     return PyModule_Create(&module);
 }

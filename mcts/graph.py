@@ -1,20 +1,19 @@
 """The search's working storage: decision nodes, edges and sampled outcomes in flat
-Python lists, with the values (Q, V, the max backup and its propagation) and the
-export to a flat-array :class:`~treeq.mcts.tree.Tree`. The MCTS-Solver's proofs over
-this storage are in :mod:`treeq.mcts.solver`.
+Python lists, with the values (Q, V, the max backup and its propagation). The
+MCTS-Solver's proofs over this storage are in :mod:`treeq.mcts.solver`, its export to
+a flat-array :class:`~treeq.mcts.tree.Tree` in :mod:`treeq.mcts.export`.
 
 Node ids, edge ids and outcome ids index the lists; a node's edges are the contiguous
 ids ``n_start[n] : n_start[n] + n_count[n]``. Lists, not numpy arrays, because the
 engine's hot path reads and writes single elements, which lists serve several times
-faster. :mod:`treeq.mcts.search` runs the loop over this storage; nothing else
-touches it.
+faster (and the compiled hot path, ``mcts/_core.c``, works on them in place).
+:mod:`treeq.mcts.search` runs the loop over this storage; nothing else touches it.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,8 @@ from ..envs.base import Env, Step, is_success
 from ..errors import ConfigError
 from .config import SearchConfig
 from .solver import try_prove
-from .tree import NO_PARENT, Tree
+from .export import export_tree
+from .tree import Tree
 
 __all__ = ["SearchGraph", "UNSTEPPED", "END", "DEAD", "SAMPLED"]
 
@@ -319,132 +319,6 @@ class SearchGraph:
             if self._refresh(node):
                 queue.extend(parents.get(node, ()))
 
-    # ------------------------------------------------------------------ export
-    def _list_edge(self, e: int, order: list[int], r_edge: list[int], r_out: list[int]) -> None:
-        """Append the rows of edge ``e``: its child, one per sampled outcome, or none
-        (never stepped)."""
-        child = self.e_child[e]
-        if child >= 0:
-            order.append(child)
-            r_edge.append(e)
-            r_out.append(-1)
-        elif child == SAMPLED:
-            for o in self.e_out[e].values():
-                order.append(self.o_child[o])
-                r_edge.append(e)
-                r_out.append(o)
-
-    def _rows_breadth_first(self) -> tuple[list[int], ...]:
-        """Graph mode's rows: breadth first from the root, a node's edges listed once."""
-        n_start, n_count = self.n_start, self.n_count
-        order, r_edge, r_out, r_parent, depth = [0], [-1], [-1], [NO_PARENT], [0]
-        child_start, child_count = [], []
-        listed: set[int] = set()
-        i = 0
-        while i < len(order):
-            node = order[i]
-            first = len(order)
-            s = n_start[node]
-            if s >= 0 and node not in listed:
-                listed.add(node)
-                for e in range(s, s + n_count[node]):
-                    self._list_edge(e, order, r_edge, r_out)
-                r_parent.extend([i] * (len(order) - len(r_parent)))
-                depth.extend([depth[i] + 1] * (len(order) - len(depth)))
-            child_start.append(first if len(order) > first else -1)
-            child_count.append(len(order) - first)
-            i += 1
-        return order, r_edge, r_out, r_parent, depth, child_start, child_count
-
-    def _rows_in_action_order(self) -> tuple[np.ndarray, ...]:
-        """Tree mode's rows: every node has one, listed in the order of the action (and
-        outcome) that created it. A node's actions have consecutive ids, so its children
-        stay together; its own action is older than the ones it proposes, so a parent
-        comes before its children."""
-        e_child = self.e_child
-        if self.e_out:  # sampled outcomes: one row each, in the order they were first seen
-            order_l, r_edge_l, r_out_l = [0], [-1], [-1]
-            for e in range(len(e_child)):
-                self._list_edge(e, order_l, r_edge_l, r_out_l)
-            order, r_edge, r_out = (np.array(x, dtype=np.int64) for x in (order_l, r_edge_l, r_out_l))
-        else:
-            child = self._gather(e_child, np.arange(len(e_child)), np.int64)
-            stepped = np.flatnonzero(child >= 0)
-            order = np.concatenate(([0], child[stepped]))
-            r_edge = np.concatenate(([-1], stepped))
-            r_out = np.full(len(order), -1, dtype=np.int64)
-        rows = len(order)
-        row_of = np.zeros(len(self.n_state), dtype=np.int64)
-        row_of[order] = np.arange(rows)
-        r_parent = np.concatenate(([NO_PARENT], row_of[self._gather(self.e_owner, r_edge[1:], np.int64)]))
-        depth = np.zeros(rows, dtype=np.int64)
-        if rows > 1:  # parents come first: a row's depth settles once its parent's has
-            while True:
-                deeper = depth[r_parent[1:]] + 1
-                if np.array_equal(deeper, depth[1:]):
-                    break
-                depth[1:] = deeper
-        child_count = np.bincount(r_parent[1:], minlength=rows) if rows > 1 else np.zeros(rows, dtype=np.int64)
-        child_start = np.full(rows, -1, dtype=np.int64)
-        parents, first = np.unique(r_parent[1:], return_index=True)  # a parent's children are contiguous
-        child_start[parents] = first + 1
-        return order, r_edge, r_out, r_parent, depth, child_start, child_count
-
-    _KINDS = {np.dtype(np.float64): "d", np.dtype(np.int64): "q", np.dtype(np.bool_): "?"}
-
-    def _gather(self, values: list, index: np.ndarray, dtype: Any) -> np.ndarray:
-        """``values[index]`` as a numpy array (a list read once, in C where _core is built)."""
-        index = np.ascontiguousarray(index, dtype=np.int64)
-        if self._core is not None:
-            return np.frombuffer(self._core.gather(values, index, self._KINDS[np.dtype(dtype)]), dtype=dtype)
-        return np.fromiter(values, dtype, len(values))[index] if len(values) else np.zeros(len(index), dtype)
-
     def _export(self) -> Tree:
-        """Flat rows with each row's children contiguous: one row per (parent row,
-        stepped action, outcome). A tree lists them in the order of the actions that led
-        to them; a graph breadth first, a shared node's edges once, under its shallowest
-        row."""
-        graph = self.graph
-        order, r_edge, r_out, r_parent, depth, child_start, child_count = (
-            self._rows_breadth_first() if graph else self._rows_in_action_order())
-        order = np.asarray(order, dtype=np.int64)
-        edges = np.asarray(r_edge[1:], dtype=np.int64)
-        outs = np.asarray(r_out[1:], dtype=np.int64)
-        sampled = np.flatnonzero(outs >= 0)  # rows of sampled outcomes: their counts and rewards
-
-        gather = self._gather
-
-        visits = np.concatenate(([self.n_visits[0]], gather(self.e_n, edges, np.int64)))
-        reward = np.concatenate(([0.0], gather(self.e_reward, edges, np.float64)))
-        if len(sampled):
-            o_n = np.array(self.o_n, dtype=np.int64)[outs[sampled]]
-            o_rsum = np.array(self.o_rsum, dtype=np.float64)[outs[sampled]]
-            visits[1 + sampled] = o_n
-            with np.errstate(invalid="ignore", divide="ignore"):
-                reward[1 + sampled] = np.where(o_n > 0, o_rsum / np.maximum(o_n, 1), 0.0)
-        root_sum = self.estimate(0) * visits[0]
-        if graph or self.e_out:  # Q from the model of the outcomes: per edge, times the row's visits
-            q = {e: self.q(e) for e in set(edges.tolist())}
-            qs = np.array([q[e] for e in edges.tolist()], dtype=np.float64)
-            with np.errstate(invalid="ignore"):
-                value_sum = np.concatenate(([root_sum], np.where(visits[1:] > 0, qs * visits[1:], 0.0)))
-        else:  # the plain tree: a row's value_sum is its edge's sum of returns
-            value_sum = np.concatenate(([root_sum], gather(self.e_w, edges, np.float64)))
-        e_action = self.e_action
-        texts = [e_action[e] for e in edges.tolist()]
-        action_index = {text: i for i, text in enumerate(dict.fromkeys(texts))}  # first-seen order
-        n_start = gather(self.n_start, order, np.int64)
-        columns = {
-            "parent": r_parent, "action": [-1] + [action_index[text] for text in texts], "depth": depth,
-            "visits": visits, "value_sum": value_sum,
-            "prior": np.concatenate(([0.0], gather(self.e_prior, edges, np.float64))), "reward": reward,
-            "feedback": np.concatenate(([math.nan], gather(self.e_feedback, edges, np.float64))),
-            "terminal": gather(self.n_term, order, np.bool_),
-            "expanded": (n_start >= 0) | (n_start == DEAD),
-            "child_start": child_start, "child_count": child_count,
-            "solved_v": np.array([math.nan if v is None else v for v in self.n_solved], dtype=np.float64)[order],
-        }
-        order = order.tolist()
-        states = [self.n_state[n] for n in order]
-        keys = [self.n_key[n] for n in order] if graph else None  # tree mode: on first use
-        return Tree(self.gamma, columns, states, keys, list(action_index), key_fn=self.env.state_key)
+        """The flat-array tree of this search (:func:`treeq.mcts.export.export_tree`)."""
+        return export_tree(self)

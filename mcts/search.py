@@ -43,7 +43,11 @@ whole (:mod:`treeq.mcts.solver`).
 
 The engine keeps its working storage in Python lists (the hot path reads single
 elements, which lists serve several times faster than numpy arrays) and exports a
-flat-array :class:`~treeq.mcts.tree.Tree` at the end.
+flat-array :class:`~treeq.mcts.tree.Tree` at the end. In tree mode the descent, the
+mean backup and (one leaf a wave) the whole loop run compiled (``mcts/_core.c``) over
+the same lists, calling the env and the hooks as this module does; ``_descend_py``,
+``_backup``, ``_one_leaf`` and the loop in :meth:`_Engine.run` are the reference the C
+code follows, and serve installs without a C compiler (``TREEQ_PURE_PYTHON=1``).
 """
 
 from __future__ import annotations
@@ -64,15 +68,9 @@ from .hooks import EvaluateFn, ProposeFn, random_rollout, uniform_propose, unifo
 __all__ = ["search"]
 
 _INF = math.inf
-
-# graph mode: refreshes per backup spent on parents off the path whose children changed
-_PROPAGATE = 64
-
-# how a descent ended
-_NEW, _EVAL, _TERMINAL, _VALUED = 0, 1, 2, 3  # new: expand and evaluate; eval: evaluate
-
-# the compiled loop's stop codes (mcts/_core.c, run)
-_STOPS = ("budget", "exhausted", "max_nodes", "solved", "timeout")
+_PROPAGATE = 64  # graph mode: refreshes per backup spent on parents off the path whose children changed
+_NEW, _EVAL, _TERMINAL, _VALUED = 0, 1, 2, 3  # how a descent ended (new: expand and evaluate; eval: evaluate)
+_STOPS = ("budget", "exhausted", "max_nodes", "solved", "timeout")  # the compiled loop's stop codes
 
 # 1 / sqrt(n) and sqrt(ln n) by table: a list read is cheaper than a call on the hot path
 _ISQRT: list[float] = [0.0]
