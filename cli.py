@@ -348,6 +348,7 @@ def train_prm(
     val_fraction: float = _opt(_D, "val_fraction"),
     save_every: int = _opt(_T, "save_every"),
     rewrite: float = _opt(_T, "rewrite"),
+    rewordings: int = _opt(_T, "rewordings"),
     hidden_size: int = _opt(_M, "hidden_size"),
     layers: int = _opt(_M, "layers"),
     heads: int = _opt(_M, "heads"),
@@ -365,7 +366,7 @@ def train_prm(
         progress=progress,
         dataset=_D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed),
         train=_T(loss=loss, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, save_every=save_every, rewrite=rewrite,
-                 seed=seed),
+                 rewordings=rewordings, seed=seed),
         tiny=_M(hidden_size=hidden_size, layers=layers, heads=heads, vocab_size=vocab_size),
     )
     m = run(job)

@@ -698,11 +698,11 @@ static int backup_path(PyObject *e_w, Path *p, double gamma, double g) {
 
 static double now_seconds(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts); /* the clock of Python's time.perf_counter on Linux */
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* run(engine, lists, params, hooks, simulations, stop_on_solve, timeout, t0, gamma) -> (done, waves, stop):
+/* run(engine, lists, params, hooks, simulations, stop_on_solve, timeout, gamma) -> (done, waves, stop):
  * the wave loop of _Engine.run for batch_size 1 in tree mode: descend, value the leaf
  * (as engine._one_leaf), back up, prove (engine._prove_up), check the stops in the same
  * order. stop: 0 budget, 1 exhausted, 2 max_nodes, 3 solved, 4 timeout. */
@@ -710,9 +710,9 @@ static PyObject *run(PyObject *self, PyObject *args) {
     PyObject *engine, *lists, *params, *hooks;
     long sims;
     int stop_on_solve;
-    double timeout, t0, gamma;
-    if (!PyArg_ParseTuple(args, "OO!O!O!lpddd", &engine, &PyTuple_Type, &lists, &PyTuple_Type, &params,
-                          &PyTuple_Type, &hooks, &sims, &stop_on_solve, &timeout, &t0, &gamma))
+    double timeout, gamma; /* timeout: seconds left from now (the task's budget less its setup), < 0: none */
+    if (!PyArg_ParseTuple(args, "OO!O!O!lpdd", &engine, &PyTuple_Type, &lists, &PyTuple_Type, &params,
+                          &PyTuple_Type, &hooks, &sims, &stop_on_solve, &timeout, &gamma))
         return NULL;
     Ctx x;
     Path p;
@@ -720,6 +720,7 @@ static PyObject *run(PyObject *self, PyObject *args) {
         return NULL;
     long done = 0, waves = 0;
     int stop = 0, err = 0;
+    double t0 = now_seconds();
     while (done < sims) {
         int r = descend_path(engine, &x, &p);
         if (r < 0) {
@@ -780,6 +781,10 @@ static PyObject *run(PyObject *self, PyObject *args) {
         if (full) {
             err = full < 0;
             stop = 2;
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) { /* Ctrl-C between simulations, even if no Python code ran */
+            err = 1;
             break;
         }
         if (timeout >= 0 && now_seconds() - t0 > timeout) {
@@ -875,7 +880,7 @@ static PyMethodDef methods[] = {
     {"gather", gather, METH_VARARGS, "gather(values, index, kind) -> bytearray of values[index] (export)."},
     {"new_node", new_node, METH_VARARGS, "new_node(lists, state, terminal, solved) -> id: append a node."},
     {"expand", expand, METH_VARARGS, "expand(lists, node, proposals, draw): append a node's edges."},
-    {"run", run, METH_VARARGS, "run(engine, lists, params, hooks, sims, stop_on_solve, timeout, t0, gamma)."},
+    {"run", run, METH_VARARGS, "run(engine, lists, params, hooks, sims, stop_on_solve, timeout, gamma)."},
     {"descend", descend, METH_VARARGS, "descend(engine, lists, params, hooks): one tree-mode descent."},
     {"backup_mean", backup_mean, METH_VARARGS, "backup_mean(e_w, edges, rewards, gamma, leaf_value)."},
     {NULL, NULL, 0, NULL},

@@ -270,7 +270,8 @@ class _Engine(SearchGraph):
         if self._tree_core is not None and cfg.batch_size == 1:  # the compiled loop, one leaf a wave
             done, waves, code = self._tree_core.run(
                 self, self._core_lists, self._core_params, self._core_hooks, cfg.simulations, cfg.stop_on_solve,
-                -1.0 if cfg.task_timeout is None else float(cfg.task_timeout), t0, self.gamma)
+                -1.0 if cfg.task_timeout is None else max(0.0, cfg.task_timeout - (time.perf_counter() - t0)),
+                self.gamma)
             stop = _STOPS[code]
         while done < cfg.simulations and stop == "budget":
             descents = []

@@ -119,7 +119,7 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
     from .prm_eval import TaskSource, reworded
 
     source = TaskSource(ds.runs)  # the runs' envs and tasks, for rewording now and the metrics later
-    train_examples = reworded(source, ds.train, job.train.rewrite, job.train.seed)
+    train_examples = reworded(source, ds.train, job.train.rewrite, job.train.seed, job.train.rewordings)
     if job.train.loss == "pairwise":
         def pairs_of(examples):
             pairs = sibling_pairs(examples)

@@ -159,26 +159,30 @@ def best_of_n(source: TaskSource, task_refs: Sequence[tuple[str, str]], n: int, 
     return result
 
 
-def reworded(source: TaskSource, examples: Sequence, share: float, seed: int) -> list:
-    """Copies of ``examples`` where a ``share`` of the steps are reworded by the env.
+def reworded(source: TaskSource, examples: Sequence, share: float, seed: int, copies: int = 1) -> list:
+    """``examples`` with a ``share`` of the steps reworded by the env, in ``copies`` wordings.
 
-    The choice and the wording of a step come from a generator of (seed, step node), so
-    a step shared by several paths reads the same in each (prefixes still pack), and
-    the training text is the same on every run and after a resume.
+    The choice and the wording of a step come from a generator of (seed, copy, step
+    node), so a step shared by several paths reads the same in each (prefixes still
+    pack), and the training text is the same on every run and after a resume. Copies
+    beyond the first are made only of paths whose env rewords steps (an identical copy
+    would only double the work).
     """
     import dataclasses
 
     if share <= 0:
         return list(examples)
     out = []
-    for ex in examples:
-        env = source.env(ex.run_id)
-        if env is None:
-            out.append(ex)
-            continue
-        steps = []
-        for node, text in zip(ex.nodes, ex.steps):
-            rng = np.random.default_rng([seed, node])
-            steps.append(env.rewrite_step(text, rng) if rng.random() < share else text)
-        out.append(dataclasses.replace(ex, steps=steps))
+    for copy in range(copies):
+        for ex in examples:
+            env = source.env(ex.run_id)
+            if env is None or (copy and type(env).rewrite_step is Env.rewrite_step):
+                if not copy:
+                    out.append(ex)
+                continue
+            steps = []
+            for node, text in zip(ex.nodes, ex.steps):
+                rng = np.random.default_rng([seed, node] if copy == 0 else [seed, copy, node])
+                steps.append(env.rewrite_step(text, rng) if rng.random() < share else text)
+            out.append(dataclasses.replace(ex, steps=steps))
     return out

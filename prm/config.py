@@ -52,6 +52,9 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     rewrite: float = field(default=0.5, metadata={"help": "Share of training steps the env rewords "
                                                          "(operands reordered, as a model writes them); 0: never."})
+    rewordings: int = field(default=1, metadata={"help": "Copies of each training path, each worded by the env on "
+                                                        "its own (envs that reword steps only); an epoch passes "
+                                                        "over every copy."})
     save_every: int = field(default=200, metadata={"help": "Optimisation steps between checkpoints (resume points)."})
     seed: int = field(default=0, metadata={"help": "Seed of the model's initialisation and the data order."})
 
@@ -70,6 +73,8 @@ class TrainConfig:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0.0 <= self.rewrite <= 1.0:
             raise ConfigError(f"rewrite must be in [0, 1], got {self.rewrite}")
+        if not isinstance(self.rewordings, int) or self.rewordings < 1:
+            raise ConfigError(f"rewordings must be an integer >= 1, got {self.rewordings!r}")
         if self.save_every < 1:
             raise ConfigError(f"save_every must be >= 1, got {self.save_every}")
 

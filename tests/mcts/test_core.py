@@ -130,3 +130,25 @@ def test_pure_python_switch():
                                 env={**os.environ, "TREEQ_PURE_PYTHON": flag}).stdout.strip()
            for flag in ("1", "0")}
     assert out == {"1": "True", "0": "False"}
+
+
+def test_compiled_loop_stops_at_the_task_timeout():
+    import time
+
+    env = make_env("gym:FrozenLake-v1")
+    root = env.reset(env.load_tasks(None)[0])
+
+    def slow(states):
+        time.sleep(0.01)
+        return [0.0] * len(states)
+
+    for core in (engine._core, None):
+        saved = engine._core
+        engine._core = core
+        try:
+            cfg = SearchConfig(simulations=100_000, transpositions=False, task_timeout=0.1)
+            result = search(env, root, cfg, np.random.default_rng(0), evaluate=slow)
+        finally:
+            engine._core = saved
+        assert result.stop_reason == "timeout"
+        assert 3 <= result.simulations <= 40  # about 0.1 s / 0.01 s a leaf, whatever the path
