@@ -454,72 +454,70 @@ static PyObject *one_of(Ctx *x, PyObject *result, const char *what, const char *
     return item;
 }
 
-/* _Engine._one_leaf: expand a new leaf with one propose call, then its value (one evaluate
- * call unless the expansion settled it) */
+/* hook([state]) or hook([state], k): the batch hook called on one state */
+static PyObject *call_on_one(PyObject *hook, PyObject *state, PyObject *k) {
+    PyObject *batch = PyList_New(1);
+    if (!batch)
+        return NULL;
+    PyList_SET_ITEM(batch, 0, Py_NewRef(state));
+    PyObject *got = PyObject_CallFunctionObjArgs(hook, batch, k, NULL);
+    Py_DECREF(batch);
+    return got;
+}
+
+/* The expansion of a new leaf by one propose call (as _Engine._one_leaf): 1 when that
+ * settled its value (*out: V* of a proof, 0 for a dead end), 0 when it needs evaluating. */
+static int expand_leaf(PyObject *engine, Ctx *x, long node, PyObject *state, double *out) {
+    PyObject *props = NULL;
+    double uniform = NAN;
+    if (x->h[H_LEGAL] != Py_None && !x->eager) { /* uniform_propose, without its tuples */
+        if (!(props = PyObject_CallOneArg(x->h[H_LEGAL], state)))
+            return -1;
+        if (PyList_CheckExact(props) && PyList_GET_SIZE(props) > 0)
+            uniform = 1.0 / (double)PyList_GET_SIZE(props);
+        else
+            Py_CLEAR(props); /* open-text (None) or a dead end: the hook says what to do */
+    }
+    if (!props && !(props = one_of(x, call_on_one(x->h[H_PROPOSE], state, x->h[H_K]), "a propose", "lists")))
+        return -1;
+    int r;
+    if (!isnan(uniform) || (x->trusted && !x->eager && PyList_CheckExact(props) && PyList_GET_SIZE(props) > 0)) {
+        r = expand_edges(x->h[H_EDGES], node, props, x->h[H_DRAW], uniform);
+    } else {
+        PyObject *v = PyObject_CallMethod(engine, "_expand", "lO", node, props);
+        r = v ? 0 : -1;
+        Py_XDECREF(v);
+    }
+    Py_DECREF(props);
+    if (r < 0)
+        return -1;
+    PyObject *solved = PyList_GET_ITEM(x->l[L_SOLVED], node);
+    if (solved != Py_None) { /* proven on expansion */
+        *out = PyFloat_AsDouble(solved);
+        return PyErr_Occurred() ? -1 : 1;
+    }
+    int term = PyObject_IsTrue(PyList_GET_ITEM(PyTuple_GET_ITEM(x->h[H_NODES], N_TERM), node));
+    *out = 0.0;
+    return term; /* a dead end is worth 0; -1 on error */
+}
+
+/* _Engine._one_leaf: expand a new leaf, then its value by one evaluate call unless the
+ * expansion settled it; the evaluation is counted in the node's n_eval_sum / n_eval_n */
 static int leaf_value(PyObject *engine, Ctx *x, long node, int is_new, double *out) {
     PyObject *nodes = x->h[H_NODES];
     PyObject *state = PyList_GET_ITEM(PyTuple_GET_ITEM(nodes, N_STATE), node);
-    PyObject *batch = PyList_New(1); /* [state]: what the hooks take */
-    if (!batch)
-        return -1;
-    PyList_SET_ITEM(batch, 0, Py_NewRef(state));
     if (is_new) {
-        PyObject *props = NULL;
-        double uniform = NAN;
-        if (x->h[H_LEGAL] != Py_None && !x->eager) { /* uniform_propose, without its tuples */
-            props = PyObject_CallOneArg(x->h[H_LEGAL], state);
-            if (!props) {
-                Py_DECREF(batch);
-                return -1;
-            }
-            if (PyList_CheckExact(props) && PyList_GET_SIZE(props) > 0)
-                uniform = 1.0 / (double)PyList_GET_SIZE(props);
-            else
-                Py_CLEAR(props); /* open-text (None) or a dead end: the hook says what to do */
-        }
-        if (!props)
-            props = one_of(x, PyObject_CallFunctionObjArgs(x->h[H_PROPOSE], batch, x->h[H_K], NULL), "a propose",
-                           "lists");
-        if (!props) {
-            Py_DECREF(batch);
-            return -1;
-        }
-        int r;
-        if (!isnan(uniform) || (x->trusted && !x->eager && PyList_CheckExact(props) && PyList_GET_SIZE(props) > 0)) {
-            r = expand_edges(x->h[H_EDGES], node, props, x->h[H_DRAW], uniform);
-        } else {
-            PyObject *v = PyObject_CallMethod(engine, "_expand", "lO", node, props);
-            r = v ? 0 : -1;
-            Py_XDECREF(v);
-        }
-        Py_DECREF(props);
-        if (r < 0) {
-            Py_DECREF(batch);
-            return -1;
-        }
-        PyObject *solved = PyList_GET_ITEM(x->l[L_SOLVED], node);
-        if (solved != Py_None) { /* proven on expansion */
-            Py_DECREF(batch);
-            *out = PyFloat_AsDouble(solved);
-            return PyErr_Occurred() ? -1 : 0;
-        }
-        int term = PyObject_IsTrue(PyList_GET_ITEM(PyTuple_GET_ITEM(nodes, N_TERM), node));
-        if (term) {
-            Py_DECREF(batch);
-            *out = 0.0;
-            return term < 0 ? -1 : 0;
-        }
+        int settled = expand_leaf(engine, x, node, state, out);
+        if (settled != 0)
+            return settled < 0 ? -1 : 0;
     }
-    PyObject *got;
-    if (x->h[H_ROLLOUT] != Py_None) { /* random_rollout: the env's playout, called directly */
-        PyObject *ro = x->h[H_ROLLOUT];
+    PyObject *got, *ro = x->h[H_ROLLOUT];
+    if (ro != Py_None) /* random_rollout: the env's playout, called directly */
         got = PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(ro, 0), state, PyTuple_GET_ITEM(ro, 1),
                                            PyTuple_GET_ITEM(ro, 2), PyTuple_GET_ITEM(ro, 3), PyTuple_GET_ITEM(ro, 4),
                                            NULL);
-    } else {
-        got = one_of(x, PyObject_CallFunctionObjArgs(x->h[H_EVALUATE], batch, NULL), "an evaluate", "values");
-    }
-    Py_DECREF(batch);
+    else
+        got = one_of(x, call_on_one(x->h[H_EVALUATE], state, NULL), "an evaluate", "values");
     if (!got)
         return -1;
     PyObject *f = PyNumber_Float(got); /* float(value), as the Python path */
