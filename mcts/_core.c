@@ -174,16 +174,17 @@ static int expand_edges(PyObject *lists, Py_ssize_t node, PyObject *proposals, P
     for (Py_ssize_t i = 0; ok && i < k; i++) {
         PyObject *prop = PyList_GET_ITEM(proposals, i), *action = prop;
         double prior = uniform, fb = NAN;
-        if (isnan(uniform)) {
-            if (!PyTuple_Check(prop) || PyTuple_GET_SIZE(prop) < 2) {
-                PyErr_SetString(PyExc_TypeError, "_core: a proposal must be a tuple (action, prior[, feedback])");
+        if (isnan(uniform)) { /* (action, prior[, feedback]), a tuple or a list as the Python path takes it */
+            if (!(PyTuple_Check(prop) || PyList_Check(prop)) || PySequence_Fast_GET_SIZE(prop) < 2) {
+                PyErr_SetString(PyExc_TypeError, "a proposal must be (action, prior[, feedback])");
                 ok = 0;
                 break;
             }
-            action = PyTuple_GET_ITEM(prop, 0);
-            prior = PyFloat_AsDouble(PyTuple_GET_ITEM(prop, 1));
-            if (PyTuple_GET_SIZE(prop) > 2 && PyTuple_GET_ITEM(prop, 2) != Py_None)
-                fb = PyFloat_AsDouble(PyTuple_GET_ITEM(prop, 2));
+            PyObject **item = PySequence_Fast_ITEMS(prop);
+            action = item[0];
+            prior = PyFloat_AsDouble(item[1]);
+            if (PySequence_Fast_GET_SIZE(prop) > 2 && item[2] != Py_None)
+                fb = PyFloat_AsDouble(item[2]);
             if (PyErr_Occurred()) {
                 ok = 0;
                 break;

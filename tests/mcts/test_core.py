@@ -152,3 +152,23 @@ def test_compiled_loop_stops_at_the_task_timeout():
             engine._core = saved
         assert result.stop_reason == "timeout"
         assert 3 <= result.simulations <= 40  # about 0.1 s / 0.01 s a leaf, whatever the path
+
+
+def test_proposals_as_lists_are_taken_as_tuples_are():
+    env = make_env("gym:FrozenLake-v1")
+    root = env.reset(env.load_tasks(None)[0])
+
+    def propose(states, k):
+        return [[[a, 0.25, 0.5] for a in env.legal_actions(s)] for s in states]
+
+    trees = []
+    for core in (engine._core, None):
+        saved = engine._core
+        engine._core = core
+        try:
+            cfg = SearchConfig(simulations=200, transpositions=False)
+            trees.append(search(env, root, cfg, np.random.default_rng(0), propose=propose))
+        finally:
+            engine._core = saved
+    _same(*trees)
+    assert (trees[0].tree.feedback[1:] == 0.5).all()
