@@ -13,6 +13,10 @@ target. A crash leaves either the old file or the new one, never half a file. A 
 stages a task's shards and commits them together, so a task is on disk whole or not
 at all; whoever ends a writer before it commits removes its staged files
 (:meth:`TreeStore.discard`).
+
+Why one module over 400 lines: the staging/commit protocol (temporary names, syncs, renames,
+stale-temp removal) and the readers that must never see a staged file are one contract; kept
+together, the file-name rules they share are written once.
 """
 
 from __future__ import annotations

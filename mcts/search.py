@@ -67,8 +67,7 @@ from .hooks import EvaluateFn, ProposeFn, random_rollout, uniform_propose, unifo
 
 __all__ = ["search"]
 
-_INF = math.inf
-_PROPAGATE = 64  # graph mode: refreshes per backup spent on parents off the path whose children changed
+_INF, _PROPAGATE = math.inf, 64  # _PROPAGATE: graph-mode refreshes per backup of parents off the path
 _NEW, _EVAL, _TERMINAL, _VALUED = 0, 1, 2, 3  # how a descent ended (new: expand and evaluate; eval: evaluate)
 _STOPS = ("budget", "exhausted", "max_nodes", "solved", "timeout")  # the compiled loop's stop codes
 

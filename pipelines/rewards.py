@@ -22,6 +22,10 @@ file is refused). Streaming: the file is read in order, a batch at a time, and c
 groups (a group's rows must be together, as ``rollouts`` writes them); the tree values
 are aggregated once into a DuckDB file on disk and joined batch by batch; the output is
 written batch by batch. Memory does not grow with the number of steps or nodes.
+
+Why one module over 400 lines: one export read top to bottom (check the source, group,
+replay for ``mc``, look up tree values for ``mcts_q`` and ``gae``, write); the formulas
+themselves are apart in :mod:`treeq.pipelines.advantages`.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ whole or not at all. Ctrl-C ends the run at once: the workers are ended, what th
 had staged is removed, ``runs.ended_at`` is written and :class:`Interrupted` says how
 many tasks were written. A failing task is recorded as a ``trees`` row with
 ``status = 'error'`` and stops the job (every task finished before it stays).
+
+Why one module over 400 lines: the job reads top to bottom as one flow (cleanrl's habit):
+the rows, one task, then the job with its resume and Ctrl-C handling, which share the run
+record and the commit protocol.
 """
 
 from __future__ import annotations
