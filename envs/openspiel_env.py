@@ -64,9 +64,10 @@ _ID_ONLY_TEXTS = frozenset({"catch", "cliff_walking", "deep_sea", "2048", "black
 
 # pyspiel's PlayerId values (current_player() of a chance node and of a terminal)
 _CHANCE, _TERMINAL = -1, -4
-# the step infos, one shared dict per (success, deterministic): read-only like every Step
-_INFO = {(ok, fixed): ({"success": ok, "deterministic": True} if fixed else {"success": ok})
-         for ok in (False, True) for fixed in (False, True)}
+# the step infos, one shared dict per (deterministic, success), indexed by the two bools:
+# read-only like every Step
+_INFO = [[{"success": ok, "deterministic": True} if fixed else {"success": ok} for ok in (False, True)]
+         for fixed in (False, True)]
 
 
 def _pyspiel() -> Any:
@@ -297,7 +298,7 @@ class OpenSpielEnv(Env):
                 player = s.current_player()
         terminal = player == _TERMINAL
         success = terminal and s.returns()[0] >= self.max_utility - 1e-9
-        return Step(OpenSpielState(s), reward, terminal, False, _INFO[success, fixed])  # reward: a float already
+        return Step(OpenSpielState(s), reward, terminal, False, _INFO[fixed][success])  # reward: a float already
 
     def state_key(self, state: OpenSpielState) -> str:
         """``str(state)``: the position (see the module notes)."""

@@ -50,7 +50,8 @@ typedef struct {
 } Ctx;
 
 /* attribute names, interned once at import (PyObject_GetAttrString would build one per call) */
-static PyObject *S_rows, *S_full, *S_solution, *S_reward, *S_terminated, *S_truncated, *S_info, *S_state;
+static PyObject *S_rows, *S_full, *S_solution, *S_reward, *S_terminated, *S_truncated, *S_info, *S_state, *S_success,
+    *S_deterministic;
 
 static inline long geti(PyObject *list, Py_ssize_t i) { return PyLong_AsLong(PyList_GET_ITEM(list, i)); }
 
@@ -326,12 +327,12 @@ static int call_value(PyObject *engine, long node, double *out) {
 }
 
 /* info.get(name): a new reference, or NULL without an error when absent */
-static PyObject *info_get(PyObject *info, const char *name) {
+static PyObject *info_get(PyObject *info, PyObject *name) {
     if (PyDict_CheckExact(info)) {
-        PyObject *v = PyDict_GetItemString(info, name);
+        PyObject *v = PyDict_GetItemWithError(info, name);
         return v ? Py_NewRef(v) : NULL;
     }
-    PyObject *v = PyObject_CallMethod(info, "get", "s", name);
+    PyObject *v = PyObject_CallMethod(info, "get", "O", name);
     if (v == Py_None) {
         Py_DECREF(v);
         return NULL;
@@ -370,7 +371,7 @@ static int step_edge(PyObject *engine, Ctx *x, long node, Py_ssize_t e, long *ch
         if (solution < 0)
             goto done;
         if (!solution) {
-            flag = info_get(info, "success");
+            flag = info_get(info, S_success);
             if (PyErr_Occurred())
                 goto done;
             int ok = flag ? PyObject_IsTrue(flag) : reward >= 1.0;
@@ -381,7 +382,7 @@ static int step_edge(PyObject *engine, Ctx *x, long node, Py_ssize_t e, long *ch
     }
     int fixed = x->det;
     if (!fixed) {
-        flag = info_get(info, "deterministic");
+        flag = info_get(info, S_deterministic);
         if (PyErr_Occurred())
             goto done;
         fixed = flag ? PyObject_IsTrue(flag) : 0;
@@ -889,8 +890,10 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_core", "treeq's com
                                     methods};
 
 PyMODINIT_FUNC PyInit__core(void) {
-    PyObject **names[] = {&S_rows, &S_full, &S_solution, &S_reward, &S_terminated, &S_truncated, &S_info, &S_state};
-    const char *texts[] = {"rows", "full", "solution", "reward", "terminated", "truncated", "info", "state"};
+    PyObject **names[] = {&S_rows, &S_full,       &S_solution, &S_reward,  &S_terminated,
+                          &S_truncated, &S_info, &S_state, &S_success, &S_deterministic};
+    const char *texts[] = {"rows",      "full", "solution", "reward",  "terminated",
+                           "truncated", "info", "state",    "success", "deterministic"};
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
         if (!(*names[i] = PyUnicode_InternFromString(texts[i])))
             return NULL;
