@@ -327,10 +327,10 @@ static int call_value(PyObject *engine, long node, double *out) {
 }
 
 /* info.get(name): a new reference, or NULL without an error when absent */
-static PyObject *info_get(PyObject *info, PyObject *name) {
+static PyObject *info_get(PyObject *info, PyObject *name) { /* None counts as absent, as is_success reads it */
     if (PyDict_CheckExact(info)) {
         PyObject *v = PyDict_GetItemWithError(info, name);
-        return v ? Py_NewRef(v) : NULL;
+        return v && v != Py_None ? Py_NewRef(v) : NULL;
     }
     PyObject *v = PyObject_CallMethod(info, "get", "O", name);
     if (v == Py_None) {

@@ -172,3 +172,37 @@ def test_proposals_as_lists_are_taken_as_tuples_are():
             engine._core = saved
     _same(*trees)
     assert (trees[0].tree.feedback[1:] == 0.5).all()
+
+
+@pytest.mark.parametrize("info,solved", [({"success": None}, True), ({"success": False}, False), ({}, True),
+                                         ({"success": True, "deterministic": True}, True)])
+def test_compiled_success_test_is_is_success(info, solved):
+    """The compiled step reads ``info`` as ``is_success`` does: a missing or None flag
+    falls back to reward >= 1 (here the last step pays 1)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from toy_envs import TwoStepEnv
+
+    from treeq.envs.base import Step
+
+    class Flagged(TwoStepEnv):
+        deterministic = False  # the compiled step then reads info["deterministic"] too
+        step_on_expand = False
+
+        def step(self, state, action, rng=None):
+            s = super().step(state, action, rng)
+            return Step(s.state, s.reward, s.terminated, False, {**info, "deterministic": True})
+
+    results = []
+    for core in (engine._core, None):
+        saved = engine._core
+        engine._core = core
+        try:
+            cfg = SearchConfig(simulations=10, transpositions=False, solver=False, stop_on_solve=False)
+            results.append(search(Flagged(), "root", cfg, np.random.default_rng(0)))
+        finally:
+            engine._core = saved
+    assert [r.solved for r in results] == [solved, solved]
+    _same(*results)
