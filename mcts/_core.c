@@ -2,8 +2,8 @@
  *
  * It works on the engine's own storage, the Python lists of treeq.mcts.graph.SearchGraph,
  * and computes exactly what the Python code it stands in for computes: the descent
- * (_Engine._descend_py), the mean backup, SearchGraph._new_node / _expand / _place for a
- * fixed transition, _Engine._one_leaf and the wave loop of _Engine.run for one leaf a
+ * (_Engine._descend_py), the mean backup of the one-leaf loop, SearchGraph._new_node /
+ * _expand / _place for a fixed transition, _Engine._one_leaf and the wave loop of _Engine.run for one leaf a
  * wave, and the export's column gathers. The same scores in the same floating-point
  * order, the same tie-breaking (the first best edge), the same hook calls in the same
  * order, so a search gives the same tree with or without it (tests/mcts/test_core.py
@@ -798,35 +798,6 @@ static PyObject *run(PyObject *self, PyObject *args) {
     return Py_BuildValue("lli", done, waves, stop);
 }
 
-/* tree mode's mean backup: g = r_i + gamma * g from the leaf up, e_w[edge_i] += g */
-static PyObject *backup_mean(PyObject *self, PyObject *args) {
-    PyObject *e_w, *edges, *rewards;
-    double gamma, g;
-    if (!PyArg_ParseTuple(args, "O!O!O!dd", &PyList_Type, &e_w, &PyList_Type, &edges, &PyList_Type, &rewards, &gamma,
-                          &g))
-        return NULL;
-    Py_ssize_t k = PyList_GET_SIZE(edges);
-    if (PyList_GET_SIZE(rewards) != k) {
-        PyErr_SetString(PyExc_ValueError, "_core: edges and rewards differ in length");
-        return NULL;
-    }
-    for (Py_ssize_t i = k - 1; i >= 0; i--) {
-        g = getf(rewards, i) + gamma * g;
-        Py_ssize_t e = PyLong_AsSsize_t(PyList_GET_ITEM(edges, i));
-        if (e < 0 || e >= PyList_GET_SIZE(e_w)) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_IndexError, "_core: edge out of range");
-            return NULL;
-        }
-        PyObject *v = PyFloat_FromDouble(getf(e_w, e) + g);
-        if (!v || PyList_SetItem(e_w, e, v) < 0)
-            return NULL;
-    }
-    if (PyErr_Occurred())
-        return NULL;
-    Py_RETURN_NONE;
-}
-
 /* gather(values, index, kind) -> bytearray: values[i] for each int64 i of the buffer index, packed
  * as kind 'd' (float64), 'q' (int64) or '?' (bool, one byte); the export wraps it with
  * numpy.frombuffer. One pass in C instead of numpy converting the whole list. */
@@ -882,7 +853,6 @@ static PyMethodDef methods[] = {
     {"expand", expand, METH_VARARGS, "expand(lists, node, proposals, draw): append a node's edges."},
     {"run", run, METH_VARARGS, "run(engine, lists, params, hooks, sims, stop_on_solve, timeout, gamma)."},
     {"descend", descend, METH_VARARGS, "descend(engine, lists, params, hooks): one tree-mode descent."},
-    {"backup_mean", backup_mean, METH_VARARGS, "backup_mean(e_w, edges, rewards, gamma, leaf_value)."},
     {NULL, NULL, 0, NULL},
 };
 

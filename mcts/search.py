@@ -43,8 +43,8 @@ whole (:mod:`treeq.mcts.solver`).
 
 The engine keeps its working storage in Python lists (the hot path reads single
 elements, which lists serve several times faster than numpy arrays) and exports a
-flat-array :class:`~treeq.mcts.tree.Tree` at the end. In tree mode the descent, the
-mean backup and (one leaf a wave) the whole loop run compiled (``mcts/_core.c``) over
+flat-array :class:`~treeq.mcts.tree.Tree` at the end. In tree mode the descent and
+(one leaf a wave) the whole loop run compiled (``mcts/_core.c``) over
 the same lists, calling the env and the hooks as this module does; ``_descend_py``,
 ``_backup``, ``_one_leaf`` and the loop in :meth:`_Engine.run` are the reference the C
 code follows, and serve installs without a C compiler (``TREEQ_PURE_PYTHON=1``).
@@ -99,7 +99,7 @@ class _Engine(SearchGraph):
         # the lists the descent reads, bound once (they grow in place)
         self._lists = (self.n_visits, self.n_start, self.n_count, self.n_next, self.n_off,
                        self.e_n, self.e_w, self.e_child, self.e_reward)
-        # tree mode runs the descent and the mean backup compiled where _core is built
+        # tree mode runs the descent (and, one leaf a wave, the whole loop) compiled where _core is built
         # (graph mode's Q reads the outcome model: Python)
         self._tree_core = None if self.graph else self._core
         if self._tree_core is not None:
@@ -239,8 +239,6 @@ class _Engine(SearchGraph):
             changed = [n for n in reversed(nodes) if self._refresh(n)]
             if changed:
                 self._propagate(changed, _PROPAGATE)
-        elif self._tree_core is not None:
-            self._tree_core.backup_mean(self.e_w, edges, rewards, gamma, leaf_value)
         else:
             g = leaf_value
             e_w = self.e_w

@@ -1,7 +1,7 @@
 """The compiled hot path (``treeq.mcts._core``) builds the same tree as the pure-Python one.
 
-Every tree-mode setting it touches (graph mode uses only its edge expansion), on every kind of env: UCT first tries and plain UCT,
-PUCT with fpu, the solver's skips (eager and lazy expansion), sampled stochastic edges,
+Every tree-mode setting it touches (graph mode uses only its edge expansion and the
+export's gathers), on every kind of env: UCT first tries and plain UCT, PUCT with fpu, the solver's skips (eager and lazy expansion), sampled stochastic edges,
 ``max_depth`` leaves, the ``max_nodes`` stop, waves with a virtual visit.
 """
 
@@ -21,17 +21,22 @@ if engine._core is None:  # pragma: no cover - the build has a C compiler in CI
     pytest.skip("treeq.mcts._core is not built (no C compiler at install)", allow_module_level=True)
 
 
+def _on_both(run):
+    """``[run() compiled, run() in pure Python]``."""
+    out = []
+    for core in (engine._core, None):
+        saved = engine._core
+        engine._core = core
+        try:
+            out.append(run())
+        finally:
+            engine._core = saved
+    return out
+
+
 def _both(env, cfg, seed=0, task=0):
-    tasks = env.load_tasks(None)
-    root = env.reset(tasks[task], np.random.default_rng(seed))
-    compiled = search(env, root, cfg, np.random.default_rng(seed))
-    saved = engine._core
-    engine._core = None
-    try:
-        pure = search(env, root, cfg, np.random.default_rng(seed))
-    finally:
-        engine._core = saved
-    return compiled, pure
+    root = env.reset(env.load_tasks(None)[task], np.random.default_rng(seed))
+    return _on_both(lambda: search(env, root, cfg, np.random.default_rng(seed)))
 
 
 def _same(a, b):
@@ -95,16 +100,13 @@ BAD_HOOKS = {
 def test_compiled_hook_errors_are_the_python_ones(bad):
     env = make_env("gym:FrozenLake-v1")
     cfg = SearchConfig(simulations=20, transpositions=False)
-    errors = []
-    for core in (engine._core, None):
-        saved = engine._core
-        engine._core = core
-        try:
-            with pytest.raises(Exception) as info:
-                search(env, env.reset(env.load_tasks(None)[0]), cfg, np.random.default_rng(0), **BAD_HOOKS[bad])
-        finally:
-            engine._core = saved
-        errors.append((type(info.value), str(info.value)))
+
+    def error():
+        with pytest.raises(Exception) as info:
+            search(env, env.reset(env.load_tasks(None)[0]), cfg, np.random.default_rng(0), **BAD_HOOKS[bad])
+        return type(info.value), str(info.value)
+
+    errors = _on_both(error)
     assert errors[0] == errors[1]
 
 
@@ -142,14 +144,8 @@ def test_compiled_loop_stops_at_the_task_timeout():
         time.sleep(0.01)
         return [0.0] * len(states)
 
-    for core in (engine._core, None):
-        saved = engine._core
-        engine._core = core
-        try:
-            cfg = SearchConfig(simulations=100_000, transpositions=False, task_timeout=0.1)
-            result = search(env, root, cfg, np.random.default_rng(0), evaluate=slow)
-        finally:
-            engine._core = saved
+    cfg = SearchConfig(simulations=100_000, transpositions=False, task_timeout=0.1)
+    for result in _on_both(lambda: search(env, root, cfg, np.random.default_rng(0), evaluate=slow)):
         assert result.stop_reason == "timeout"
         assert 3 <= result.simulations <= 40  # about 0.1 s / 0.01 s a leaf, whatever the path
 
@@ -161,15 +157,8 @@ def test_proposals_as_lists_are_taken_as_tuples_are():
     def propose(states, k):
         return [[[a, 0.25, 0.5] for a in env.legal_actions(s)] for s in states]
 
-    trees = []
-    for core in (engine._core, None):
-        saved = engine._core
-        engine._core = core
-        try:
-            cfg = SearchConfig(simulations=200, transpositions=False)
-            trees.append(search(env, root, cfg, np.random.default_rng(0), propose=propose))
-        finally:
-            engine._core = saved
+    cfg = SearchConfig(simulations=200, transpositions=False)
+    trees = _on_both(lambda: search(env, root, cfg, np.random.default_rng(0), propose=propose))
     _same(*trees)
     assert (trees[0].tree.feedback[1:] == 0.5).all()
 
@@ -179,10 +168,6 @@ def test_proposals_as_lists_are_taken_as_tuples_are():
 def test_compiled_success_test_is_is_success(info, solved):
     """The compiled step reads ``info`` as ``is_success`` does: a missing or None flag
     falls back to reward >= 1 (here the last step pays 1)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from toy_envs import TwoStepEnv
 
     from treeq.envs.base import Step
@@ -195,14 +180,7 @@ def test_compiled_success_test_is_is_success(info, solved):
             s = super().step(state, action, rng)
             return Step(s.state, s.reward, s.terminated, False, {**info, "deterministic": True})
 
-    results = []
-    for core in (engine._core, None):
-        saved = engine._core
-        engine._core = core
-        try:
-            cfg = SearchConfig(simulations=10, transpositions=False, solver=False, stop_on_solve=False)
-            results.append(search(Flagged(), "root", cfg, np.random.default_rng(0)))
-        finally:
-            engine._core = saved
+    cfg = SearchConfig(simulations=10, transpositions=False, solver=False, stop_on_solve=False)
+    results = _on_both(lambda: search(Flagged(), "root", cfg, np.random.default_rng(0)))
     assert [r.solved for r in results] == [solved, solved]
     _same(*results)
