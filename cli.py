@@ -390,6 +390,10 @@ def _prm_summary(m: dict) -> str:
         lines.append("  auroc_exact_by_depth: " + ", ".join(f"{d}: {v:.4f}" for d, v in m["auroc_exact_by_depth"].items()))
     elif "exact" in m:
         lines.append(f"  exact labels: {m['exact']}")
+    fit = m.get("train_fit")
+    if isinstance(fit, dict) and fit.get("auroc_hard_by_depth"):
+        lines.append("  fit on training paths (auroc_hard by depth): "
+                     + ", ".join(f"{d}: {v:.4f}" for d, v in fit["auroc_hard_by_depth"].items() if v is not None))
     bon = m.get("best_of_n")
     if isinstance(bon, dict):
         lines.append(f"  best-of-{int(bon['n'])} on {int(bon['tasks'])} tasks: prm(min) {bon['prm_min']:.3f}, "

@@ -15,6 +15,11 @@ over all four operations in both orders, negatives and fractions included). Repo
 * Best-of-N: per puzzle the PRM picks one trajectory by its lowest step score (and by
   the product of its scores); success rate beside a random pick and the oracle, and
   the share of the random-to-oracle gap the PRM closes.
+* With ``--trees`` (the search output the PRM was trained on): per intermediate depth,
+  the share of held-out steps whose resulting numbers were already labelled in the
+  training split of those trees (the default split, seed 0), the PRM's AUROC on those
+  and on the rest, and the AUROC of the trees' own labels where they have one (the
+  PRM's score elsewhere): what fitting the training data alone would give.
 
     python benchmarks/prm_quality.py MODEL_DIR --tasks heldout.csv --trajectories 8 --seed 1
 """
@@ -81,6 +86,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="Use the first N puzzles only.")
     ap.add_argument("--trajectories", type=int, default=8, help="Trajectories per puzzle (N of best-of-N).")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--trees", nargs="+", default=None, help="The search output(s) the PRM was trained on: "
+                    "also report how much of the held-out set the training trees already label.")
     args = ap.parse_args()
 
     env = Game24Env()
@@ -123,6 +130,36 @@ def main() -> None:
         print(f"best-of-{n} by PRM ({name} of step scores): {value:.3f}  random pick: {random_pick:.3f}  "
               f"oracle: {oracle:.3f}  gap closed: {closed:.2f}")
     print(f"mean within-depth AUROC over intermediate steps: {float(np.mean(inter)) if inter else float('nan'):.4f}")
+    if args.trees:
+        coverage(args.trees, rows, scores, labels, last)
+
+
+def left_of(step: str) -> tuple[Fraction, ...] | None:
+    """The numbers a step leaves, as a sorted tuple (None if the step shows no ``left`` list)."""
+    _, found, rest = step.partition("left:")
+    return tuple(sorted(Fraction(x) for x in rest.strip(" )").split())) if found else None
+
+
+def coverage(trees: list[str], rows: list[dict], scores: list[list[float]], labels: list[list[bool]],
+             last: int) -> None:
+    """How many held-out states the training trees label, and what their labels alone would score."""
+    from treeq.prm.dataset import build_step_dataset
+
+    known: dict[int, dict[tuple, bool]] = {}
+    for ex in build_step_dataset(trees).train:
+        for d, (step, value) in enumerate(zip(ex.steps, ex.labels)):
+            key = left_of(step)
+            if key is not None:
+                known.setdefault(d, {})[key] = value > 0.5
+    for d in range(last):
+        s = np.array([row[d] for row in scores])
+        y = np.array([lab[d] for lab in labels])
+        keys = [left_of(r["steps"][d]) for r in rows]
+        seen = np.array([k in known.get(d, {}) for k in keys])
+        lookup = np.array([float(known[d][k]) if m else v for k, m, v in zip(keys, seen, s)])
+        print(f"depth {d}: {seen.mean():.0%} of held-out states labelled in the training trees; "
+              f"PRM AUROC there {auroc(s[seen], y[seen]):.4f}, elsewhere {auroc(s[~seen], y[~seen]):.4f}; "
+              f"the trees' labels there (PRM elsewhere): {auroc(lookup, y):.4f}")
 
 
 if __name__ == "__main__":

@@ -187,8 +187,12 @@ def _save_model(out: Path, model, tokenizer, meta) -> None:
 
 
 def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig, source=None) -> dict[str, Any]:
-    """Scores of the validation paths against their labels, exact labels and best-of-N."""
-    from ..prm.dataset import label_arrays
+    """Scores of the validation paths against their labels, exact labels and best-of-N.
+
+    Also ``train_fit``: the same hard-label AUROC by depth on (up to ``eval_paths``) training
+    paths, as the tree words them. Far below 1 there, the model underfits its own data:
+    more training, not more data, is what it needs.
+    """
     from ..prm.metrics import auroc, auroc_by_depth, spearman
     from ..prm.model import score_batch
     from .prm_eval import TaskSource, best_of_n, exact_step_labels
@@ -199,17 +203,16 @@ def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig, source=No
         """Scores of each path; None for a path longer than the model reads."""
         return score_batch(model, tokenizer, paths, max_length, batch_size=max(8, job.train.batch_size), skip_long=True)
 
-    val = _eval_subset(ds.val, job.eval_paths)
-    scored = score([(ex.prompt, ex.steps) for ex in val])
-    val, scores = [ex for ex, s in zip(val, scored) if s is not None], [s for s in scored if s is not None]
-    arrays = label_arrays(val, job.dataset.threshold)
-    flat = np.array([s for ex, row in zip(val, scores) for s, own in zip(row, ex.owned) if own])
+    val, flat, arrays = _scored(_eval_subset(ds.val, job.eval_paths), score, job.dataset.threshold)
     result: dict[str, Any] = {
         "val_steps": int(flat.size),
         "auroc_hard": auroc(flat, arrays["hard"]),
         "spearman_q": spearman(flat, arrays["soft"]),
         "auroc_hard_by_depth": auroc_by_depth(flat, arrays["hard"], arrays["depth"]),
     }
+    _, fit_flat, fit_arrays = _scored(_eval_subset(ds.train, job.eval_paths), score, job.dataset.threshold)
+    result["train_fit"] = {"steps": int(fit_flat.size), "auroc_hard": auroc(fit_flat, fit_arrays["hard"]),
+                           "auroc_hard_by_depth": auroc_by_depth(fit_flat, fit_arrays["hard"], fit_arrays["depth"])}
     source = source or TaskSource(ds.runs)
     exact, why = exact_step_labels(source, val)
     if exact is None:
@@ -225,6 +228,16 @@ def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig, source=No
         bon = best_of_n(source, refs, job.best_of_n, score, job.train.seed)
         result["best_of_n"] = bon
     return result
+
+
+def _scored(examples: list, score, threshold: float) -> tuple[list, np.ndarray, dict[str, np.ndarray]]:
+    """(examples short enough to score, their owned steps' scores, their label arrays)."""
+    from ..prm.dataset import label_arrays
+
+    scored = score([(ex.prompt, ex.steps) for ex in examples])
+    kept, scores = [ex for ex, s in zip(examples, scored) if s is not None], [s for s in scored if s is not None]
+    flat = np.array([s for ex, row in zip(kept, scores) for s, own in zip(row, ex.owned) if own])
+    return kept, flat, label_arrays(kept, threshold)
 
 
 def _eval_subset(examples: list, limit: int) -> list:

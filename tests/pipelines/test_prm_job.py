@@ -53,6 +53,25 @@ def test_train_writes_a_loadable_directory(trained):
     assert set(m["best_of_n"]) >= {"prm_min", "prm_product", "random", "oracle"}
 
 
+def test_train_fit_scores_the_training_tasks(trees, trained):
+    """``train_fit`` is the hard-label AUROC by depth of the model on its own training paths (no val task)."""
+    from treeq.prm.config import StepDatasetConfig
+    from treeq.prm.dataset import build_step_dataset, label_arrays
+    from treeq.prm.metrics import auroc_by_depth
+    from treeq.prm.model import load_prm, score_batch
+
+    fit = json.loads((trained / "metrics.json").read_text())["train_fit"]
+    ds = build_step_dataset([trees], StepDatasetConfig(val_fraction=0.3))
+    assert ds.train and ds.val and not {e.task_id for e in ds.train} & {e.task_id for e in ds.val}
+    tok, model, meta = load_prm(trained)
+    scores = score_batch(model, tok, [(e.prompt, e.steps) for e in ds.train], meta.max_length)
+    flat = [s for e, row in zip(ds.train, scores) for s, own in zip(row, e.owned) if own]
+    arrays = label_arrays(ds.train, 0.5)
+    expected = auroc_by_depth(flat, arrays["hard"], arrays["depth"])
+    assert fit["steps"] == len(flat) and expected
+    assert {int(d): v for d, v in fit["auroc_hard_by_depth"].items()} == pytest.approx(expected, abs=1e-6)
+
+
 def test_plain_transformers_gives_score_steps_scores(trained, tmp_path, run_cli):
     """No treeq in the loop: AutoModelForTokenClassification read at the separators matches score-steps."""
     from transformers import AutoModelForTokenClassification, AutoTokenizer
