@@ -27,6 +27,7 @@ over all four operations in both orders, negatives and fractions included). Repo
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from fractions import Fraction
 from functools import lru_cache
@@ -34,6 +35,7 @@ from functools import lru_cache
 import numpy as np
 
 from treeq.envs.countdown import Game24Env, format_number
+from treeq.errors import TreeqError
 from treeq.pipelines.prm import score_steps
 from treeq.prm.metrics import auroc, auroc_by_depth
 
@@ -89,6 +91,13 @@ def main() -> None:
     ap.add_argument("--trees", nargs="+", default=None, help="The search output(s) the PRM was trained on: "
                     "also report how much of the held-out set the training trees already label.")
     args = ap.parse_args()
+    known = None
+    if args.trees:
+        try:
+            known = known_labels(args.trees)
+        except TreeqError as exc:
+            print(f"prm_quality: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
 
     env = Game24Env()
     tasks = env.load_tasks(args.tasks)[: args.limit]
@@ -130,8 +139,8 @@ def main() -> None:
         print(f"best-of-{n} by PRM ({name} of step scores): {value:.3f}  random pick: {random_pick:.3f}  "
               f"oracle: {oracle:.3f}  gap closed: {closed:.2f}")
     print(f"mean within-depth AUROC over intermediate steps: {float(np.mean(inter)) if inter else float('nan'):.4f}")
-    if args.trees:
-        coverage(args.trees, rows, scores, labels, last)
+    if known is not None:
+        coverage(known, rows, scores, labels, last)
 
 
 def left_of(step: str) -> tuple[Fraction, ...] | None:
@@ -140,9 +149,8 @@ def left_of(step: str) -> tuple[Fraction, ...] | None:
     return tuple(sorted(Fraction(x) for x in rest.strip(" )").split())) if found else None
 
 
-def coverage(trees: list[str], rows: list[dict], scores: list[list[float]], labels: list[list[bool]],
-             last: int) -> None:
-    """How many held-out states the training trees label, and what their labels alone would score."""
+def known_labels(trees: list[str]) -> dict[int, dict[tuple, bool]]:
+    """Per depth, the hard label of every set of numbers left by a step of the trees' training split."""
     from treeq.prm.dataset import build_step_dataset
 
     known: dict[int, dict[tuple, bool]] = {}
@@ -151,6 +159,12 @@ def coverage(trees: list[str], rows: list[dict], scores: list[list[float]], labe
             key = left_of(step)
             if key is not None:
                 known.setdefault(d, {})[key] = value > 0.5
+    return known
+
+
+def coverage(known: dict[int, dict[tuple, bool]], rows: list[dict], scores: list[list[float]],
+             labels: list[list[bool]], last: int) -> None:
+    """How many held-out states the training trees label, and what their labels alone would score."""
     for d in range(last):
         s = np.array([row[d] for row in scores])
         y = np.array([lab[d] for lab in labels])
