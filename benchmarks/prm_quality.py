@@ -34,7 +34,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from treeq.envs.countdown import Game24Env, format_number
+from treeq.envs.countdown import Game24Env, format_number, parse_step
 from treeq.errors import TreeqError
 from treeq.pipelines.prm import score_steps
 from treeq.prm.metrics import auroc, auroc_by_depth
@@ -143,12 +143,6 @@ def main() -> None:
         coverage(known, rows, scores, labels, last)
 
 
-def left_of(step: str) -> tuple[Fraction, ...] | None:
-    """The numbers a step leaves, as a sorted tuple (None if the step shows no ``left`` list)."""
-    _, found, rest = step.partition("left:")
-    return tuple(sorted(Fraction(x) for x in rest.strip(" )").split())) if found else None
-
-
 def known_labels(trees: list[str]) -> dict[int, dict[tuple, bool]]:
     """Per depth, the hard label of every set of numbers left by a step of the trees' training split."""
     from treeq.prm.dataset import build_step_dataset
@@ -156,7 +150,7 @@ def known_labels(trees: list[str]) -> dict[int, dict[tuple, bool]]:
     known: dict[int, dict[tuple, bool]] = {}
     for ex in build_step_dataset(trees).train:
         for d, (step, value) in enumerate(zip(ex.steps, ex.labels)):
-            key = left_of(step)
+            key = parse_step(step).left
             if key is not None:
                 known.setdefault(d, {})[key] = value > 0.5
     return known
@@ -168,7 +162,7 @@ def coverage(known: dict[int, dict[tuple, bool]], rows: list[dict], scores: list
     for d in range(last):
         s = np.array([row[d] for row in scores])
         y = np.array([lab[d] for lab in labels])
-        keys = [left_of(r["steps"][d]) for r in rows]
+        keys = [parse_step(r["steps"][d]).left for r in rows]
         seen = np.array([k in known.get(d, {}) for k in keys])
         lookup = np.array([float(known[d][k]) if m else v for k, m, v in zip(keys, seen, s)])
         print(f"depth {d}: {seen.mean():.0%} of held-out states labelled in the training trees; "
