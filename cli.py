@@ -353,10 +353,12 @@ def train_prm(
     save_every: int = _opt(_T, "save_every"),
     rewrite: float = _opt(_T, "rewrite"),
     rewordings: int = _opt(_T, "rewordings"),
+    first_passes: int = _opt(_T, "first_passes"),
     hidden_size: int = _opt(_M, "hidden_size"),
     layers: int = _opt(_M, "layers"),
     heads: int = _opt(_M, "heads"),
     vocab_size: int = _opt(_M, "vocab_size"),
+    window: Optional[int] = _opt(_M, "window"),
     best_of_n: int = _opt(_P, "best_of_n"),
     eval_paths: int = _opt(_P, "eval_paths"),
     seed: int = _opt(_T, "seed"),
@@ -370,8 +372,8 @@ def train_prm(
         progress=progress,
         dataset=_D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed),
         train=_T(loss=loss, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, save_every=save_every, rewrite=rewrite,
-                 rewordings=rewordings, seed=seed),
-        tiny=_M(hidden_size=hidden_size, layers=layers, heads=heads, vocab_size=vocab_size),
+                 rewordings=rewordings, first_passes=first_passes, seed=seed),
+        tiny=_M(hidden_size=hidden_size, layers=layers, heads=heads, vocab_size=vocab_size, window=window),
     )
     m = run(job)
     typer.echo(_prm_summary(m))

@@ -104,6 +104,10 @@ class Env(Generic[State]):
             value bounds are known at once and the MCTS-Solver proves a node without
             spending simulations on its children. Default False: an action is stepped
             the first time it is selected (expensive steps, many proposals).
+        step_holds_state: A step's text names the whole state it leads to, so its value
+            can be read from that text alone (Game of 24: ``(left: 1 24)``, the target
+            being fixed). The default PRM then gives its separators a local attention
+            window. Default False: the value may depend on the prompt and earlier steps.
     """
 
     name: str = "env"
@@ -113,6 +117,7 @@ class Env(Generic[State]):
     prefer_transpositions: bool = False
     default_evaluator: str = "rollout"
     step_on_expand: bool = False
+    step_holds_state: bool = False
     instructions: str = ""  # what a language-model policy is told before the state (policy_prompt)
 
     def reset(self, task: Task, rng: np.random.Generator | None = None) -> State:

@@ -395,4 +395,5 @@ class Game24Env(CountdownEnv):
     name = "game24"
     default_tasks = TASKS_DIR / "game24" / "24.csv"
     fixed_target = Fraction(24)
+    step_holds_state = True  # the target is fixed, so the `left` list is the whole state
     fixed_count = 4

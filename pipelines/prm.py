@@ -64,14 +64,16 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     from ..prm.dataset import build_step_dataset
-    from ..prm.model import PRMMeta, add_separator, quiet_transformers, tiny_model, train_tokenizer
+    from ..prm.model import PRMMeta, add_separator, local_window, quiet_transformers, tiny_model, train_tokenizer
     from ..prm.train import PackedDataset, PairDataset, fit, last_checkpoint, run_fingerprint, sibling_pairs
+    from .prm_eval import TaskSource, first_steps, reworded
 
     started = time.perf_counter()
     ds = build_step_dataset(job.sources, job.dataset)
     if not ds.train:
         raise StoreError(f"every one of the {len({e.task_id for e in ds.val})} tasks fell into validation: "
                          f"lower --val-fraction or add tasks")
+    source = TaskSource(ds.runs)  # the runs' envs and tasks: the model's window, rewording, the metrics
     _progress(f"{len(ds.train):,} training paths, {len(ds.val):,} validation paths from {ds.rows:,} tree rows "
               f"({len({e.task_id for e in ds.train})} + {len({e.task_id for e in ds.val})} tasks)", job.progress)
     out = Path(job.out).expanduser()
@@ -100,7 +102,12 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
         else:
             texts = sorted({t for ex in ds.train for t in (ex.prompt, *ex.steps)})
             tokenizer = train_tokenizer(texts, job.tiny.vocab_size)
-        model = tiny_model(tokenizer, job.tiny, job.train.seed)
+        window = job.tiny.window
+        if window is None:
+            envs = [source.env(run_id) for run_id in ds.runs]
+            local = bool(envs) and all(env is not None and env.step_holds_state for env in envs)
+            window = local_window(tokenizer, (t for ex in ds.train for t in ex.steps), job.tiny.layers) if local else 0
+        model = tiny_model(tokenizer, job.tiny, job.train.seed, window)
         max_length, lr = job.tiny.max_length, job.train.lr or 1e-3
     else:
         from .models import load_pretrained
@@ -116,10 +123,9 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
         tokenizer.save_pretrained(ckpt / "tokenizer")
     write_text_atomic(ckpt / _RUN_FILE, json.dumps({"fingerprint": fingerprint, "base": base}) + "\n")
 
-    from .prm_eval import TaskSource, reworded
-
-    source = TaskSource(ds.runs)  # the runs' envs and tasks, for rewording now and the metrics later
     train_examples = reworded(source, ds.train, job.train.rewrite, job.train.seed, job.train.rewordings)
+    train_examples += first_steps(source, ds.train, job.train.rewrite, job.train.seed, job.train.first_passes,
+                                  skip=job.train.rewordings)
     if job.train.loss == "pairwise":
         def pairs_of(examples):
             pairs = sibling_pairs(examples)

@@ -159,6 +159,31 @@ def best_of_n(source: TaskSource, task_refs: Sequence[tuple[str, str]], n: int, 
     return result
 
 
+def first_steps(source: TaskSource, examples: Sequence, share: float, seed: int, passes: int, skip: int) -> list:
+    """``passes`` copies of every distinct first step of ``examples`` as a one-step path.
+
+    Each copy is worded anew (as copy ``skip + k`` of :func:`reworded`, so never as the
+    paths themselves are) where the env rewords steps; elsewhere the copies repeat the
+    step as written. The step's label counts in the loss once per copy.
+    """
+    import dataclasses
+
+    firsts = {}
+    for ex in examples:
+        firsts.setdefault(ex.nodes[0], dataclasses.replace(
+            ex, steps=ex.steps[:1], labels=ex.labels[:1], visits=ex.visits[:1], owned=[True], nodes=ex.nodes[:1],
+            parents=ex.parents[:1]))
+    out = []
+    for k in range(passes):
+        for node, ex in firsts.items():
+            env = source.env(ex.run_id)
+            rng = np.random.default_rng([seed, skip + k, node])
+            if env is not None and rng.random() < share:
+                ex = dataclasses.replace(ex, steps=[env.rewrite_step(ex.steps[0], rng)])
+            out.append(ex)
+    return out
+
+
 def reworded(source: TaskSource, examples: Sequence, share: float, seed: int, copies: int = 1) -> list:
     """``examples`` with a ``share`` of the steps reworded by the env, in ``copies`` wordings.
 

@@ -55,6 +55,9 @@ class TrainConfig:
     rewordings: int = field(default=1, metadata={"help": "Copies of each training path, each worded by the env on "
                                                         "its own (envs that reword steps only); an epoch passes "
                                                         "over every copy."})
+    first_passes: int = field(default=0, metadata={"help": "Extra passes per epoch over the first steps alone, each "
+                                                          "worded anew where the env rewords steps: the first steps "
+                                                          "are the fewest labels of a tree and the hardest to fit."})
     save_every: int = field(default=200, metadata={"help": "Optimisation steps between checkpoints (resume points)."})
     seed: int = field(default=0, metadata={"help": "Seed of the model's initialisation and the data order."})
 
@@ -75,6 +78,8 @@ class TrainConfig:
             raise ConfigError(f"rewrite must be in [0, 1], got {self.rewrite}")
         if not isinstance(self.rewordings, int) or self.rewordings < 1:
             raise ConfigError(f"rewordings must be an integer >= 1, got {self.rewordings!r}")
+        if not isinstance(self.first_passes, int) or self.first_passes < 0:
+            raise ConfigError(f"first_passes must be an integer >= 0, got {self.first_passes!r}")
         if self.save_every < 1:
             raise ConfigError(f"save_every must be >= 1, got {self.save_every}")
 
@@ -100,9 +105,17 @@ class TinyModelConfig:
     heads: int = field(default=4, metadata={"help": "Attention heads of the default model."})
     vocab_size: int = field(default=1024, metadata={"help": "BPE vocabulary trained on the dataset's texts."})
     max_length: int = field(default=512, metadata={"help": "Longest path in tokens the default model reads."})
+    window: int | None = field(default=None, metadata={"help": "Attention window of the default model: each token "
+                                                               "sees the last N tokens only (0: the whole path). "
+                                                               "Auto: just wide enough for the layers together to see "
+                                                               "the longest step, where every env of the data says a "
+                                                               "step's text holds its state (Game of 24), else 0; "
+                                                               "None: auto."})
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "layers", "heads", "vocab_size", "max_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.window is not None and (not isinstance(self.window, int) or self.window < 0):
+            raise ConfigError(f"window must be an integer >= 0, got {self.window!r}")
         check_model_shape(self.hidden_size, self.heads, self.vocab_size)

@@ -13,6 +13,11 @@ separator tokens): any transformers user loads the directory without treeq::
 
 Without a backbone (``model=None``) the default is a small Llama built from a config,
 with a byte-level BPE tokenizer trained on the dataset's own texts (offline, CPU-sized).
+Where every env of the data says a step's text holds the state it leads to (Game of
+24's ``(left: ...)``), it is a Mistral instead (the same network with a sliding window),
+its window just wide enough for its layers together to see the longest step: the value
+must then be read from the step itself, which the model learns several times faster
+than it learns to ignore the rest of the path.
 """
 
 from __future__ import annotations
@@ -85,18 +90,47 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, additional_special_tokens=[SEPARATOR])
 
 
-def tiny_model(tokenizer, cfg: TinyModelConfig, seed: int):
-    """A small Llama token classifier (one label) for ``tokenizer``, initialised from ``seed``."""
-    from transformers import LlamaConfig, LlamaForTokenClassification
+def tiny_model(tokenizer, cfg: TinyModelConfig, seed: int, window: int = 0):
+    """A small Llama token classifier (one label) for ``tokenizer``, initialised from ``seed``.
 
-    config = LlamaConfig(
+    ``window`` > 0: each token attends to the last ``window`` tokens only (a Mistral, the
+    Llama with a sliding window, so that plain transformers applies the same window).
+    """
+    from transformers import LlamaConfig, LlamaForTokenClassification, MistralConfig, MistralForTokenClassification
+
+    shape = dict(
         vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=4 * cfg.hidden_size,
         num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
         max_position_embeddings=cfg.max_length, pad_token_id=tokenizer.pad_token_id, num_labels=1,
         tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
-    return LlamaForTokenClassification(config)
+    if window:
+        return MistralForTokenClassification(MistralConfig(**shape, sliding_window=window))
+    return LlamaForTokenClassification(LlamaConfig(**shape))
+
+
+def local_window(tokenizer, steps: Iterable[str], layers: int) -> int:
+    """The narrowest window through which ``layers`` layers let a separator see all of its step.
+
+    A token reaches ``window - 1`` tokens back per layer, so the separator sees
+    ``layers * (window - 1)`` tokens before it: at least the longest step.
+    """
+    longest = max((len(ids) for ids in tokenizer(sorted(set(steps)), add_special_tokens=False)["input_ids"]),
+                  default=1)
+    return -(-longest // layers) + 1
+
+
+def attention_window(model) -> int:
+    """The sliding window every layer of ``model`` applies (0: none); training masks must apply it too."""
+    config = model.config
+    window = getattr(config, "sliding_window", None)
+    if not window or getattr(config, "use_sliding_window", True) is False:
+        return 0
+    kinds = getattr(config, "layer_types", None)
+    if kinds and any(k != "sliding_attention" for k in kinds):
+        return 0
+    return int(window)
 
 
 def add_separator(tokenizer, model) -> None:

@@ -130,8 +130,12 @@ class PairDataset(torch.utils.data.Dataset):
         return {"good": good, "bad": bad}
 
 
-def make_collator(pad_id: int, sep_id: int):
-    """Batch rows: ids, position ids, a boolean attention mask ``[B, 1, T, T]``, labels at the separators."""
+def make_collator(pad_id: int, sep_id: int, window: int = 0):
+    """Batch rows: ids, position ids, a boolean attention mask ``[B, 1, T, T]``, labels at the separators.
+
+    ``window`` > 0: a token sees only the tokens less than ``window`` positions before it on
+    its own path, as the model's sliding window does on a path alone.
+    """
 
     def pairs(batch: list[dict]) -> dict[str, torch.Tensor]:
         rows = [r for item in batch for r in (item["good"], item["bad"])]
@@ -163,7 +167,10 @@ def make_collator(pad_id: int, sep_id: int):
                 start = end
         causal = torch.ones((width, width), dtype=torch.bool).tril()
         same = (seg[:, :, None] == seg[:, None, :]) | ((seg[:, None, :] == -1) & (seg[:, :, None] >= -1))
-        attend = (causal & same).unsqueeze(1)
+        attend = causal & same
+        if window:
+            attend &= (pos[:, :, None] - pos[:, None, :]) < window
+        attend = attend.unsqueeze(1)
         return {"input_ids": ids, "position_ids": pos, "attention_mask": attend, "step_labels": labels,
                 "loss_mask": loss_mask}
 
@@ -216,7 +223,7 @@ def fit(model, tokenizer, train_set, eval_set, cfg: TrainConfig, checkpoint_dir:
     """
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
-    from .model import quiet_transformers
+    from .model import attention_window, quiet_transformers
 
     quiet_transformers()
     sep_id = tokenizer.convert_tokens_to_ids(SEPARATOR)
@@ -257,7 +264,7 @@ def fit(model, tokenizer, train_set, eval_set, cfg: TrainConfig, checkpoint_dir:
     trainer = _PRMTrainer(
         model=model, args=args, train_dataset=train_set,
         eval_dataset=eval_set if eval_set is not None and len(eval_set) else None,
-        data_collator=make_collator(tokenizer.pad_token_id, sep_id),
+        data_collator=make_collator(tokenizer.pad_token_id, sep_id, attention_window(model)),
     )
     if not progress:
         trainer.remove_callback(PrinterCallback)  # no per-step log lines either

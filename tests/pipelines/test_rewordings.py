@@ -1,9 +1,9 @@
-"""``reworded``: a share of the steps reworded by the env, in one or more wordings."""
+"""``reworded``: a share of the steps reworded by the env, in one or more wordings; ``first_steps``: extra passes."""
 
 from __future__ import annotations
 
 from treeq.envs.countdown import parse_step
-from treeq.pipelines.prm_eval import TaskSource, reworded
+from treeq.pipelines.prm_eval import TaskSource, first_steps, reworded
 from treeq.prm.dataset import StepExample
 
 RUNS = {"g": {"env": "game24"}, "f": {"env": "gym:FrozenLake-v1"}}
@@ -49,3 +49,22 @@ def test_rewordings_must_be_a_positive_integer():
     for bad in (0, -1, 1.5):
         with pytest.raises(ConfigError, match="rewordings"):
             TrainConfig(rewordings=bad)
+    for bad in (-1, 1.5):
+        with pytest.raises(ConfigError, match="first_passes"):
+            TrainConfig(first_passes=bad)
+
+
+def test_first_steps_are_one_step_paths_once_per_distinct_step_and_pass():
+    """Two paths share their first step (node 0): 2 passes give 2 copies of it, and 2 of the gym path's."""
+    examples = [_example("g", STEPS, 0), _example("g", [STEPS[0], "8 + 18 = 26 (left: 26)"], 0),
+                _example("f", ["left", "down"], 10)]
+    examples[0].labels[0] = examples[1].labels[0] = 1.0
+    out = first_steps(TaskSource(RUNS), examples, 1.0, seed=3, passes=2, skip=1)
+    assert [ex.nodes for ex in out] == [[0], [10], [0], [10]]
+    assert all(len(ex.steps) == len(ex.labels) == len(ex.owned) == 1 and ex.owned == [True] for ex in out)
+    assert [ex.labels for ex in out] == [[1.0], [0.0], [1.0], [0.0]] and out[0].parents == [-1]
+    assert out[1].steps == out[3].steps == ["left"]  # an env that does not reword: the step as written
+    assert all(_numbers(ex.steps[0]) == _numbers(STEPS[0]) for ex in (out[0], out[2]))
+    words = {first_steps(TaskSource(RUNS), examples[:1], 1.0, seed=s, passes=1, skip=1)[0].steps[0] for s in range(20)}
+    assert len(words) > 1  # each pass is worded anew, its wording following the seed
+    assert first_steps(TaskSource(RUNS), examples, 1.0, seed=3, passes=0, skip=1) == []

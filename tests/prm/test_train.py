@@ -9,7 +9,8 @@ import torch
 
 from treeq.prm.config import TinyModelConfig, TrainConfig
 from treeq.prm.dataset import StepExample
-from treeq.prm.model import SEPARATOR, path_text, score_batch, tiny_model, train_tokenizer
+from treeq.prm.model import (SEPARATOR, attention_window, local_window, path_text, score_batch, tiny_model,
+                             train_tokenizer)
 from treeq.prm.train import PackedDataset, forward_logits, make_collator, prm_loss, sibling_pairs
 from treeq.errors import ConfigError
 
@@ -48,12 +49,21 @@ def test_packing_groups_siblings(tiny):
     assert tok(path_text(EXAMPLES[0].prompt, EXAMPLES[0].steps))["input_ids"] == first["prefix"] + first["children"][0]
 
 
-def test_packed_logits_equal_each_path_alone(tiny):
-    """The mask and position ids make every step's score in a packed row what the path alone gives."""
+@pytest.mark.parametrize("window", [0, 3])
+def test_packed_logits_equal_each_path_alone(tiny, window):
+    """The mask and position ids make every step's score in a packed row what the path alone gives.
+
+    With a sliding window (a Mistral), the training mask must cut exactly what the model
+    cuts on a path alone: a window measured in the row's index would let a last step see
+    too little of the shared prefix, and its scores would differ.
+    """
     tok, model = tiny
+    if window:
+        model = tiny_model(tok, TinyModelConfig(hidden_size=32, layers=2, heads=2, vocab_size=300), 0, window).eval()
+        assert attention_window(model) == window
     sep = tok.convert_tokens_to_ids(SEPARATOR)
     packed = PackedDataset(EXAMPLES, tok, max_length=512)
-    batch = make_collator(tok.pad_token_id, sep)(packed.items)
+    batch = make_collator(tok.pad_token_id, sep, attention_window(model))(packed.items)
     with torch.no_grad():
         probs = torch.sigmoid(forward_logits(model, batch))
     row0 = probs[0][batch["input_ids"][0] == sep].tolist()
@@ -61,6 +71,18 @@ def test_packed_logits_equal_each_path_alone(tiny):
     assert row0 == pytest.approx([alone[0][0], alone[0][1], alone[1][1], alone[2][1]], abs=1e-6)
     row1 = probs[1][batch["input_ids"][1] == sep].tolist()
     assert row1 == pytest.approx(score_batch(model, tok, [(EXAMPLES[3].prompt, EXAMPLES[3].steps)], 512)[0], abs=1e-6)
+
+
+def test_local_window_lets_the_layers_see_the_longest_step(tiny):
+    """A window W reaches W - 1 tokens back per layer: the narrowest W whose layers span the longest step."""
+    tok, model = tiny
+    steps = [s for ex in EXAMPLES for s in ex.steps]
+    longest = max(len(tok(s, add_special_tokens=False)["input_ids"]) for s in steps)
+    for layers in (1, 2, 3, longest):
+        window = local_window(tok, steps, layers)
+        assert layers * (window - 1) >= longest > layers * (window - 2)
+    assert local_window(tok, steps, layers=longest) == 2  # one token back per layer
+    assert attention_window(model) == 0  # the full-attention Llama
 
 
 def test_loss_mask_counts_owned_steps_once(tiny):
