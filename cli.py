@@ -354,6 +354,7 @@ def train_prm(
     rewrite: float = _opt(_T, "rewrite"),
     rewordings: int = _opt(_T, "rewordings"),
     first_passes: int = _opt(_T, "first_passes"),
+    positive_passes: int = _opt(_T, "positive_passes"),
     hidden_size: int = _opt(_M, "hidden_size"),
     layers: int = _opt(_M, "layers"),
     heads: int = _opt(_M, "heads"),
@@ -372,7 +373,8 @@ def train_prm(
         progress=progress,
         dataset=_D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed),
         train=_T(loss=loss, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, save_every=save_every, rewrite=rewrite,
-                 rewordings=rewordings, first_passes=first_passes, seed=seed),
+                 rewordings=rewordings, first_passes=first_passes,
+                 positive_passes=positive_passes, seed=seed),
         tiny=_M(hidden_size=hidden_size, layers=layers, heads=heads, vocab_size=vocab_size, window=window),
     )
     m = run(job)

@@ -66,7 +66,7 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
     from ..prm.dataset import build_step_dataset
     from ..prm.model import PRMMeta, add_separator, local_window, quiet_transformers, tiny_model, train_tokenizer
     from ..prm.train import PackedDataset, PairDataset, fit, last_checkpoint, run_fingerprint, sibling_pairs
-    from .prm_eval import TaskSource, first_steps, reworded
+    from .prm_eval import TaskSource, first_steps, positive_siblings, reworded
 
     started = time.perf_counter()
     ds = build_step_dataset(job.sources, job.dataset)
@@ -126,6 +126,8 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
     train_examples = reworded(source, ds.train, job.train.rewrite, job.train.seed, job.train.rewordings)
     train_examples += first_steps(source, ds.train, job.train.rewrite, job.train.seed, job.train.first_passes,
                                   skip=job.train.rewordings)
+    train_examples += positive_siblings(source, ds.train, job.dataset.threshold, job.train.rewrite, job.train.seed,
+                                        job.train.positive_passes, skip=job.train.rewordings + job.train.first_passes)
     if job.train.loss == "pairwise":
         def pairs_of(examples):
             pairs = sibling_pairs(examples)

@@ -159,6 +159,33 @@ def best_of_n(source: TaskSource, task_refs: Sequence[tuple[str, str]], n: int, 
     return result
 
 
+def positive_siblings(source: TaskSource, examples: Sequence, threshold: float, share: float, seed: int,
+                      passes: int, skip: int) -> list:
+    """``passes`` copies of every path whose last step has a sibling (or is one) labelled above ``threshold``.
+
+    Only the last step counts in the loss of a copy; each copy is worded anew (as copy
+    ``skip + k`` of :func:`reworded`) where the env rewords steps, and repeated as written
+    elsewhere.
+    """
+    import dataclasses
+
+    hit = {ex.parents[-1] for ex in examples if ex.labels[-1] > threshold}
+    group = [dataclasses.replace(ex, owned=[False] * (len(ex.steps) - 1) + [True])
+             for ex in examples if ex.parents[-1] in hit]
+    out = []
+    for k in range(passes):
+        for ex in group:
+            env = source.env(ex.run_id)
+            if env is not None and share > 0:
+                steps = []
+                for node, text in zip(ex.nodes, ex.steps):
+                    rng = np.random.default_rng([seed, skip + k, node])
+                    steps.append(env.rewrite_step(text, rng) if rng.random() < share else text)
+                ex = dataclasses.replace(ex, steps=steps)
+            out.append(ex)
+    return out
+
+
 def first_steps(source: TaskSource, examples: Sequence, share: float, seed: int, passes: int, skip: int) -> list:
     """``passes`` copies of every distinct first step of ``examples`` as a one-step path.
 

@@ -58,6 +58,9 @@ class TrainConfig:
     first_passes: int = field(default=0, metadata={"help": "Extra passes per epoch over the first steps alone, each "
                                                           "worded anew where the env rewords steps: the first steps "
                                                           "are the fewest labels of a tree and the hardest to fit."})
+    positive_passes: int = field(default=0, metadata={"help": "Extra passes per epoch over the sibling steps of every "
+                                                             "step labelled above the threshold, each worded anew: "
+                                                             "the rarest labels and their closest contrasts."})
     save_every: int = field(default=200, metadata={"help": "Optimisation steps between checkpoints (resume points)."})
     seed: int = field(default=0, metadata={"help": "Seed of the model's initialisation and the data order."})
 
@@ -80,6 +83,8 @@ class TrainConfig:
             raise ConfigError(f"rewordings must be an integer >= 1, got {self.rewordings!r}")
         if not isinstance(self.first_passes, int) or self.first_passes < 0:
             raise ConfigError(f"first_passes must be an integer >= 0, got {self.first_passes!r}")
+        if not isinstance(self.positive_passes, int) or self.positive_passes < 0:
+            raise ConfigError(f"positive_passes must be an integer >= 0, got {self.positive_passes!r}")
         if self.save_every < 1:
             raise ConfigError(f"save_every must be >= 1, got {self.save_every}")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from treeq.envs.countdown import parse_step
-from treeq.pipelines.prm_eval import TaskSource, first_steps, reworded
+from treeq.pipelines.prm_eval import TaskSource, first_steps, positive_siblings, reworded
 from treeq.prm.dataset import StepExample
 
 RUNS = {"g": {"env": "game24"}, "f": {"env": "gym:FrozenLake-v1"}}
@@ -68,3 +68,24 @@ def test_first_steps_are_one_step_paths_once_per_distinct_step_and_pass():
     words = {first_steps(TaskSource(RUNS), examples[:1], 1.0, seed=s, passes=1, skip=1)[0].steps[0] for s in range(20)}
     assert len(words) > 1  # each pass is worded anew, its wording following the seed
     assert first_steps(TaskSource(RUNS), examples, 1.0, seed=3, passes=0, skip=1) == []
+
+
+def test_positive_siblings_repeat_the_groups_holding_a_positive_last_step():
+    """Under node 0, one of two last steps is positive: both come back, per pass; node 5's group has none."""
+    examples = [_example("g", STEPS, 0), _example("g", [STEPS[0], "8 + 18 = 26 (left: 26)"], 0),
+                _example("g", ["6 * 8 = 48 (left: 4 48)", "48 - 4 = 44 (left: 44)"], 5),
+                _example("f", ["left", "down"], 10)]
+    examples[0].labels[1] = 1.0
+    examples[1].nodes[1], examples[1].parents[1] = 2, 0  # a sibling of examples[0]'s last step
+    examples[3].labels[1] = 0.9
+    out = positive_siblings(TaskSource(RUNS), examples, 0.5, 1.0, seed=3, passes=2, skip=1)
+    assert [ex.nodes for ex in out] == [[0, 1], [0, 2], [10, 11]] * 2
+    assert all(ex.owned == [False, True] for ex in out)  # the prefix's label counts on its own path only
+    assert [ex.labels[-1] for ex in out[:3]] == [1.0, 0.0, 0.9]
+    assert out[2].steps == out[5].steps == ["left", "down"]  # not reworded: repeated as written
+    assert [_numbers(s) for s in out[0].steps] == [_numbers(s) for s in STEPS]
+    words = {tuple(positive_siblings(TaskSource(RUNS), examples[:2], 0.5, 1.0, seed=s, passes=1, skip=1)[0].steps)
+             for s in range(20)}
+    assert len(words) > 1  # each pass is worded anew, its wording following the seed
+    assert positive_siblings(TaskSource(RUNS), examples, 0.95, 1.0, seed=3, passes=2, skip=1) == [ex for ex in out
+                                                                                              if ex.nodes[0] == 0]
