@@ -172,18 +172,7 @@ def positive_siblings(source: TaskSource, examples: Sequence, threshold: float, 
     hit = {ex.parents[-1] for ex in examples if ex.labels[-1] > threshold}
     group = [dataclasses.replace(ex, owned=[False] * (len(ex.steps) - 1) + [True])
              for ex in examples if ex.parents[-1] in hit]
-    out = []
-    for k in range(passes):
-        for ex in group:
-            env = source.env(ex.run_id)
-            if env is not None and share > 0:
-                steps = []
-                for node, text in zip(ex.nodes, ex.steps):
-                    rng = np.random.default_rng([seed, skip + k, node])
-                    steps.append(env.rewrite_step(text, rng) if rng.random() < share else text)
-                ex = dataclasses.replace(ex, steps=steps)
-            out.append(ex)
-    return out
+    return [_worded(source.env(ex.run_id), ex, share, [seed, skip + k]) for k in range(passes) for ex in group]
 
 
 def first_steps(source: TaskSource, examples: Sequence, share: float, seed: int, passes: int, skip: int) -> list:
@@ -200,15 +189,7 @@ def first_steps(source: TaskSource, examples: Sequence, share: float, seed: int,
         firsts.setdefault(ex.nodes[0], dataclasses.replace(
             ex, steps=ex.steps[:1], labels=ex.labels[:1], visits=ex.visits[:1], owned=[True], nodes=ex.nodes[:1],
             parents=ex.parents[:1]))
-    out = []
-    for k in range(passes):
-        for node, ex in firsts.items():
-            env = source.env(ex.run_id)
-            rng = np.random.default_rng([seed, skip + k, node])
-            if env is not None and rng.random() < share:
-                ex = dataclasses.replace(ex, steps=[env.rewrite_step(ex.steps[0], rng)])
-            out.append(ex)
-    return out
+    return [_worded(source.env(ex.run_id), ex, share, [seed, skip + k]) for k in range(passes) for ex in firsts.values()]
 
 
 def reworded(source: TaskSource, examples: Sequence, share: float, seed: int, copies: int = 1) -> list:
@@ -220,8 +201,6 @@ def reworded(source: TaskSource, examples: Sequence, share: float, seed: int, co
     beyond the first are made only of paths whose env rewords steps (an identical copy
     would only double the work).
     """
-    import dataclasses
-
     if share <= 0:
         return list(examples)
     out = []
@@ -232,9 +211,18 @@ def reworded(source: TaskSource, examples: Sequence, share: float, seed: int, co
                 if not copy:
                     out.append(ex)
                 continue
-            steps = []
-            for node, text in zip(ex.nodes, ex.steps):
-                rng = np.random.default_rng([seed, node] if copy == 0 else [seed, copy, node])
-                steps.append(env.rewrite_step(text, rng) if rng.random() < share else text)
-            out.append(dataclasses.replace(ex, steps=steps))
+            out.append(_worded(env, ex, share, [seed] if copy == 0 else [seed, copy]))
     return out
+
+
+def _worded(env: Env | None, ex, share: float, key: list[int]):
+    """``ex`` with each step reworded by ``env`` with probability ``share``, drawn from a generator of (key, step node)."""
+    import dataclasses
+
+    if env is None:
+        return ex
+    steps = []
+    for node, text in zip(ex.nodes, ex.steps):
+        rng = np.random.default_rng([*key, node])
+        steps.append(env.rewrite_step(text, rng) if rng.random() < share else text)
+    return dataclasses.replace(ex, steps=steps)
