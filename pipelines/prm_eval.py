@@ -169,10 +169,10 @@ def positive_siblings(source: TaskSource, examples: Sequence, threshold: float, 
     """
     import dataclasses
 
-    hit = {ex.parents[-1] for ex in examples if ex.labels[-1] > threshold}
+    hit = {(ex.task_id, ex.parents[-1]) for ex in examples if ex.labels[-1] > threshold}  # -1: each task's root
     group = [dataclasses.replace(ex, owned=[False] * (len(ex.steps) - 1) + [True])
-             for ex in examples if ex.parents[-1] in hit]
-    return [_worded(source.env(ex.run_id), ex, share, [seed, skip + k]) for k in range(passes) for ex in group]
+             for ex in examples if (ex.task_id, ex.parents[-1]) in hit]
+    return _passes(source, group, share, seed, passes, skip)
 
 
 def first_steps(source: TaskSource, examples: Sequence, share: float, seed: int, passes: int, skip: int) -> list:
@@ -189,7 +189,12 @@ def first_steps(source: TaskSource, examples: Sequence, share: float, seed: int,
         firsts.setdefault(ex.nodes[0], dataclasses.replace(
             ex, steps=ex.steps[:1], labels=ex.labels[:1], visits=ex.visits[:1], owned=[True], nodes=ex.nodes[:1],
             parents=ex.parents[:1]))
-    return [_worded(source.env(ex.run_id), ex, share, [seed, skip + k]) for k in range(passes) for ex in firsts.values()]
+    return _passes(source, list(firsts.values()), share, seed, passes, skip)
+
+
+def _passes(source: TaskSource, group: list, share: float, seed: int, passes: int, skip: int) -> list:
+    """``passes`` copies of ``group``, copy k worded as copy ``skip + k`` of :func:`reworded` would be."""
+    return [_worded(source.env(ex.run_id), ex, share, [seed, skip + k]) for k in range(passes) for ex in group]
 
 
 def reworded(source: TaskSource, examples: Sequence, share: float, seed: int, copies: int = 1) -> list:

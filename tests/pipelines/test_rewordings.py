@@ -89,3 +89,11 @@ def test_positive_siblings_repeat_the_groups_holding_a_positive_last_step():
     assert len(words) > 1  # each pass is worded anew, its wording following the seed
     assert positive_siblings(TaskSource(RUNS), examples, 0.95, 1.0, seed=3, passes=2, skip=1) == [ex for ex in out
                                                                                               if ex.nodes[0] == 0]
+
+
+def test_positive_siblings_keep_each_tasks_first_steps_apart():
+    """One-step paths all have parent -1 (their task's root): a positive in one task must not pull in another's."""
+    a = StepExample("a", "game24", "P", [STEPS[0]], [1.0], [1], [True], [0], [-1], "g")
+    b = StepExample("b", "game24", "Q", ["6 * 8 = 48 (left: 4 8 48)"], [0.0], [1], [True], [1], [-1], "g")
+    out = positive_siblings(TaskSource(RUNS), [a, b], 0.5, 0.0, seed=0, passes=1, skip=1)
+    assert [ex.task_id for ex in out] == ["a"]
