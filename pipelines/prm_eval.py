@@ -161,15 +161,20 @@ def best_of_n(source: TaskSource, task_refs: Sequence[tuple[str, str]], n: int, 
 
 def positive_siblings(source: TaskSource, examples: Sequence, threshold: float, share: float, seed: int,
                       passes: int, skip: int) -> list:
-    """``passes`` copies of every path whose last step has a sibling (or is one) labelled above ``threshold``.
+    """``passes`` copies of every path whose last step has a sibling (or is one) of the rarer label.
 
-    Only the last step counts in the loss of a copy; each copy is worded anew (as copy
-    ``skip + k`` of :func:`reworded`) where the env rewords steps, and repeated as written
-    elsewhere.
+    The rarer label: above ``threshold`` where such last steps are the fewer (Game of 24:
+    1.6% at depth 1), else at or below it (Blocksworld, where most steps keep the goal in
+    reach), so the passes repeat the rare labels and their closest contrasts, never most
+    of the data. Only the last step counts in the loss of a copy; each copy is worded anew
+    (as copy ``skip + k`` of :func:`reworded`) where the env rewords steps, and repeated
+    as written elsewhere.
     """
     import dataclasses
 
-    hit = {(ex.task_id, ex.parents[-1]) for ex in examples if ex.labels[-1] > threshold}  # -1: each task's root
+    positive = [ex.labels[-1] > threshold for ex in examples]
+    rare = 2 * sum(positive) <= len(positive)
+    hit = {(ex.task_id, ex.parents[-1]) for ex, p in zip(examples, positive) if p == rare}  # -1: each task's root
     group = [dataclasses.replace(ex, owned=[False] * (len(ex.steps) - 1) + [True])
              for ex in examples if (ex.task_id, ex.parents[-1]) in hit]
     return _passes(source, group, share, seed, passes, skip)

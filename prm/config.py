@@ -61,9 +61,10 @@ class TrainConfig:
     first_passes: int = field(default=32, metadata={"help": "Extra passes per epoch over the first steps alone, each "
                                                           "worded anew where the env rewords steps: the first steps "
                                                           "are the fewest labels of a tree and the hardest to fit."})
-    positive_passes: int = field(default=3, metadata={"help": "Extra passes per epoch over the sibling steps of every "
-                                                             "step labelled above the threshold, each worded anew: "
-                                                             "the rarest labels and their closest contrasts."})
+    positive_passes: int = field(default=3, metadata={"help": "Extra passes per epoch over every group of sibling "
+                                                             "steps that holds the rarer label (above the threshold "
+                                                             "where those are the fewer, else below), each worded "
+                                                             "anew: the rare labels and their closest contrasts."})
     save_every: int = field(default=200, metadata={"help": "Optimisation steps between checkpoints (resume points)."})
     seed: int = field(default=0, metadata={"help": "Seed of the model's initialisation and the data order."})
 

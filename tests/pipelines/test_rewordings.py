@@ -97,3 +97,16 @@ def test_positive_siblings_keep_each_tasks_first_steps_apart():
     b = StepExample("b", "game24", "Q", ["6 * 8 = 48 (left: 4 8 48)"], [0.0], [1], [True], [1], [-1], "g")
     out = positive_siblings(TaskSource(RUNS), [a, b], 0.5, 0.0, seed=0, passes=1, skip=1)
     assert [ex.task_id for ex in out] == ["a"]
+
+
+def test_positive_siblings_take_the_negatives_where_positives_are_the_majority():
+    """Three of four last steps are positive: the passes go over the group that holds the negative, not the rest."""
+    examples = [_example("f", ["left", "down"], 10), _example("f", ["left", "up"], 10),
+                _example("f", ["right", "down"], 20), _example("f", ["up", "up"], 30)]
+    examples[1].nodes[1], examples[1].parents[1] = 13, 10  # a sibling of examples[0]'s last step
+    examples[0].labels[1] = examples[2].labels[1] = examples[3].labels[1] = 1.0
+    out = positive_siblings(TaskSource(RUNS), examples, 0.5, 0.0, seed=0, passes=2, skip=1)
+    assert [ex.nodes for ex in out] == [[10, 11], [10, 13]] * 2
+    examples[2].labels[1] = 0.0  # two of four: positives are not the majority, so they are the rarer label
+    out = positive_siblings(TaskSource(RUNS), examples, 0.5, 0.0, seed=0, passes=1, skip=1)
+    assert [ex.nodes for ex in out] == [[10, 11], [10, 13], [30, 31]]
