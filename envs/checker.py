@@ -9,6 +9,9 @@ Checks, along a seeded random walk from a task's start state:
 * restore after divergence: stepping action A, then another action B from the same
   state, then A again gives the same key, text, reward, flags and legal actions as
   the first time (the state object alone carries everything);
+* ``render`` shows the state: two states reached with different keys render
+  differently (the render is what a language model or PRM reads; a position it cannot
+  see there, such as a bare state index, it cannot act on);
 * ``state_key`` is stable across processes (a fresh interpreter computes the same
   keys for the same walk).
 
@@ -92,6 +95,16 @@ def check_env(env: Env, task: Task, steps: int = 20, seed: int = 0, env_spec: tu
     a, b = env.reset(task, np.random.default_rng(seed)), env.reset(task, np.random.default_rng(seed))
     if (env.state_key(a), env.render(a)) != (env.state_key(b), env.render(b)):
         raise EnvCheckError(f"{name}: reset is not deterministic for task {task.task_id}")
+    seen: dict[str, str] = {}  # rendered text -> the first key that rendered it
+
+    def shown(state: Any) -> None:
+        key, text = env.state_key(state), env.render(state)
+        other = seen.setdefault(text, key)
+        if other != key:
+            raise EnvCheckError(f"{name}: states {other!r} and {key!r} render the same text; render must show "
+                                f"the state (it is what a language model reads): {text[:80]!r}")
+
+    shown(a)
     rng = np.random.default_rng(seed)
     state = a
     for i in range(steps):
@@ -103,10 +116,12 @@ def check_env(env: Env, task: Task, steps: int = 20, seed: int = 0, env_spec: tu
         if not actions:
             break
         pick = actions[int(rng.integers(len(actions)))]
-        first = _snapshot(env, _step(env, state, pick, seed + i))
+        step = _step(env, state, pick, seed + i)
+        shown(step.state)
+        first = _snapshot(env, step)
         other = [x for x in actions if x != pick]
         if other:
-            _step(env, state, other[int(rng.integers(len(other)))], seed + 1000 + i)  # diverge
+            shown(_step(env, state, other[int(rng.integers(len(other)))], seed + 1000 + i).state)  # diverge
         again = _step(env, state, pick, seed + i)
         if _snapshot(env, again) != first:
             raise EnvCheckError(

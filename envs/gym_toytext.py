@@ -128,7 +128,7 @@ class GymEnv(Env):
         self.kwargs = dict(kwargs)
         self.name = f"gym:{env_id}"
         self._u = u
-        family = type(u).__name__.removesuffix("Env")  # FrozenLake8x8-v1 is a FrozenLakeEnv too
+        family = self._family = type(u).__name__.removesuffix("Env")  # FrozenLake8x8-v1 is a FrozenLakeEnv too
         n_a = int(u.action_space.n)
         names = ACTION_NAMES.get(family, ())
         self.actions: tuple[str, ...] = names if len(names) == n_a else tuple(f"action-{i}" for i in range(n_a))
@@ -154,6 +154,9 @@ class GymEnv(Env):
         self._env.reset(seed=0)  # some attributes (lastaction ...) exist only after a reset
         self._extras = tuple(a for a in _EXTRA_ATTRS if hasattr(u, a))
         self._q_star: dict[float, np.ndarray] = {}
+        if step_costs or max(rewards) > 1:  # returns leave [0, 1]: values span those of Q* (milliseconds)
+            q = self.q_star(self.default_gamma)
+            self.value_range = (float(q.min()), float(q.max()))
 
     # ---------------------------------------------------------------- protocol
     def reset(self, task: Task, rng: np.random.Generator | None = None) -> GymState:
@@ -183,9 +186,21 @@ class GymEnv(Env):
         return f"s={state.s}"
 
     def render(self, state: GymState) -> str:
+        """The map with the agent (the taxi) drawn as ``@`` and a legend line naming where it
+        is (Taxi: where the passenger and the destination are): the text a language model
+        reads, so it must show the state that gym's colours showed. A function of the key
+        (the last action gym prints is left out). Another tabular env: gym's own text, its
+        colours stripped, and the state index."""
+        u, s = self._u, state.s
+        if self._family == "FrozenLake":
+            return _render_lake(u, s)
+        if self._family == "CliffWalking":
+            return _render_cliff(u, s)
+        if self._family == "Taxi":
+            return _render_taxi(u, s)
         self._write(state)
-        text = _ANSI.sub("", self._u.render() or "").rstrip()
-        return f"{text}\nstate {state.s}" if text else f"state {state.s}"
+        text = _ANSI.sub("", u.render() or "").rstrip()
+        return f"{text}\nstate {s}" if text else f"state {s}"
 
     def load_tasks(self, path: str | Path | None = None) -> list[Task]:
         """Tasks are start seeds: None gives seeds 0-9; else ``"0:50"``, ``"3,7,9"``, a file
@@ -219,6 +234,48 @@ class GymEnv(Env):
 
     def _read(self) -> GymState:
         return GymState(int(self._u.s), tuple((a, getattr(self._u, a)) for a in self._extras))
+
+
+# What the agent stands on, by the letter its ``@`` hides.
+_LAKE_CELLS = {"S": "the start", "F": "frozen ice", "H": "a hole", "G": "the goal"}
+_CLIFF_CELLS = {"S": "the start", ".": "ground", "C": "the cliff", "G": "the goal"}
+
+
+def _marked(rows: list[list[str]], r: int, c: int, legend: str) -> str:
+    """``rows`` with the agent's cell (grid row ``r``, column ``c``) drawn as ``@``, then ``legend``."""
+    rows[r][c] = "@"
+    return "\n".join("".join(row) for row in rows) + "\n" + legend
+
+
+def _render_grid(rows: list[list[str]], s: int, cells: dict[str, str], key: str) -> str:
+    r, c = divmod(s, len(rows[0]))
+    under = cells.get(rows[r][c], repr(rows[r][c]))
+    return _marked(rows, r, c, f"@ = you, at row {r + 1}, column {c + 1} (on {under}); {key}")
+
+
+def _render_lake(u: Any, s: int) -> str:
+    rows = [[b.decode() for b in line] for line in u.desc.tolist()]
+    return _render_grid(rows, s, _LAKE_CELLS, "S start, F frozen, H hole, G goal")
+
+
+def _render_cliff(u: Any, s: int) -> str:
+    n_rows, n_cols = u.shape
+    start, goal = divmod(int(u.start_state_index), n_cols), (n_rows - 1, n_cols - 1)
+    rows = [["C" if u._cliff[i, j] else "S" if (i, j) == start else "G" if (i, j) == goal else "."
+             for j in range(n_cols)] for i in range(n_rows)]
+    return _render_grid(rows, s, _CLIFF_CELLS, ". ground, S start, C cliff, G goal")
+
+
+def _render_taxi(u: Any, s: int) -> str:
+    rows = [[b.decode() for b in line] for line in u.desc.tolist()]
+    names = [rows[1 + i][2 * j + 1] for i, j in u.locs]  # the letters on the map: R, G, Y, B
+    taxi_r, taxi_c, passenger, dest = u.decode(s)
+    here = (taxi_r, taxi_c)
+    at = f" (at {names[u.locs.index(here)]})" if here in u.locs else ""
+    where = "in the taxi" if passenger == len(u.locs) else f"at {names[passenger]}"
+    return _marked(rows, 1 + taxi_r, 2 * taxi_c + 1,
+                   f"@ = the taxi, at row {taxi_r + 1}, column {taxi_c + 1}{at}; "
+                   f"passenger {where}; destination {names[dest]}")
 
 
 def _check_options(env_id: str, entry_point: Any, kwargs: dict[str, Any]) -> None:

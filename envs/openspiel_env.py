@@ -212,12 +212,15 @@ class OpenSpielEnv(Env):
         self.game = game
         self.params = params
         self.name = f"openspiel:{game}"
+        self._long_name = gtype.long_name
         self.deterministic = gtype.chance_mode == pyspiel.GameType.ChanceMode.DETERMINISTIC
         self._terminal_rewards = gtype.reward_model == pyspiel.GameType.RewardModel.TERMINAL
         self.max_utility = float(self._game.max_utility())
         self.min_utility = float(self._game.min_utility())
         span = self.max_utility - self.min_utility
         self.default_c = span / 2.0 if math.isfinite(span) and span > 0 else 1.0
+        if math.isfinite(span) and span > 0 and (self.min_utility < 0 or self.max_utility > 1):
+            self.value_range = (self.min_utility, self.max_utility)  # returns leave [0, 1]
         self._tables: dict[tuple[int, ...], dict[str, int]] | None = {} if game in _ID_ONLY_TEXTS else None
         probe = self._opening(0)  # refuse parameters that leave nothing to play
         if probe.is_terminal():
@@ -305,7 +308,12 @@ class OpenSpielEnv(Env):
         return str(state.s)
 
     def render(self, state: OpenSpielState) -> str:
-        return str(state.s).rstrip("\n")
+        """The game's own text of the position (``str(state)``, the board: it is the key, so
+        different positions read differently), then the game's name and whose turn it is."""
+        s = state.s
+        turn = "game over" if s.is_terminal() else f"player {s.current_player()} to move"
+        board = str(s).rstrip("\n")
+        return f"{board}\n{self._long_name}: {turn}"
 
     def playout(self, state: OpenSpielState, draw: Callable[[], float], gamma: float, max_steps: int,
                 rng: np.random.Generator) -> float:

@@ -6,8 +6,9 @@ larger one (same generator, same waves). So the convergence curve of a task is r
 searching it again with budgets 1, 2, 5, 10, 20, ... up to the recorded one and taking
 the root's value (``coalesce(proven, q)``) after each: the exact curve of the recorded
 search, at the cost of about twice one search per task (``--tasks``, the first tasks of
-the run). The table counts, per run: tasks, solved, solved rate, mean simulations and
-nodes, and failed or timed-out tasks. One PNG (matplotlib, no display needed).
+the run in the search's order: 24-2 before 24-10). The table counts, per run: tasks,
+solved, solved rate, mean simulations and nodes, and failed or timed-out tasks. One PNG
+(matplotlib, no display needed), the table as high as its rows, long run ids elided.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from ..data.store import connect
 from ..errors import ConfigError, StoreError
 
-__all__ = ["budgets", "convergence", "solved_table", "plot"]
+__all__ = ["budgets", "convergence", "solved_table", "figure", "plot"]
 
 
 def budgets(total: int) -> list[int]:
@@ -47,7 +48,8 @@ def solved_table(out: str | Path) -> list[dict[str, Any]]:
 
 
 def convergence(out: str | Path, tasks: int = 4, run_id: str | None = None) -> tuple[str, dict[str, list]]:
-    """``(run_id, {task_id: [(simulations, root value), ...]})`` for the first ``tasks`` tasks of a run."""
+    """``(run_id, {task_id: [(simulations, root value), ...]})`` for the first ``tasks`` tasks of a run
+    (first in the order the search took them) that ended ``ok``."""
     from ..envs.registry import make_env
     from ..mcts.search import search
     from ..mcts.tree import ROOT
@@ -69,15 +71,15 @@ def convergence(out: str | Path, tasks: int = 4, run_id: str | None = None) -> t
     all_tasks = {t.task_id: t for t in env.load_tasks(job.tasks)}
     con = connect(out)
     try:
-        done = [t for (t,) in con.execute("SELECT task_id FROM trees WHERE run_id = ? AND status = 'ok' "
-                                          "ORDER BY task_id LIMIT ?", [run_id, tasks]).fetchall()]
+        ok = {t for (t,) in con.execute("SELECT task_id FROM trees WHERE run_id = ? AND status = 'ok'",
+                                        [run_id]).fetchall()}
     finally:
         con.close()
+    # the search's own task order (24-2 before 24-10), not the ids' string order
+    done = [t for t in all_tasks if t in ok][:tasks]
     curves: dict[str, list] = {}
     for task_id in done:
-        task = all_tasks.get(task_id)
-        if task is None:
-            continue
+        task = all_tasks[task_id]
         points = []
         for b in budgets(job.search.simulations):
             cfg = replace(job.search, simulations=b)
@@ -90,6 +92,38 @@ def convergence(out: str | Path, tasks: int = 4, run_id: str | None = None) -> t
                 break
         curves[task_id] = points
     return run_id, curves
+
+
+def _fit(text: str, width: int = 34) -> str:
+    """``text`` in at most ``width`` characters: the middle elided (a run id keeps its env and hash)."""
+    return text if len(text) <= width else text[: width // 2 - 1] + "\u2026" + text[-(width - width // 2):]
+
+
+def figure(run: str, curves: dict[str, list], table: list[dict[str, Any]]):
+    """The matplotlib figure: the curves over the table, the table's height following its rows."""
+    import matplotlib.pyplot as plt
+
+    rows = len(table) + 1
+    fig, (ax, tab) = plt.subplots(2, 1, figsize=(9, 5.2 + 0.3 * rows), layout="constrained",
+                                  gridspec_kw={"height_ratios": [5.2, 0.3 * rows]})
+    for task_id, points in curves.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3, label=task_id)
+    ax.set_xscale("log")
+    ax.set_xlabel("simulations")
+    ax.set_ylabel("root value, coalesce(proven, q)")
+    ax.set_title(f"root value as the search grows (run {_fit(run, 60)})")
+    if curves:
+        ax.legend(fontsize=8, title="task")
+    tab.axis("off")
+    cells = [[_fit(r["run"]), _fit(r["env"], 24), f"{r['tasks']:,}", f"{r['solved']:,}", f"{100 * r['rate']:.1f}%",
+              f"{r['simulations']:,.0f}", f"{r['nodes']:,.0f}", f"{r['errors']} / {r['timeouts']}"] for r in table]
+    if cells:
+        t = tab.table(cellText=cells, colLabels=["run", "env", "tasks", "solved", "rate", "mean sims", "mean nodes",
+                                                 "errors / timeouts"], bbox=(0, 0, 1, 1))
+        t.auto_set_font_size(False)
+        t.set_fontsize(8)
+        t.auto_set_column_width(list(range(len(cells[0]))))  # each column as wide as its text
+    return fig
 
 
 def plot(out: str | Path, path: str | Path = "treeq-plot.png", tasks: int = 4, run_id: str | None = None
@@ -111,25 +145,7 @@ def plot(out: str | Path, path: str | Path = "treeq-plot.png", tasks: int = 4, r
     import matplotlib.pyplot as plt
 
     table = solved_table(out)
-    run, curves = convergence(out, tasks, run_id)
-    fig, (ax, tab) = plt.subplots(2, 1, figsize=(9, 8), gridspec_kw={"height_ratios": [3, 1.4]})
-    for task_id, points in curves.items():
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3, label=task_id)
-    ax.set_xscale("log")
-    ax.set_xlabel("simulations")
-    ax.set_ylabel("root value, coalesce(proven, q)")
-    ax.set_title(f"root value as the search grows (run {run})")
-    if curves:
-        ax.legend(fontsize=8)
-    tab.axis("off")
-    cells = [[r["run"], r["env"], f"{r['tasks']:,}", f"{r['solved']:,}", f"{100 * r['rate']:.1f}%",
-              f"{r['simulations']:,.0f}", f"{r['nodes']:,.0f}", f"{r['errors']} / {r['timeouts']}"] for r in table]
-    if cells:
-        t = tab.table(cellText=cells, colLabels=["run", "env", "tasks", "solved", "rate", "mean sims", "mean nodes",
-                                                 "errors / timeouts"], loc="center")
-        t.auto_set_font_size(False)
-        t.set_fontsize(8)
-    fig.tight_layout()
+    fig = figure(*convergence(out, tasks, run_id), table)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)

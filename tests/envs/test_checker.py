@@ -32,11 +32,17 @@ ENVS = [
     ("gym:FrozenLake-v1", {"is_slippery": False}, "0:1", False),
     ("gym:CliffWalking-v1", {}, "0:1", False),
     ("gym:Taxi-v4", {}, "5:6", True),
+    ("gym:FrozenLake8x8-v1", {}, "0:1", False),
+    ("gym:CliffWalkingSlippery-v1", {}, "0:1", False),
+    ("openspiel:catch", {}, "0:1", False),
+    ("openspiel:2048", {}, "0:1", False),
 ]
 
 
 @pytest.mark.parametrize("name, kwargs, tasks, cross", ENVS, ids=[f"{e[0]}{e[1] or ''}" for e in ENVS])
 def test_shipped_envs_pass(name, kwargs, tasks, cross):
+    if name.startswith("openspiel:"):
+        pytest.importorskip("pyspiel")
     env = make_env(name, **kwargs)
     task = env.load_tasks(tasks)[0]
     for seed in (0, 1, 2):
@@ -163,6 +169,13 @@ class OpenTextEnv(_Toy):
         return None
 
 
+class HiddenStateEnv(_Toy):
+    """Renders the move count only, as a bare map without the agent would: 'a' and 'b' read alike."""
+
+    def render(self, state):
+        return f"{len(state)} moves made"
+
+
 TOY_TASK = Task("toy", {})
 
 
@@ -187,6 +200,14 @@ def test_good_toy_passes():
 def test_broken_toys_fail(env, match):
     with pytest.raises(EnvCheckError, match=match):
         check_env(env, TOY_TASK, steps=10)
+
+
+def test_a_render_that_hides_the_state_fails_naming_both_keys():
+    """After one move the walk holds 'a' (the pick) and 'b' (the divergence), both rendered '1 moves made'."""
+    with pytest.raises(EnvCheckError, match=r"^toy: states '(a|b)' and '(a|b)' render the same text") as info:
+        check_env(HiddenStateEnv(), TOY_TASK, steps=10)
+    message = str(info.value)
+    assert "'a'" in message and "'b'" in message and "'1 moves made'" in message and "\n" not in message
 
 
 # ----------------------------------------------------------------------------- cross-process keys

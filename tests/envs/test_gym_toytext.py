@@ -288,3 +288,84 @@ def test_restore_stochastic(slippery):
         slippery.step(s0, "up", np.random.default_rng(seed))
     again = slippery.step(mid, "down", np.random.default_rng(11))
     assert first.state == again.state and first.reward == again.reward
+
+
+# ----------------------------------------------------------------------------- render
+def _grid_and_legend(text: str) -> tuple[list[str], str]:
+    *grid, legend = text.splitlines()
+    return grid, legend
+
+
+@pytest.mark.parametrize("env_id", ["FrozenLake-v1", "FrozenLake8x8-v1"])
+def test_frozenlake_render_marks_the_agent(env_id):
+    """The render is a prompt: the agent is drawn as @ where gym's colour showed it, the
+    cell it hides is named, and no bare state index stands in for the position."""
+    env = GymEnv(env_id)
+    desc = ["".join(b.decode() for b in row) for row in env._u.desc.tolist()]
+    texts = set()
+    for s in range(len(env._u.P)):
+        text = env.render(GymState(s))
+        grid, legend = _grid_and_legend(text)
+        r, c = divmod(s, len(desc[0]))
+        assert [(i, j) for i, row in enumerate(grid) for j, x in enumerate(row) if x == "@"] == [(r, c)]
+        assert [row.replace("@", desc[r][c]) if i == r else row for i, row in enumerate(grid)] == desc
+        assert legend.startswith(f"@ = you, at row {r + 1}, column {c + 1} (on ")
+        assert "state" not in text
+        texts.add(text)
+    assert len(texts) == len(env._u.P)
+    hole = "".join(desc).index("H")
+    assert "(on the start)" in env.render(_start(env)) and "(on a hole)" in env.render(GymState(hole))
+
+
+def test_render_does_not_depend_on_the_last_action(lake):
+    """Same key, same text: gym's "(Left)" line is path, not position."""
+    s0 = _start(lake)
+    into_wall = lake.step(s0, "left").state
+    assert into_wall != s0 and lake.render(into_wall) == lake.render(s0)
+
+
+def test_cliff_render_marks_the_agent_where_gym_does():
+    """gym's own ANSI text marks the agent with x: @ stands in the same row and column."""
+    import gymnasium
+
+    cliff = GymEnv("CliffWalking-v1")
+    gym_env = gymnasium.make("CliffWalking-v1", render_mode="ansi").unwrapped
+    gym_env.reset(seed=0)
+    for s in range(48):
+        gym_env.s = s
+        gym_rows = [row.split() for row in gym_env.render().strip().splitlines()]
+        grid, legend = _grid_and_legend(cliff.render(GymState(s)))
+        mine = [(i, j) for i, row in enumerate(grid) for j, x in enumerate(row) if x == "@"]
+        assert mine == [(i, j) for i, row in enumerate(gym_rows) for j, x in enumerate(row) if x == "x"]
+        assert legend.startswith(f"@ = you, at row {mine[0][0] + 1}, column {mine[0][1] + 1} (on ")
+    start = cliff.render(_start(cliff))
+    assert start.splitlines()[3] == "@CCCCCCCCCCG" and "(on the start)" in start
+    assert cliff.render(cliff.step(_start(cliff), "up").state).splitlines()[3] == "SCCCCCCCCCCG"
+
+
+def test_taxi_render_names_the_passenger_and_the_destination(taxi):
+    """Every one of the 500 states, against gym's own decode: the taxi drawn at its cell,
+    the passenger and the destination named by gym's letters (0 R, 1 G, 2 Y, 3 B)."""
+    letters = "RGYB"
+    texts = set()
+    for s in range(500):
+        row, col, passenger, dest = taxi._u.decode(s)
+        text = taxi.render(GymState(s))
+        grid, legend = _grid_and_legend(text)
+        assert [(i, j) for i, line in enumerate(grid) for j, x in enumerate(line) if x == "@"] == [(1 + row, 2 * col + 1)]
+        where = "in the taxi" if passenger == 4 else f"at {letters[passenger]}"
+        assert legend.startswith(f"@ = the taxi, at row {row + 1}, column {col + 1}")
+        assert legend.endswith(f"; passenger {where}; destination {letters[dest]}")
+        assert "state" not in text
+        texts.add(text)
+    assert len(texts) == 500
+
+
+def test_taxi_render_follows_a_pickup(taxi):
+    """The taxi at R with the passenger there: after pickup the passenger is in the taxi."""
+    s = GymState(int(taxi._u.encode(0, 0, 0, 1)), _start(taxi).extras)
+    assert taxi.render(s).splitlines()[-1] == "@ = the taxi, at row 1, column 1 (at R); passenger at R; destination G"
+    picked = taxi.step(s, "pickup").state
+    assert taxi.render(picked).splitlines()[-1] == (
+        "@ = the taxi, at row 1, column 1 (at R); passenger in the taxi; destination G")
+    assert taxi.render(picked).splitlines()[1] == "|@: | : :G|"

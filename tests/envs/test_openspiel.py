@@ -72,7 +72,7 @@ def test_registry_names_and_attributes(catch, cliff):
     assert cliff.deterministic is True
     assert catch.default_c == pytest.approx(1.0)  # utilities in [-1, 1]
     small = make_env("openspiel:catch", rows=6, columns=3)
-    assert [len(row) for row in small.render(_start(small)).splitlines()] == [3] * 6
+    assert [len(row) for row in small.state_key(_start(small)).splitlines()] == [3] * 6
 
 
 def test_legal_action_texts(catch, cliff):
@@ -181,6 +181,34 @@ def test_keys_are_positions_and_transpositions_merge(cliff, catch):
     assert catch.state_key(x) == catch.state_key(y) != catch.state_key(z)
 
 
+# ----------------------------------------------------------------------------- render
+def test_render_is_the_board_then_whose_turn(cliff, catch):
+    """The prompt text: the game's own board (the key) and a line saying who moves or that it is over."""
+    start = _start(cliff)
+    assert cliff.render(start) == "........\n........\n........\nPXXXXXXG\nCliffWalking: player 0 to move"
+    end = cliff.step(start, "RIGHT")  # into the cliff
+    assert end.terminated and cliff.render(end.state) == "........\n........\n........\n.PXXXXXG\nCliffWalking: game over"
+    board, turn = catch.render(_start(catch, 4)).rsplit("\n", 1)
+    assert board == catch.state_key(_start(catch, 4)).rstrip("\n") and turn == "Catch: player 0 to move"
+
+
+@pytest.mark.parametrize("game", ["catch", "cliff_walking", "2048", "blackjack"])
+def test_different_positions_render_differently(game):
+    env = make_env(f"openspiel:{game}")
+    rng = np.random.default_rng(0)
+    texts: dict[str, str] = {}
+    for seed in range(5):
+        state = _start(env, seed)
+        for _ in range(30):
+            texts.setdefault(env.render(state), env.state_key(state))
+            assert texts[env.render(state)] == env.state_key(state)
+            acts = env.legal_actions(state)
+            if not acts:
+                break
+            state = env.step(state, acts[int(rng.integers(len(acts)))], rng).state
+    assert len(texts) > 10
+
+
 # ----------------------------------------------------------------------------- playout fast path
 @pytest.mark.parametrize("game,gamma", [("catch", 1.0), ("catch", 0.9), ("cliff_walking", 1.0), ("cliff_walking", 0.95)])
 def test_playout_fast_path_matches_the_generic_playout(game, gamma):
@@ -227,7 +255,7 @@ def test_refusals_are_one_line(name, kwargs, error, pattern, capfd):
 
 def test_float_parameters_take_ints():
     env = make_env("openspiel:deep_sea", size=4, unscaled_move_cost=0)
-    assert len(env.render(_start(env)).splitlines()) == 5
+    assert len(env.state_key(_start(env)).splitlines()) == 5
     assert env.deterministic
 
 
