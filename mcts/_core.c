@@ -45,7 +45,7 @@ typedef struct {
     PyObject *l[L_COUNT_ALL];
     double c, fpu;
     int uct, plain, solver, det, trusted, eager;
-    long max_depth, max_nodes;
+    Py_ssize_t max_depth, max_nodes;
     PyObject *h[H_COUNT_ALL];
 } Ctx;
 
@@ -86,7 +86,7 @@ static int lists_of(PyObject *tuple, int n, PyObject **out) {
 static int unpack(PyObject *lists, PyObject *params, PyObject *hooks, Ctx *x) {
     if (lists_of(lists, L_COUNT_ALL, x->l) < 0)
         return -1;
-    if (!PyArg_ParseTuple(params, "ddppppppll", &x->c, &x->fpu, &x->uct, &x->plain, &x->solver, &x->det,
+    if (!PyArg_ParseTuple(params, "ddppppppnn", &x->c, &x->fpu, &x->uct, &x->plain, &x->solver, &x->det,
                           &x->trusted, &x->eager, &x->max_depth, &x->max_nodes))
         return -1;
     if (!PyTuple_Check(hooks) || PyTuple_GET_SIZE(hooks) != H_COUNT_ALL) {
@@ -542,7 +542,8 @@ static int descend_path(PyObject *engine, Ctx *x, Path *p) {
     PyObject *n_visits = x->l[L_VISITS], *n_start = x->l[L_START], *n_count = x->l[L_COUNT];
     PyObject *n_next = x->l[L_NEXT], *n_off = x->l[L_OFF], *e_n = x->l[L_EN], *e_w = x->l[L_EW];
     PyObject *e_child = x->l[L_CHILD], *e_reward = x->l[L_REWARD], *n_eval_n = x->l[L_EVAL_N];
-    long node = 0, depth = 0;
+    long node = 0;
+    Py_ssize_t depth = 0;
     p->len = 0;
     p->nodes[0] = 0;
     p->value = 0.0;
@@ -708,17 +709,17 @@ static double now_seconds(void) {
  * order. stop: 0 budget, 1 exhausted, 2 max_nodes, 3 solved, 4 timeout. */
 static PyObject *run(PyObject *self, PyObject *args) {
     PyObject *engine, *lists, *params, *hooks;
-    long sims;
+    Py_ssize_t sims;
     int stop_on_solve;
     double timeout, gamma; /* timeout: seconds left from now (the task's budget less its setup), < 0: none */
-    if (!PyArg_ParseTuple(args, "OO!O!O!lpdd", &engine, &PyTuple_Type, &lists, &PyTuple_Type, &params,
+    if (!PyArg_ParseTuple(args, "OO!O!O!npdd", &engine, &PyTuple_Type, &lists, &PyTuple_Type, &params,
                           &PyTuple_Type, &hooks, &sims, &stop_on_solve, &timeout, &gamma))
         return NULL;
     Ctx x;
     Path p;
     if (unpack(lists, params, hooks, &x) < 0 || path_init(&p) < 0)
         return NULL;
-    long done = 0, waves = 0;
+    Py_ssize_t done = 0, waves = 0;
     int stop = 0, err = 0;
     double t0 = now_seconds();
     while (done < sims) {
@@ -795,7 +796,7 @@ static PyObject *run(PyObject *self, PyObject *args) {
     path_free(&p);
     if (err)
         return NULL;
-    return Py_BuildValue("lli", done, waves, stop);
+    return Py_BuildValue("nni", done, waves, stop);
 }
 
 /* gather(values, index, kind) -> bytearray: values[i] for each int64 i of the buffer index, packed

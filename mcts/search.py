@@ -53,6 +53,7 @@ code follows, and serve installs without a C compiler (``TREEQ_PURE_PYTHON=1``).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Any
 
@@ -70,15 +71,19 @@ __all__ = ["search"]
 _INF, _PROPAGATE = math.inf, 64  # _PROPAGATE: graph-mode refreshes per backup of parents off the path
 _NEW, _EVAL, _TERMINAL, _VALUED = 0, 1, 2, 3  # how a descent ended (new: expand and evaluate; eval: evaluate)
 _STOPS = ("budget", "exhausted", "max_nodes", "solved", "timeout")  # the compiled loop's stop codes
+_MAX_C = sys.maxsize  # the compiled loop counts in Py_ssize_t: a larger budget or bound is as good as unbounded
 
-# 1 / sqrt(n) and sqrt(ln n) by table: a list read is cheaper than a call on the hot path
+# 1 / sqrt(n) and sqrt(ln n) by table: a list read is cheaper than a call on the hot path. The
+# tables stop at _TABLED (about 4 MB): a count beyond it is computed by the same expression, so
+# memory follows the tree, never the budget (--simulations 10**20 is a budget like any other)
+_TABLED = 1 << 16
 _ISQRT: list[float] = [0.0]
 _SQRT_LOG: list[float] = [0.0]
 
 
 def _tables(size: int) -> None:
-    """Grow the tables to cover visit counts up to ``size``."""
-    for n in range(len(_ISQRT), size + 1):
+    """Grow the tables to cover visit counts up to ``size`` (at most ``_TABLED``)."""
+    for n in range(len(_ISQRT), min(size, _TABLED) + 1):
         _ISQRT.append(1.0 / math.sqrt(n))
         _SQRT_LOG.append(math.sqrt(math.log(n)))
 
@@ -105,7 +110,8 @@ class _Engine(SearchGraph):
         if self._tree_core is not None:
             self._core_lists = self._lists + (self.e_dead, self.e_prior, self.n_solved, self.n_eval_n)
             self._core_params = (self.c, float(cfg.fpu), self.uct, self._plain_uct, self.solver, self.det,
-                                 not self._check_proposals, self.eager, int(cfg.max_depth), int(cfg.max_nodes))
+                                 not self._check_proposals, self.eager, min(cfg.max_depth, _MAX_C),
+                                 min(cfg.max_nodes, _MAX_C))
             uniform = getattr(propose, "uniform_env", None) is env  # the built-in hooks, called without their lists
             self._core_hooks = (env.step, self.rng, propose, evaluate, cfg.proposals, ConfigError, self._draw,
                                 self._node_lists, self._edge_lists, env.legal_actions if uniform else None,
@@ -131,7 +137,7 @@ class _Engine(SearchGraph):
         parent_n = self.n_visits[node]
         graph, q = self.graph, self.q
         if self.uct:
-            explore = self.c * _SQRT_LOG[parent_n]
+            explore = self.c * (_SQRT_LOG[parent_n] if parent_n < _TABLED else math.sqrt(math.log(parent_n)))
         else:
             explore = self.c * math.sqrt(parent_n)
             e_prior, fpu = self.e_prior, self.cfg.fpu
@@ -146,7 +152,7 @@ class _Engine(SearchGraph):
                 continue
             n = e_n[e]
             if self.uct:
-                score = (q(e) if graph else e_w[e] / n) + explore * _ISQRT[n]
+                score = (q(e) if graph else e_w[e] / n) + explore * (_ISQRT[n] if n < _TABLED else 1.0 / math.sqrt(n))
             elif n:
                 score = (q(e) if graph else e_w[e] / n) + explore * e_prior[e] / (1 + n)
             else:
@@ -199,11 +205,12 @@ class _Engine(SearchGraph):
                 k += n_off[node]
                 e = s + (k if k < cnt else k - cnt)
             elif plain:  # UCT in a tree without the solver: nothing to skip (the hot path)
-                explore = c * sqrt_log[n_visits[node]]
+                n = n_visits[node]
+                explore = c * (sqrt_log[n] if n < _TABLED else math.sqrt(math.log(n)))
                 best = -_INF
                 for i in range(s, s + cnt):
                     n = e_n[i]
-                    score = e_w[i] / n + explore * isqrt[n]
+                    score = e_w[i] / n + explore * (isqrt[n] if n < _TABLED else 1.0 / math.sqrt(n))
                     if score > best:
                         best, e = score, i
             else:
@@ -266,7 +273,8 @@ class _Engine(SearchGraph):
         stop = "budget"
         if self._tree_core is not None and cfg.batch_size == 1:  # the compiled loop, one leaf a wave
             done, waves, code = self._tree_core.run(
-                self, self._core_lists, self._core_params, self._core_hooks, cfg.simulations, cfg.stop_on_solve,
+                self, self._core_lists, self._core_params, self._core_hooks, min(cfg.simulations, _MAX_C),
+                cfg.stop_on_solve,
                 -1.0 if cfg.task_timeout is None else max(0.0, cfg.task_timeout - (time.perf_counter() - t0)),
                 self.gamma)
             stop = _STOPS[code]

@@ -66,6 +66,7 @@ class SearchSummary:
     seconds: float
     skipped: int = 0  # tasks already on disk (a resumed run)
     searched_simulations: int = 0  # simulations run by this call
+    timeouts: int = 0  # tasks stopped by --task-timeout (trees.status = 'timeout')
 
     @property
     def sims_per_second(self) -> float:
@@ -155,6 +156,7 @@ class _Done:
     simulations: int
     staged: list[Staged]
     error: str | None = None
+    timeout: bool = False
 
 
 def _search_task(job: SearchJobConfig, run_id: str, task: Task) -> _Done:
@@ -178,7 +180,7 @@ def _search_task(job: SearchJobConfig, run_id: str, task: Task) -> _Done:
     except BaseException:
         store.abandon(staged)
         raise
-    return _Done(result.solved, result.tree.size, result.simulations, staged)
+    return _Done(result.solved, result.tree.size, result.simulations, staged, timeout=result.stop_reason == "timeout")
 
 
 # ---------------------------------------------------------------------------- the job
@@ -289,8 +291,8 @@ def _check_resume(out: str, run_id: str, job: SearchJobConfig, env_name: str) ->
                       f"{'; '.join(diff[:4]) or 'the task set changed'}): rerun with its settings, or give another --out")
 
 
-def _finished(store: TreeStore, run_id: str) -> dict[str, tuple[bool, int, int]]:
-    """Tasks of the run already on disk: task id -> (solved, nodes, simulations).
+def _finished(store: TreeStore, run_id: str) -> dict[str, tuple[bool, int, int, bool]]:
+    """Tasks of the run already on disk: task id -> (solved, nodes, simulations, timed out).
 
     A task counts once its ``trees`` shard says ``ok`` or ``timeout`` (the job commits a
     task's nodes before its trees row, so the row's presence means the task is whole);
@@ -309,8 +311,25 @@ def _finished(store: TreeStore, run_id: str) -> dict[str, tuple[bool, int, int]]
     def whole(task_id: str, trees_file: str) -> bool:  # a compacted task's nodes are in the nodes part files
         return Path(trees_file).name.startswith(PART_PREFIX) or store.path("nodes", run_id, task_id).is_file()
 
-    return {t: (bool(sv), int(n), int(sims)) for t, st, sv, n, sims, f in rows
+    return {t: (bool(sv), int(n), int(sims), st == "timeout") for t, st, sv, n, sims, f in rows
             if st in ("ok", "timeout") and whole(t, f)}
+
+
+def _check_policy(job: SearchJobConfig, env: Env, tasks: list[Task]) -> None:
+    """An env of open-text actions (``legal_actions`` None: llm-steps) needs a language model that
+    proposes them; without one every task would fail, so the job refuses before it makes the store.
+
+    Raises:
+        ConfigError: the built-in proposers without a model, on such an env.
+    """
+    lm = job.lm
+    if job.proposer not in ("uniform", "hf") or (job.proposer == "hf" and (lm.model or lm.backend != "hf")):
+        return  # a model, or a registered proposer that may write text itself
+    if not tasks or env.legal_actions(env.reset(tasks[0], task_rng(job.seed, tasks[0].task_id))) is not None:
+        return
+    raise ConfigError(f"env {env.name!r} has open-text actions: a language model must propose them: "
+                      f"--policy hf --model DIR (a local model; `python cli.py make-tiny-model` makes a tiny one), "
+                      f"or --policy hf --backend openai --base-url URL for a served one")
 
 
 def _utcnow() -> _dt.datetime:
@@ -353,6 +372,7 @@ def run_search(cfg: SearchJobConfig, resume: bool = False) -> SearchSummary:
     tasks = list(env.load_tasks(cfg.tasks))[: cfg.limit]
     job = replace(cfg, search=resolve_defaults(cfg.search, env), evaluator=cfg.evaluator or env.default_evaluator,
                   proposer=cfg.proposer or DEFAULT_PROPOSER)
+    _check_policy(job, env, tasks)
     run_id = _run_id(job, env.name, tasks)
     if resume:
         _check_resume(str(cfg.out), run_id, job, env.name)
@@ -374,7 +394,8 @@ def run_search(cfg: SearchJobConfig, resume: bool = False) -> SearchSummary:
     workers = min(cfg.workers or os.cpu_count() or 1, max(len(todo), 1))
     runner: Any = Inline(_search_task)
     totals = {"written": len(done_before), "solved": sum(v[0] for v in done_before.values()),
-              "nodes": sum(v[1] for v in done_before.values()), "simulations": sims_before}
+              "nodes": sum(v[1] for v in done_before.values()), "simulations": sims_before,
+              "timeouts": sum(v[3] for v in done_before.values())}
     failed: list[str] = []
     t0 = time.perf_counter()
     bar = tqdm(total=len(tasks), initial=len(done_before), desc=f"search {env.name}", unit="task",
@@ -396,6 +417,7 @@ def run_search(cfg: SearchJobConfig, resume: bool = False) -> SearchSummary:
             totals["solved"] += done.solved
             totals["nodes"] += done.nodes
             totals["simulations"] += done.simulations
+            totals["timeouts"] += done.timeout
             bar.update(1)
             bar.set_postfix(solved=totals["solved"], failed=len(failed), refresh=False)
         finished = True
@@ -416,10 +438,11 @@ def run_search(cfg: SearchJobConfig, resume: bool = False) -> SearchSummary:
                           f"(run {run_id}); rerun the same command to redo the rest")
     if failed:
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        timed_out = f" ({totals['timeouts']} of them timed out: status 'timeout')" if totals["timeouts"] else ""
         raise EnvFailure(f"{failed[0]}{more}; {len(failed)} of {len(tasks)} tasks failed and are recorded in trees "
-                         f"with status 'error', the other {len(tasks) - len(failed)} were written to {cfg.out}; "
-                         f"rerun the same command to retry the failed ones")
+                         f"with status 'error', the other {len(tasks) - len(failed)} were written to {cfg.out}"
+                         f"{timed_out}; rerun the same command to retry the failed ones")
     seconds = time.perf_counter() - t0
     return SearchSummary(run_id, str(cfg.out), env.name, len(tasks), totals["solved"], totals["nodes"],
                          totals["simulations"], seconds, len(done_before),
-                         totals["simulations"] - sims_before)
+                         totals["simulations"] - sims_before, totals["timeouts"])

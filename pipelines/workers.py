@@ -10,8 +10,10 @@ it gets one call, sends back its result and gets the next, so nothing is queued 
 would have to be cancelled, a dead worker is seen at once (its sentinel), and
 :meth:`Workers.close` ends every worker on the spot.
 
-Workers ignore SIGINT from birth (a terminal's Ctrl-C reaches the whole process
-group): only the parent decides what an interrupt does.
+Workers ignore SIGINT (a terminal's Ctrl-C reaches the whole process group): only the
+parent decides what an interrupt does. They are started with SIGINT held back
+(:func:`sigint_deferred`), not ignored: a Ctrl-C while they start is then neither a
+traceback in a worker nor lost in the parent.
 """
 
 from __future__ import annotations
@@ -54,20 +56,37 @@ def sigint_ignored() -> Iterator[None]:
 
 @contextlib.contextmanager
 def sigint_deferred() -> Iterator[None]:
-    """Hold SIGINT back inside the block; one that came meanwhile is raised right after it."""
-    if not (_main_thread() and hasattr(signal, "pthread_sigmask")):
+    """Hold SIGINT back inside the block; one that came meanwhile is raised right after it.
+
+    A handler records it: blocking SIGINT in this thread alone does not hold it back, since
+    the kernel hands a process's signal to any thread that does not block it (tqdm, pyarrow
+    and duckdb keep threads). It is blocked here too, for the processes started inside:
+    they inherit the mask, so a Ctrl-C during their start-up waits until they decide
+    (workers ignore it, :func:`_serve`).
+    """
+    if not _main_thread():
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    got: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    masked = hasattr(signal, "pthread_sigmask")
+    if masked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        if masked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # one pending is recorded now
+        signal.signal(signal.SIGINT, previous)
+    if got and callable(previous):
+        previous(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
 
 
 def _serve(conn: Connection, fn: Callable[..., Any]) -> None:
     """A worker's loop: receive a call, send back ``(ok, result or exception)``, until told to stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # drops one that came while it started (held back till now)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     while True:
         try:
             args = conn.recv()
@@ -125,14 +144,18 @@ class Workers:
         self._conns: list[Connection] = []
         self._procs = []
         self._busy: dict[Connection, int] = {}  # pipe -> index of the call it runs
-        with sigint_ignored():  # the children inherit SIG_IGN, so a Ctrl-C during their start-up is no traceback
-            for _ in range(n):
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_serve, args=(child, fn), daemon=True)
-                proc.start()
-                child.close()
-                self._conns.append(parent)
-                self._procs.append(proc)
+        try:
+            with sigint_deferred():  # a Ctrl-C meanwhile: raised once they are started, then they are ended
+                for _ in range(n):
+                    parent, child = ctx.Pipe()
+                    proc = ctx.Process(target=_serve, args=(child, fn), daemon=True)
+                    proc.start()
+                    child.close()
+                    self._conns.append(parent)
+                    self._procs.append(proc)
+        except BaseException:
+            self.close()
+            raise
 
     def map_unordered(self, calls: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
         """Yield ``(index, result)`` as calls finish.

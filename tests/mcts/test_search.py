@@ -215,3 +215,37 @@ def test_root_without_actions_is_exhausted_after_one_simulation():
     for transpositions in (False, True):
         r = _run(env, SearchConfig(simulations=50, transpositions=transpositions), state=state)
         assert r.stop_reason == "exhausted" and r.simulations == 1 and r.tree.size == 1
+
+
+def test_memory_follows_the_tree_not_the_budget():
+    """Ten million simulations of a tree that four exhaust allocate what the tree needs,
+    not storage as long as the budget (issue 19: 940 MB)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        r = _run(TwoStepEnv(), SearchConfig(simulations=10_000_000, gamma=0.9, c=1.0),
+                 evaluate=constant_evaluate(0.2))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert r.simulations == 4 and r.stop_reason == "exhausted"
+    assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MB"
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("batch_size", [1, 16])
+def test_an_absurd_budget_runs_until_the_tree_is_exhausted(compiled, batch_size):
+    """A budget beyond any machine integer (``--simulations 99999999999999999999``) is no overflow."""
+    import treeq.mcts.graph as graph
+
+    if compiled and graph._core is None:
+        pytest.skip("treeq.mcts._core is not built")
+    saved = graph._core
+    graph._core = saved if compiled else None
+    try:
+        r = _run(TwoStepEnv(), SearchConfig(simulations=10**20, gamma=0.9, c=1.0, batch_size=batch_size),
+                 evaluate=constant_evaluate(0.2))
+    finally:
+        graph._core = saved
+    assert r.stop_reason == "exhausted" and r.tree.size == 4

@@ -140,3 +140,38 @@ def test_env_failure_keeps_finished_tasks(run_cli, tmp_path, monkeypatch):
             assert f.suffix == ".parquet" and not f.name.startswith("."), f
             pq.read_table(f)
     assert not list(out.rglob("*.tmp"))
+
+
+# ------------------------------------------------------------------------- what the summary says
+def test_summary_counts_timed_out_tasks(run_cli, tmp_path):
+    """--task-timeout: the summary says how many tasks stopped on it and where that is recorded."""
+    out = tmp_path / "out"
+    argv = ["search", "--env", "gym:FrozenLake-v1", "--tasks", "0:3", "--simulations", "100000000",
+            "--task-timeout", "0.05", "--out", out, *FAST]
+    res = run_cli(*argv)
+    assert res.rc == 0, res.err
+    assert "3 timed out (--task-timeout; trees.status = 'timeout')" in res.out.splitlines()[0], res.out
+    assert rows(out, "trees", "status", "task_id") == [("timeout",)] * 3
+    again = run_cli(*argv)  # all on disk: the line still counts them
+    assert again.rc == 0 and "3 timed out" in again.out.splitlines()[0], again.out
+
+
+def test_llm_steps_without_a_language_model_refuses_up_front(run_cli, tmp_path):
+    """Open-text actions need a model that proposes them: one line naming the flags, no store made."""
+    for extra in ([], ["--policy", "hf"]):
+        out = tmp_path / "out"
+        res = run_cli("search", "--env", "llm-steps", "--limit", "2", "--out", out, *FAST, *extra)
+        assert res.rc == 2 and res.out == ""
+        (line,) = res.err.splitlines()
+        assert line.startswith("error: ") and "--policy hf --model DIR" in line and "--backend openai" in line, line
+        assert not out.exists()
+
+
+def test_an_absurd_budget_is_a_clean_run(run_cli, tmp_path):
+    """--simulations beyond any machine integer: the trees are searched until exhausted, no overflow."""
+    out = tmp_path / "out"
+    res = run_cli("search", "--env", "game24", "--limit", "2", "--simulations", "99999999999999999999",
+                  "--out", out, *FAST)
+    assert res.rc == 0, res.err
+    assert res.out.startswith("searched 2 game24 tasks") and res.err == ""
+    assert rows(out, "trees", "status, solved", "task_id") == [("ok", True)] * 2
