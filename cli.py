@@ -13,7 +13,9 @@ scatter the shared option helpers (``_opt``, ``_help``) and the one error/exit-c
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import math
 import os
 import shlex
 import signal
@@ -95,8 +97,19 @@ def _json_object(text: str, flag: str) -> dict:
 
 
 @app.callback(invoke_without_command=True)
-def _root(ctx: typer.Context) -> None:
+def _root(ctx: typer.Context,
+          version: bool = typer.Option(False, "--version", help="Print treeq's version and exit.")) -> None:
     """MCTS search and process-reward data for agent RL. With no command: `search` with its defaults."""
+    if version:
+        from importlib.metadata import PackageNotFoundError, version as installed
+
+        try:
+            typer.echo(f"treeq {installed('treeq')}")
+        except PackageNotFoundError:  # a checkout on sys.path, not installed
+            from treeq import __version__
+
+            typer.echo(f"treeq {__version__}")
+        raise typer.Exit()
     if ctx.invoked_subcommand is None:
         command = ctx.command.get_command(ctx, "search")  # type: ignore[attr-defined]
         with command.make_context("search", [], parent=ctx) as sub:
@@ -167,13 +180,16 @@ def search(
     job = _search_job(values)
     s = run_search(job, resume=resume)
     pct = 100.0 * s.solved / s.tasks if s.tasks else 0.0
+    solved = f"solved {s.solved} ({pct:.1f}%)"
+    if s.timeouts:  # their trees are written, cut short: the line says so, and where they are marked
+        solved += f", {s.timeouts} timed out (--task-timeout; trees.status = 'timeout')"
     if s.tasks and s.skipped == s.tasks:
-        typer.echo(f"all {s.tasks} {s.env} tasks were on disk already, nothing to search: solved {s.solved} "
-                   f"({pct:.1f}%), {s.nodes:,} nodes, {s.simulations:,} simulations")
+        typer.echo(f"all {s.tasks} {s.env} tasks were on disk already, nothing to search: {solved}, "
+                   f"{s.nodes:,} nodes, {s.simulations:,} simulations")
     else:
         skipped = f"; {s.skipped} were on disk already" if s.skipped else ""
         typer.echo(
-            f"searched {s.tasks} {s.env} tasks in {s.seconds:.1f} s{skipped}: solved {s.solved} ({pct:.1f}%), "
+            f"searched {s.tasks} {s.env} tasks in {s.seconds:.1f} s{skipped}: {solved}, "
             f"{s.nodes:,} nodes, {s.simulations:,} simulations ({s.sims_per_second:,.0f} sim/s)"
         )
     typer.echo(f"wrote {s.out} (run {s.run_id}); try:")
@@ -225,13 +241,14 @@ def _search_job(v: dict) -> SearchJobConfig:
                               else env_kwargs, "search": search_cfg, "lm": lm, "out": str(v["out"])})
 
 
-@app.command()
+# SQL may begin with a comment ("-- note ..."): an argument that is no known option is the SQL
+@app.command(context_settings={"ignore_unknown_options": True})
 def query(
     out: Path = typer.Argument(..., help="Output directory of a search."),
-    sql: str = typer.Argument(..., help="SQL over the views nodes, trees, runs."),
+    sql: str = typer.Argument(..., help="SQL over the views nodes, trees, runs (read-only: SELECT, EXPLAIN)."),
     format: OutFormat = typer.Option(OutFormat.table, "--format", help="table, csv or json."),
 ) -> None:
-    """Run SQL (DuckDB) over a tree store's views `nodes`, `trees` and `runs`."""
+    """Run read-only SQL (DuckDB) over a tree store's views `nodes`, `trees` and `runs`."""
     from treeq.data.store import run_query
     from treeq.pipelines.formatting import format_rows
 
@@ -272,12 +289,16 @@ def show(
     run: Optional[str] = typer.Option(None, help="Run id, where several runs searched the task."),
     min_visits: int = typer.Option(0, help="Draw only nodes with at least this many visits."),
     max_depth: Optional[int] = typer.Option(None, help="Draw only nodes down to this depth."),
+    columns: Optional[int] = typer.Option(None, help="Breadth drawn: the best path, then the most visited nodes "
+                                                     "that fit this many columns, the other children as '+N'; 0: "
+                                                     "every node. Default: 30 (svg, dot), the window's width (html)."),
 ) -> None:
     """Draw one task's tree: nodes sized by visits, coloured by value, the best path highlighted."""
     from treeq.pipelines.show import show as run_show
 
-    path, n = run_show(out, task, file, format, run, min_visits, max_depth)
-    typer.echo(f"wrote {path} ({n:,} nodes)")
+    path, drawn, total = run_show(out, task, file, format, run, min_visits, max_depth, columns)
+    typer.echo(f"wrote {path} ({total:,} nodes)" if drawn == total else
+               f"wrote {path} ({drawn:,} of {total:,} nodes: the best path and the most visited; --columns 0 draws all)")
 
 
 @app.command()
@@ -324,6 +345,8 @@ def make_textworld_games(
     from treeq.errors import ConfigError
     from treeq.pipelines.textworld_games import make_games
 
+    if jobs < 0:
+        raise ConfigError(f"--jobs must be >= 0 (0: one per core), got {jobs}")
     seed_list = parse_seed_spec(seeds)
     if seed_list is None:
         raise ConfigError(f"--seeds must look like 'A:B' or 'A,B,C', got {seeds!r}")
@@ -379,14 +402,16 @@ def train_prm(
     )
     m = run(job)
     typer.echo(_prm_summary(m))
-    typer.echo(f"wrote {out} (model, tokenizer, treeq_prm.json, metrics.json)")
+    typer.echo(f"{out}: model, tokenizer, treeq_prm.json, metrics.json")
 
 
 def _prm_summary(m: dict) -> str:
     def f(x: Any) -> str:
         return f"{x:.4f}" if isinstance(x, float) else str(x)
 
-    lines = [f"trained in {m['train_seconds']} s on {m['train_paths']:,} paths; validation: {m.get('val_paths', 0):,} paths"]
+    total = m.get("total_seconds", m["train_seconds"])
+    lines = [f"trained in {m['train_seconds']} s, evaluated in {round(total - m['train_seconds'], 1)} s ({total} s in all) "
+             f"on {m['train_paths']:,} paths; validation: {m.get('val_paths', 0):,} paths"]
     for key in ("eval_loss", "auroc_hard", "spearman_q", "auroc_exact", "auroc_exact_within_depth_mean"):
         if key in m:
             lines.append(f"  {key}: {f(m[key])}")
@@ -416,10 +441,12 @@ def score_steps(
     batch_size: int = typer.Option(32, help="Paths per forward pass."),
 ) -> None:
     """Score every step of each row with a trained PRM (one forward pass per path)."""
-    from treeq.data.store import write_text_atomic
+    from treeq.data.store import check_outside_store, write_text_atomic
     from treeq.pipelines.prm import score_steps as run
     from treeq.pipelines.prm_rows import read_rows
 
+    if output is not None:
+        check_outside_store(output, "--output")
     rows = run(str(model_dir), read_rows(input), tasks, batch_size)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if output is None:
@@ -439,7 +466,10 @@ def export_prm_data(
     seed: int = _opt(_D, "seed"),
     progress: bool = typer.Option(True, help="Show a progress bar over tasks."),
 ) -> None:
-    """Write PRM rows in the stepwise format (prompt, completions, labels; hard labels beside)."""
+    """Write PRM rows in the stepwise format (prompt, completions, labels; hard labels beside).
+
+    Labels are the steps' values scaled to [0, 1] by each env's value range, as train-prm's are.
+    """
     from treeq.pipelines.prm import export_prm_data as run
 
     cfg = _D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed)
@@ -553,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     from treeq.errors import Interrupted, TreeqError
 
-    command = typer.main.get_command(app)
+    command = _finite_floats(typer.main.get_command(app))
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         with command.make_context("treeq", args) as ctx:
@@ -577,6 +607,23 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError):  # keep the interpreter's exit flush from failing again
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def _finite_floats(command: Any) -> Any:
+    """Make every option of every command refuse a float that is nan or ±inf (one line, exit 2).
+
+    Python reads "nan" and "inf" as floats, and no range check catches nan (every comparison
+    with it is false): one check here serves every float flag, present and future.
+    """
+    def finite(ctx: Any, param: Any, value: Any, then: Any = None) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise typer.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
+        return then(ctx, param, value) if then is not None else value
+
+    for sub in [command, *getattr(command, "commands", {}).values()]:
+        for param in sub.params:
+            param.callback = functools.partial(finite, then=param.callback)
+    return command
 
 
 def _ignore_sigint() -> Any:

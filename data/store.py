@@ -36,7 +36,8 @@ from ..errors import ConfigError, OutputError, StoreError
 from .schema import BACKUPS, READABLE_VERSIONS, SCHEMAS, STATUSES, VERSION_KEY
 
 __all__ = ["EXPORT_MEMORY", "PART_PREFIX", "TreeStore", "Staged", "write_parquet_atomic", "write_text_atomic", "RecordWriter", "check_record_path",
-           "task_ranges", "group_batches", "iter_tasks", "iter_store_tasks", "shard_names", "connect", "run_query"]
+           "check_outside_store", "task_ranges", "group_batches", "iter_tasks", "iter_store_tasks", "shard_names", "connect",
+           "interruptible", "run_query"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_STEM = 100  # file names stay far below the usual 255-byte limit, temp suffix included
@@ -108,15 +109,33 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def check_record_path(path: str | os.PathLike) -> Path:
-    """``path`` as a Path if it ends in ``.parquet`` or ``.jsonl`` (the two record formats).
+    """``path`` as a Path if it ends in ``.parquet`` or ``.jsonl`` (the two record formats), outside any tree store.
 
     Raises:
         ConfigError: another extension.
+        OutputError: ``path`` lies inside a tree store.
     """
     path = Path(path)
     if path.suffix not in (".parquet", ".jsonl"):
         raise ConfigError(f"--out must end in .parquet or .jsonl, got {str(path)!r}")
+    check_outside_store(path)
     return path
+
+
+def _is_store(folder: Path) -> bool:
+    """Whether ``folder`` holds a tree store: a ``nodes/``, ``trees/`` or ``runs/`` with a run's folder in it."""
+    return any(p.is_dir() for t in SCHEMAS for p in (folder / t).glob("run_id=*"))
+
+
+def check_outside_store(path: str | os.PathLike, flag: str = "--out") -> None:
+    """Refuse an output file inside a tree store: a file among the shards breaks the readers of the store.
+
+    Raises:
+        OutputError: a folder above ``path`` holds a tree store.
+    """
+    for folder in Path(path).resolve().parents:
+        if _is_store(folder):
+            raise OutputError(f"{flag} {path} lies inside the tree store {folder}: write it outside the store")
 
 
 class RecordWriter:
@@ -371,6 +390,24 @@ def _check_versions(con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
                              f"versions {', '.join(sorted(readable))}")
 
 
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C inside a DuckDB query ends as ``KeyboardInterrupt`` (exit 130), never as a traceback or a store error.
+
+    DuckDB's Python client answers a pending SIGINT with ``RuntimeError("Query interrupted")``
+    and ``interrupt()`` with ``InterruptException``, a ``duckdb.Error`` that callers would
+    report as a broken store.
+    """
+    try:
+        yield
+    except duckdb.InterruptException:
+        raise KeyboardInterrupt from None
+    except RuntimeError as exc:
+        if str(exc) != "Query interrupted":
+            raise
+        raise KeyboardInterrupt from None
+
+
 def connect(root: str | os.PathLike | Sequence[str | os.PathLike], memory_limit: str | None = None,
             shards: Collection[str] | None = None, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views ``nodes``, ``trees`` and ``runs``.
@@ -411,12 +448,13 @@ def connect(root: str | os.PathLike | Sequence[str | os.PathLike], memory_limit:
         sql_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
         where = roots[0] if len(roots) == 1 else ", ".join(map(str, roots))
         try:
-            _check_versions(con, files)
-            con.execute(
-                f"CREATE VIEW {table} AS SELECT * FROM _empty_{table} "
-                f"UNION ALL BY NAME SELECT * FROM read_parquet({sql_list}, union_by_name = true)"
-            )
-            con.execute(f"SELECT count(*) FROM {table}").fetchall()  # reads every footer now
+            with interruptible():
+                _check_versions(con, files)
+                con.execute(
+                    f"CREATE VIEW {table} AS SELECT * FROM _empty_{table} "
+                    f"UNION ALL BY NAME SELECT * FROM read_parquet({sql_list}, union_by_name = true)"
+                )
+                con.execute(f"SELECT count(*) FROM {table}").fetchall()  # reads every footer now
         except duckdb.Error as exc:
             raise StoreError(f"cannot read {table} files under {where}: {_one_line(exc)}") from None
     return con
@@ -466,9 +504,10 @@ def iter_tasks(con: duckdb.DuckDBPyConnection, sql: str, keys: Sequence[str] = (
         StoreError: the query fails (a corrupt file found mid-way, say).
     """
     try:
-        rel = con.sql(sql)
-        reader = rel.to_arrow_reader(batch_rows) if hasattr(rel, "to_arrow_reader") else rel.fetch_arrow_reader(batch_rows)
-        yield from group_batches(reader, keys)
+        with interruptible():
+            rel = con.sql(sql)
+            reader = rel.to_arrow_reader(batch_rows) if hasattr(rel, "to_arrow_reader") else rel.fetch_arrow_reader(batch_rows)
+            yield from group_batches(reader, keys)
     except duckdb.Error as exc:
         raise StoreError(f"cannot read the store: {_one_line(exc)}") from None
 
@@ -510,20 +549,53 @@ def iter_store_tasks(roots: Sequence[str | os.PathLike], sql: str, tasks_per_que
             con.close()
 
 
+def _read_only(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    """Lock ``con`` down for a user's SQL: files only under ``root`` (the views read them), no extension
+    installed or loaded, every setting fixed from now on."""
+    folder = str(root.resolve()).replace("'", "''")
+    con.execute(f"SET allowed_directories = ['{folder}{os.sep}']")
+    for setting in ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions"):
+        con.execute(f"SET {setting} = false")
+    con.execute("SET lock_configuration = true")
+
+
+def _writes(statement: Any) -> bool:
+    """Whether a statement may change anything: all but SELECT (DESCRIBE, SHOW, SUMMARIZE included) and a
+    plain EXPLAIN (EXPLAIN ANALYZE runs the statement)."""
+    if statement.type == duckdb.StatementType.SELECT:
+        return False
+    if statement.type != duckdb.StatementType.EXPLAIN:
+        return True
+    text = statement.query
+    return any(kind == duckdb.token_type.keyword and text[pos:pos + 7].upper() in ("ANALYZE", "ANALYSE")
+               for pos, kind in duckdb.tokenize(text))
+
+
 def run_query(root: str | os.PathLike, sql: str) -> tuple[list[str], list[tuple]]:
-    """Run ``sql`` over the store's views; return column names and rows.
+    """Run read-only ``sql`` over the store's views; return column names and rows.
+
+    The connection reads no file outside the store, installs and loads no extension and
+    takes no setting, and a statement that could write (COPY, ATTACH, INSERT, SET, ...) is
+    refused before anything runs: ``query`` never changes the store or anything else.
 
     Raises:
-        StoreError: the store cannot be read, the SQL is empty or fails.
+        StoreError: the store cannot be read, the SQL is empty, fails or could write.
     """
     con = connect(root)
     try:
-        cur = con.execute(sql)
-        if cur is None:
+        _read_only(con, Path(root))
+        statements = con.extract_statements(sql)
+        if not statements:
             raise StoreError("the query is empty (nothing but white space or comments): give a SQL statement")
-        if cur.description is None:
-            return [], []
-        return [d[0] for d in cur.description], cur.fetchall()
+        writer = next((s for s in statements if _writes(s)), None)
+        if writer is not None:
+            raise StoreError(f"query is read-only: SELECT (WITH, FROM, DESCRIBE, SHOW, SUMMARIZE) and EXPLAIN only, "
+                             f"got {writer.type.name} ({' '.join(writer.query.split())[:80]})")
+        with interruptible():
+            cur = con.execute(sql)
+            if cur.description is None:
+                return [], []
+            return [d[0] for d in cur.description], cur.fetchall()
     except duckdb.Error as exc:
         raise StoreError(f"query failed: {_one_line(exc)}") from None
     finally:

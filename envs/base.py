@@ -108,6 +108,11 @@ class Env(Generic[State]):
             can be read from that text alone (Game of 24: ``(left: 1 24)``, the target
             being fixed). The default PRM then gives its separators a local attention
             window. Default False: the value may depend on the prompt and earlier steps.
+        value_range: The (lo, hi) that step values ``coalesce(proven, q)`` span at the
+            default gamma: PRM labels are ``(v - lo) / (hi - lo)`` clipped to [0, 1], and
+            ``export-dpo``'s margins are fractions of ``hi - lo``. Default (0, 1), for
+            returns in [0, 1]; None: the env cannot say, and the lowest and highest value
+            of its trees (widened to hold [0, 1]) stand in.
     """
 
     name: str = "env"
@@ -118,6 +123,7 @@ class Env(Generic[State]):
     default_evaluator: str = "rollout"
     step_on_expand: bool = False
     step_holds_state: bool = False
+    value_range: tuple[float, float] | None = (0.0, 1.0)
     instructions: str = ""  # what a language-model policy is told before the state (policy_prompt)
 
     def reset(self, task: Task, rng: np.random.Generator | None = None) -> State:

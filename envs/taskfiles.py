@@ -100,7 +100,7 @@ def read_text(path: Path, what: str = "tasks") -> str:
 
     Args:
         path: The file.
-        what: What an empty file lacks, for the message (``"tasks"``, ``"seeds"``).
+        what: What the file holds, for the messages (``"tasks"``, ``"seeds"``, ``"rows"``).
 
     Raises:
         TaskFileError: the file cannot be read, is not UTF-8 text (line named), holds
@@ -117,11 +117,11 @@ def read_text(path: Path, what: str = "tasks") -> str:
         line = data.count(b"\n", 0, exc.start) + 1
         raise TaskFileError(
             f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-            "task files must be UTF-8 text"
+            f"a file of {what} must be UTF-8 text"
         ) from None
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
-        raise TaskFileError(f"{path}:{line}: NUL byte in the file; task files must be UTF-8 text")
+        raise TaskFileError(f"{path}:{line}: NUL byte in the file; a file of {what} must be UTF-8 text")
     if not text.strip():
         raise TaskFileError(f"{path}: the file is empty: no {what} in it")
     return text

@@ -6,6 +6,7 @@ help texts without importing the store (pyarrow, DuckDB).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
@@ -78,7 +79,9 @@ class PRMJobConfig:
     """A ``train-prm`` run."""
 
     sources: tuple[str, ...] = field(default=(), metadata={"help": "Search output directories to learn from."})
-    out: str = field(default="treeq-prm", metadata={"help": "Directory of the trained PRM."})
+    out: str = field(default="treeq-prm", metadata={"help": "Directory of the trained PRM: new or empty, or holding "
+                                                            "this run (same data and settings), which then resumes "
+                                                            "or, finished, prints its stored metrics."})
     model: str | None = field(default=None, metadata={
         "help": "Backbone: a local directory, a hub id or smollm2 (SmolLM2-135M-Instruct from PyPI); "
                 "None: a small transformer built from a config."})
@@ -110,9 +113,11 @@ class DPOConfig:
 
     rule: str = field(default="agentq", metadata={"help": "agentq (values differ by theta), rstar (correct vs "
                                                          "wrong terminal below) or agentprm (Q margin above delta)."})
-    theta: float = field(default=0.1, metadata={"help": "agentq: least value difference of a pair."})
+    theta: float = field(default=0.1, metadata={"help": "agentq: least value difference of a pair, a fraction of "
+                                                        "the env's value range (of Q itself for values in [0, 1])."})
     alpha: float = field(default=0.5, metadata={"help": "agentq: weight of Q against stored AI feedback."})
-    delta: float = field(default=0.03, metadata={"help": "agentprm: Q(chosen) must exceed Q(rejected) by more."})
+    delta: float = field(default=0.03, metadata={"help": "agentprm: Q(chosen) must exceed Q(rejected) by more, a "
+                                                        "fraction of the env's value range like theta."})
     min_visits: int = field(default=1, metadata={"help": "A child needs this many visits to be paired (one the solver "
                                                            "proved needs none)."})
     format: str = field(default="standard", metadata={"help": "standard (strings) or conversational (messages)."})
@@ -146,11 +151,13 @@ class RolloutConfig:
     lm: LMConfig = field(default_factory=LMConfig, metadata={"help": "The language model of the hf policy."})
     seed: int = field(default=0, metadata={"help": "Root seed; each task's generator derives from (seed, task_id)."})
     out: str = field(default="rollouts.parquet", metadata={"help": "Output Parquet file."})
-    progress: bool = field(default=True, metadata={"help": "Show a progress bar over tasks."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar over trajectories."})
 
     def __post_init__(self) -> None:
         if self.group_size < 1:
             raise ConfigError(f"group_size must be >= 1, got {self.group_size}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.max_steps < 1:
             raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.limit is not None and self.limit < 1:
@@ -197,10 +204,14 @@ class RewardsConfig:
             raise ConfigError(f"gamma must lie in [0, 1], got {self.gamma}")
         if not 0.0 <= self.lam <= 1.0:
             raise ConfigError(f"lam must lie in [0, 1], got {self.lam}")
+        if not math.isfinite(self.weight):
+            raise ConfigError(f"weight must be a finite number, got {self.weight}")
         if self.gigpo_mode not in ("mean_std_norm", "mean_norm"):
             raise ConfigError(f"gigpo_mode must be mean_std_norm or mean_norm, got {self.gigpo_mode!r}")
         if self.mc_rollouts < 1:
             raise ConfigError(f"mc_rollouts must be >= 1, got {self.mc_rollouts}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.value not in ("auto", "tree", "mc"):
             raise ConfigError(f"value must be auto, tree or mc, got {self.value!r}")
         if "mcts_q" in self.estimators and not self.trees:
@@ -239,6 +250,8 @@ class TinyLMConfig:
         for name in ("limit", "walks", "walk_steps", "hidden_size", "layers", "heads", "max_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
         check_model_shape(self.hidden_size, self.heads, self.vocab_size)
         if not isinstance(self.env_kwargs, dict):
             raise ConfigError(f"env_kwargs must be a JSON object, got {self.env_kwargs!r}")

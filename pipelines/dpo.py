@@ -2,7 +2,9 @@
 
 At each node, pairs of its children: the prompt is the node's rendered observation, the
 completions are the children's action texts, the value of a child is
-``coalesce(proven, q)``. Three rules:
+``coalesce(proven, q)``. Margins (``theta``, ``delta``) are fractions of the env's value
+range (:func:`treeq.prm.dataset.value_ranges`: ``hi - lo``, 1 for values in [0, 1]), so
+one default fits Game of 24 and Taxi alike. Three rules:
 
 A child takes part when it has ``min_visits`` visits or a proven value (the solver proves
 terminal children without visiting them). In graph mode a node's prompt is its state's
@@ -10,7 +12,8 @@ observation as first reached (a render that echoes the last command shows that p
 
 * ``agentq`` (Agent Q, arXiv 2408.07199): every pair of children whose values
   differ by at least ``theta``; the value is ``alpha * Q + (1 - alpha) * feedback`` where
-  the row holds an AI-feedback score, else Q. The higher is chosen.
+  the row holds an AI-feedback score (in [0, 1], mapped onto the value range), else Q.
+  The higher is chosen.
 * ``rstar`` (rStar-Math): chosen among children with a correct terminal below them, by Q
   descending; rejected among children with a wrong terminal below them, by Q ascending;
   two of each (four when the other side has a single candidate); pairs with a positive
@@ -23,7 +26,7 @@ Rows: ``prompt``, ``chosen``, ``rejected`` (strings, or lists of ``{"role", "con
 messages in the conversational format) plus ``task_id``, ``node_id`` (the parent row),
 ``q_chosen``, ``q_rejected`` (the values the rule compared: ``coalesce(proven, q)``, mixed
 with the feedback under ``agentq`` where a row holds one, so an ``agentq`` pair always has
-``q_chosen - q_rejected >= theta``), ``feedback_chosen``, ``feedback_rejected`` (null
+``q_chosen - q_rejected >= theta * (hi - lo)``), ``feedback_chosen``, ``feedback_rejected`` (null
 without feedback), ``visits_chosen``, ``visits_rejected``, ``rule``. A pair
 never has equal chosen and rejected texts. Graph-mode trees list a shared state's
 children once, under its shallowest row, so grouping children by ``parent_id`` serves
@@ -40,13 +43,14 @@ import pyarrow as pa
 
 from ..data.store import RecordWriter, check_record_path, iter_store_tasks, shard_names
 from ..errors import ConfigError, StoreError
+from ..prm.dataset import DEFAULT_RANGE, value_ranges
 from .config import DPOConfig
 
 __all__ = ["Child", "pairs_at", "pair_schema", "export_dpo"]
 
 _SQL = """
 SELECT n.run_id, n.task_id, n.node_id, n.parent_id, n.action, n.state_key, n.observation, n.visits, n.q, n.proven,
-       n.feedback, n.terminal, n.reward, t.backup
+       n.feedback, n.terminal, n.reward, t.backup, t.env
 FROM nodes n LEFT JOIN trees t ON t.run_id = n.run_id AND t.task_id = n.task_id
 ORDER BY n.task_id, n.run_id, n.node_id
 """
@@ -65,8 +69,10 @@ class Child:
     wrong_below: bool = False
 
 
-def pairs_at(children: Sequence[Child], cfg: DPOConfig) -> list[tuple[Child, Child]]:
-    """(chosen, rejected) pairs among the children of one node under ``cfg.rule``."""
+def pairs_at(children: Sequence[Child], cfg: DPOConfig, value_range: tuple[float, float] = DEFAULT_RANGE
+             ) -> list[tuple[Child, Child]]:
+    """(chosen, rejected) pairs among the children of one node under ``cfg.rule``, margins scaled by ``value_range``."""
+    span = value_range[1] - value_range[0]
     if cfg.rule == "rstar":
         good = sorted((c for c in children if c.correct_below), key=lambda c: (-c.value, c.node_id))
         bad = sorted((c for c in children if c.wrong_below), key=lambda c: (c.value, c.node_id))
@@ -77,17 +83,19 @@ def pairs_at(children: Sequence[Child], cfg: DPOConfig) -> list[tuple[Child, Chi
         pairs = []
         for i, a in enumerate(children):
             for b in children[i + 1:]:
-                hi, lo = (a, b) if _score(a, cfg) >= _score(b, cfg) else (b, a)
-                if cfg.rule == "agentq" and _score(hi, cfg) - _score(lo, cfg) >= cfg.theta:
+                score_a, score_b = _score(a, cfg, value_range), _score(b, cfg, value_range)
+                hi, lo = (a, b) if score_a >= score_b else (b, a)
+                if cfg.rule == "agentq" and abs(score_a - score_b) >= cfg.theta * span:
                     pairs.append((hi, lo))
-                elif cfg.rule == "agentprm" and hi.value > lo.value + cfg.delta:
+                elif cfg.rule == "agentprm" and hi.value > lo.value + cfg.delta * span:
                     pairs.append((hi, lo))
     return [(c, r) for c, r in pairs if c.text != r.text]
 
 
-def _score(c: Child, cfg: DPOConfig) -> float:
+def _score(c: Child, cfg: DPOConfig, value_range: tuple[float, float]) -> float:
     if cfg.rule == "agentq" and c.feedback is not None:
-        return cfg.alpha * c.value + (1.0 - cfg.alpha) * c.feedback
+        lo, hi = value_range
+        return cfg.alpha * c.value + (1.0 - cfg.alpha) * (lo + c.feedback * (hi - lo))
     return c.value
 
 
@@ -132,8 +140,8 @@ def _terminal_flags(cols: dict[str, list]) -> tuple[list[bool], list[bool]]:
     return flags[0], flags[1]
 
 
-def _rows_of_task(cols: dict[str, list], cfg: DPOConfig) -> list[dict[str, Any]]:
-    """The pairs of one task's tree (its rows, sorted by node id)."""
+def _rows_of_task(cols: dict[str, list], cfg: DPOConfig, value_range: tuple[float, float]) -> list[dict[str, Any]]:
+    """The pairs of one task's tree (its rows, sorted by node id), margins scaled by ``value_range``."""
     n = len(cols["node_id"])
     index = {cols["node_id"][i]: i for i in range(n)}
     correct, wrong = _terminal_flags(cols)
@@ -151,14 +159,14 @@ def _rows_of_task(cols: dict[str, list], cfg: DPOConfig) -> list[dict[str, Any]]
     rows = []
     for parent, kids in children.items():
         prompt = cols["observation"][parent] or ""
-        for chosen, rejected in pairs_at(kids, cfg):
+        for chosen, rejected in pairs_at(kids, cfg, value_range):
             rows.append({
                 "prompt": prompt if cfg.format == "standard" else [{"role": "user", "content": prompt}],
                 "chosen": chosen.text if cfg.format == "standard" else [{"role": "assistant", "content": chosen.text}],
                 "rejected": rejected.text if cfg.format == "standard"
                 else [{"role": "assistant", "content": rejected.text}],
                 "task_id": cols["task_id"][parent], "node_id": cols["node_id"][parent],
-                "q_chosen": _score(chosen, cfg), "q_rejected": _score(rejected, cfg),
+                "q_chosen": _score(chosen, cfg, value_range), "q_rejected": _score(rejected, cfg, value_range),
                 "feedback_chosen": chosen.feedback, "feedback_rejected": rejected.feedback,
                 "visits_chosen": chosen.visits, "visits_rejected": rejected.visits, "rule": cfg.rule,
             })
@@ -193,6 +201,7 @@ def export_dpo(sources: Sequence[str | Path], out: str | Path, cfg: DPOConfig, p
     if not sources:
         raise ConfigError("give at least one search output directory")
     roots = [str(s) for s in sources]
+    ranges = value_ranges(roots)
     with RecordWriter(out, pair_schema(cfg.format)) as writer, tqdm(
             total=len(shard_names(roots)), desc=f"export-dpo {cfg.rule}", unit="task", disable=not progress,
             dynamic_ncols=True) as bar:
@@ -201,7 +210,7 @@ def export_dpo(sources: Sequence[str | Path], out: str | Path, cfg: DPOConfig, p
             if cols["task_id"][0] != task:
                 task = cols["task_id"][0]
                 bar.update(1)
-            writer.write(_rows_of_task(cols, cfg))
+            writer.write(_rows_of_task(cols, cfg, ranges.get(cols["env"][0], DEFAULT_RANGE)))
         if writer.rows == 0:
             raise StoreError(f"no pair under rule {cfg.rule!r} in {', '.join(roots)}: "
                              f"lower --min-visits or the margin, or search with more simulations")

@@ -6,7 +6,9 @@ the small default trained from scratch); train with transformers' Trainer, resum
 from ``MODEL_DIR/checkpoints`` when a run with the same data and settings was
 interrupted; save the model, tokenizer and ``treeq_prm.json`` (atomically: a
 temporary folder renamed into place); score the validation paths and write
-``metrics.json``.
+``metrics.json``. The output folder must be new, empty, or hold this run (same data and
+settings): its checkpoints are resumed, and a finished run's ``metrics.json`` is read
+back instead of training again.
 """
 
 from __future__ import annotations
@@ -42,13 +44,43 @@ def _progress(message: str, enabled: bool) -> None:
         print(f"treeq: {message}", flush=True)
 
 
-def _prepare_out(out: Path) -> None:
+def _recorded(path: Path) -> str | None:
+    """The run fingerprint a JSON file records (None: no such file, or none recorded)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("fingerprint") if isinstance(data, dict) else None
+
+
+def _claim_out(out: Path, fingerprint: str | None) -> dict[str, Any] | None:
+    """Make ``out`` ready for the run ``fingerprint``; its stored metrics where that run has finished there.
+
+    ``out`` may be missing, empty, or hold this run: its checkpoints (resumed) or its
+    finished model. Anything else is refused: training never writes into a folder it did
+    not make for this run (a source package, a search store, another model). ``fingerprint``
+    None: only check, before the data is read, that ``out`` could hold a run at all.
+
+    Raises:
+        OutputError: ``out`` is a file, cannot be created, or holds anything else.
+    """
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        done = _recorded(out / "metrics.json")
+        recorded = {_recorded(out / "checkpoints" / _RUN_FILE), done} - {None}
+        if not recorded or (fingerprint is not None and recorded != {fingerprint}):
+            raise OutputError(f"{out} is not empty and holds no model or checkpoints of this run (same data and "
+                              f"settings): choose a new or empty --out, or remove what is there")
+        if fingerprint is not None and done == fingerprint:
+            return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    if fingerprint is None:
+        return None
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {out}: {exc.strerror or exc}") from None
+    return None
 
 
 def train_prm(job: PRMJobConfig) -> dict[str, Any]:
@@ -57,18 +89,19 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
     Raises:
         StoreError: a source is unreadable or of a foreign schema; no step qualifies.
         ModelError: the backbone cannot be loaded.
-        ConfigError: checkpoints in the output belong to another run.
-        OutputError: the output directory cannot be written.
+        OutputError: the output directory cannot be written, or holds anything but this run.
     """
     import torch
     from transformers import AutoTokenizer
 
-    from ..prm.dataset import build_step_dataset
+    from ..prm.dataset import DEFAULT_RANGE, build_step_dataset
     from ..prm.model import PRMMeta, add_separator, local_window, quiet_transformers, tiny_model, train_tokenizer
     from ..prm.train import PackedDataset, PairDataset, fit, last_checkpoint, run_fingerprint, sibling_pairs
     from .prm_eval import TaskSource, first_steps, positive_siblings, reworded
 
     started = time.perf_counter()
+    out = Path(job.out).expanduser()
+    _claim_out(out, None)  # a folder of no run is refused before the data is read
     ds = build_step_dataset(job.sources, job.dataset)
     if not ds.train:
         raise StoreError(f"every one of the {len({e.task_id for e in ds.val})} tasks fell into validation: "
@@ -76,23 +109,23 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
     source = TaskSource(ds.runs)  # the runs' envs and tasks: the model's window, rewording, the metrics
     _progress(f"{len(ds.train):,} training paths, {len(ds.val):,} validation paths from {ds.rows:,} tree rows "
               f"({len({e.task_id for e in ds.train})} + {len({e.task_id for e in ds.val})} tasks)", job.progress)
-    out = Path(job.out).expanduser()
-    _prepare_out(out)
+    scaled = {env: r for env, r in ds.value_ranges.items() if r != DEFAULT_RANGE}
+    if scaled:
+        _progress("labels are values scaled to [0, 1] by each env's value range: "
+                  + ", ".join(f"{env} [{lo:g}, {hi:g}]" for env, (lo, hi) in sorted(scaled.items())), job.progress)
     ckpt = out / "checkpoints"
     base = job.model or "default"
     data_hash = ds.fingerprint()
     fingerprint = run_fingerprint(data_hash, base, job.train,
                                   {"dataset": asdict(job.dataset), "tiny": asdict(job.tiny) if job.model is None else None})
+    finished = _claim_out(out, fingerprint)
+    if finished is not None:  # always said: nothing is trained or evaluated
+        _progress(f"{out} already holds the model of this run (same data and settings): its metrics.json follows "
+                  f"(remove that file to evaluate again)", True)
+        return finished
     resume_from = last_checkpoint(ckpt)
     resume = resume_from is not None
     if resume:
-        try:
-            previous = json.loads((ckpt / _RUN_FILE).read_text(encoding="utf-8")).get("fingerprint")
-        except (OSError, ValueError):
-            previous = None
-        if previous != fingerprint:
-            raise ConfigError(f"{ckpt} holds checkpoints of another run (other data or settings): "
-                              f"remove that folder or choose another --out")
         _progress(f"resuming from {resume_from}", True)  # always said: the run is not a fresh one
 
     if job.model is None:
@@ -156,13 +189,13 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
 
     meta = PRMMeta(separator=SEPARATOR, label_mode="pairwise" if job.train.loss == "pairwise" else "soft",
                    loss=job.train.loss, threshold=job.dataset.threshold, data_hash=data_hash, base_model=base,
-                   max_length=max_length)
+                   max_length=max_length, value_range={env: list(r) for env, r in ds.value_ranges.items()})
     _save_model(out, model, tokenizer, meta)
     metrics = {"train_seconds": round(time.perf_counter() - started, 1), **losses}
     metrics.update(evaluate(model, tokenizer, ds, max_length, job, source))
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     metrics.update({"train_paths": len(ds.train), "val_paths": len(ds.val), "data_hash": data_hash,
-                    "base_model": base, "loss": job.train.loss})
+                    "base_model": base, "loss": job.train.loss, "fingerprint": fingerprint})
     metrics = _plain(metrics)
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
@@ -199,42 +232,51 @@ def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig, source=No
 
     Also ``train_fit``: the same hard-label AUROC by depth on (up to ``eval_paths``) training
     paths, as the tree words them. Far below 1 there, the model underfits its own data:
-    more training, not more data, is what it needs.
+    more training, not more data, is what it needs. A progress bar counts the paths
+    scored, labelled exactly and sampled for best-of-N (minutes on large trees).
     """
+    from tqdm import tqdm
+
     from ..prm.metrics import auroc, auroc_by_depth, spearman
     from ..prm.model import score_batch
     from .prm_eval import TaskSource, best_of_n, exact_step_labels
 
     if not ds.val:
         return {"note": "no validation tasks (val_fraction 0): no metrics"}
-    def score(paths):
-        """Scores of each path; None for a path longer than the model reads."""
-        return score_batch(model, tokenizer, paths, max_length, batch_size=max(8, job.train.batch_size), skip_long=True)
+    val_paths, fit_paths = _eval_subset(ds.val, job.eval_paths), _eval_subset(ds.train, job.eval_paths)
+    bon_paths = min(job.bon_tasks, len({ex.task_id for ex in val_paths})) * job.best_of_n
+    with tqdm(total=2 * len(val_paths) + len(fit_paths) + bon_paths, desc="evaluating", unit="path",
+              disable=not job.progress, dynamic_ncols=True) as bar:
+        def score(paths, counted=True):
+            """Scores of each path; None for a path longer than the model reads."""
+            return score_batch(model, tokenizer, paths, max_length, batch_size=max(8, job.train.batch_size),
+                               skip_long=True, progress=bar.update if counted else None)
 
-    val, flat, arrays = _scored(_eval_subset(ds.val, job.eval_paths), score, job.dataset.threshold)
-    result: dict[str, Any] = {
-        "val_steps": int(flat.size),
-        "auroc_hard": auroc(flat, arrays["hard"]),
-        "spearman_q": spearman(flat, arrays["soft"]),
-        "auroc_hard_by_depth": auroc_by_depth(flat, arrays["hard"], arrays["depth"]),
-    }
-    _, fit_flat, fit_arrays = _scored(_eval_subset(ds.train, job.eval_paths), score, job.dataset.threshold)
-    result["train_fit"] = {"steps": int(fit_flat.size), "auroc_hard": auroc(fit_flat, fit_arrays["hard"]),
-                           "auroc_hard_by_depth": auroc_by_depth(fit_flat, fit_arrays["hard"], fit_arrays["depth"])}
-    source = source or TaskSource(ds.runs)
-    exact, why = exact_step_labels(source, val)
-    if exact is None:
-        result["exact"] = why
-    else:
-        good = np.array([g for ex, row in zip(val, exact) for g, own in zip(row, ex.owned) if own])
-        by_depth = auroc_by_depth(flat, good, arrays["depth"])
-        result["auroc_exact"] = auroc(flat, good)
-        result["auroc_exact_by_depth"] = by_depth
-        result["auroc_exact_within_depth_mean"] = float(np.mean(list(by_depth.values()))) if by_depth else math.nan
-    if job.best_of_n:
-        refs = sorted({(ex.run_id, ex.task_id) for ex in val}, key=lambda r: r[1])[: job.bon_tasks]
-        bon = best_of_n(source, refs, job.best_of_n, score, job.train.seed)
-        result["best_of_n"] = bon
+        val, flat, arrays = _scored(val_paths, score, job.dataset.threshold)
+        result: dict[str, Any] = {
+            "val_steps": int(flat.size),
+            "auroc_hard": auroc(flat, arrays["hard"]),
+            "spearman_q": spearman(flat, arrays["soft"]),
+            "auroc_hard_by_depth": auroc_by_depth(flat, arrays["hard"], arrays["depth"]),
+        }
+        _, fit_flat, fit_arrays = _scored(fit_paths, score, job.dataset.threshold)
+        result["train_fit"] = {"steps": int(fit_flat.size), "auroc_hard": auroc(fit_flat, fit_arrays["hard"]),
+                               "auroc_hard_by_depth": auroc_by_depth(fit_flat, fit_arrays["hard"], fit_arrays["depth"])}
+        source = source or TaskSource(ds.runs)
+        exact, why = exact_step_labels(source, val, progress=bar.update)
+        if exact is None:
+            result["exact"] = why
+        else:
+            good = np.array([g for ex, row in zip(val, exact) for g, own in zip(row, ex.owned) if own])
+            by_depth = auroc_by_depth(flat, good, arrays["depth"])
+            result["auroc_exact"] = auroc(flat, good)
+            result["auroc_exact_by_depth"] = by_depth
+            result["auroc_exact_within_depth_mean"] = float(np.mean(list(by_depth.values()))) if by_depth else math.nan
+        if job.best_of_n:
+            refs = sorted({(ex.run_id, ex.task_id) for ex in val}, key=lambda r: r[1])[: job.bon_tasks]
+            result["best_of_n"] = best_of_n(source, refs, job.best_of_n, lambda paths: score(paths, counted=False),
+                                            job.train.seed, progress=bar.update)
+        bar.update(bar.total - bar.n)  # paths too long to score, or a metric the env cannot give
     return result
 
 
@@ -300,13 +342,28 @@ def score_steps(model_dir: str, rows: list[dict], tasks: str | None = None, batc
     (``"4 6 8 8"`` for game24) or a task id of ``tasks`` (the env's shipped set by default).
 
     Raises:
+        ConfigError: ``batch_size`` < 1; a row's path is longer than the model reads or a step
+            holds the separator (the row's line is named).
         ModelError: the directory is not a PRM.
         TaskFileError: a row is malformed (its line is named).
     """
     from ..prm.model import load_prm, score_batch
     from .prm_rows import row_paths, strip_line
 
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     tokenizer, model, meta = load_prm(model_dir)
     paths = row_paths(rows, tasks)
-    scores = score_batch(model, tokenizer, paths, meta.max_length, batch_size=batch_size)
+    where = [row.get("_line", f"row {i + 1}") for i, row in enumerate(rows)]
+    for w, (prompt, steps) in zip(where, paths):
+        try:
+            path_text(prompt, steps)
+        except ConfigError as exc:
+            raise ConfigError(f"{w}: {exc}") from None
+    scores = score_batch(model, tokenizer, paths, meta.max_length, batch_size=batch_size, skip_long=True)
+    for w, (prompt, steps), s in zip(where, paths, scores):
+        if s is None:
+            n = len(tokenizer(path_text(prompt, steps))["input_ids"])
+            raise ConfigError(f"{w}: the path of {len(steps)} steps is {n} tokens, over the {meta.max_length} "
+                              f"the model reads")
     return [{**strip_line(row), "scores": s} for row, s in zip(rows, scores)]

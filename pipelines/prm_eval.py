@@ -68,8 +68,12 @@ class TaskSource:
         return env, tasks, env.default_gamma if gamma is None else float(gamma)
 
 
-def exact_step_labels(source: TaskSource, examples: Sequence) -> tuple[list[list[bool]] | None, str]:
-    """Per example, per step: exactly good or not; (None, why) where the env has no exact solver."""
+def exact_step_labels(source: TaskSource, examples: Sequence, progress: Callable[[int], object] | None = None
+                      ) -> tuple[list[list[bool]] | None, str]:
+    """Per example, per step: exactly good or not; (None, why) where the env has no exact solver.
+
+    ``progress`` is called with 1 after each example.
+    """
     out: list[list[bool]] = []
     cache: dict[tuple[str, str], bool] = {}
     for ex in examples:
@@ -99,6 +103,8 @@ def exact_step_labels(source: TaskSource, examples: Sequence) -> tuple[list[list
             labels.append(cache[key])
             state = step.state
         out.append(labels)
+        if progress is not None:
+            progress(1)
     return out, ""
 
 
@@ -120,10 +126,15 @@ def sample_trajectories(env: Env, task: Task, n: int, rng: np.random.Generator,
 
 
 def best_of_n(source: TaskSource, task_refs: Sequence[tuple[str, str]], n: int, score: Scorer,
-              seed: int) -> dict[str, float] | str:
-    """Success rates of PRM selection among ``n`` random trajectories per task (see the module docstring)."""
+              seed: int, progress: Callable[[int], object] | None = None) -> dict[str, float] | str:
+    """Success rates of PRM selection among ``n`` random trajectories per task (see the module docstring).
+
+    ``progress`` is called with ``n`` as each task starts.
+    """
     picks: dict[str, list[float]] = {"prm_min": [], "prm_product": [], "random": [], "oracle": []}
     for run_id, task_id in task_refs:
+        if progress is not None:
+            progress(n)
         got = source.get(run_id)
         if isinstance(got, str):
             return got

@@ -30,7 +30,7 @@ def read_rows(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise TaskFileError(f"{path}: no such file")
     rows = []
-    for n, line in enumerate(read_text(path).splitlines(), start=1):
+    for n, line in enumerate(read_text(path, "rows").splitlines(), start=1):
         if not line.strip():
             continue
         obj = loads_json(line, f"{path}:{n}")

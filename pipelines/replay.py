@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..envs.registry import make_env
-from ..errors import ActionError, TaskFileError
+from ..errors import ActionError, ConfigError, TaskFileError
 
 __all__ = ["ReplayStep", "replay"]
 
@@ -34,7 +34,10 @@ def replay(env_name: str, actions: list[str], tasks: str | None = None, task_id:
     Raises:
         TaskFileError: the task id is not in the task set.
         ActionError: an action does not parse or is not legal (the message names it and its position).
+        ConfigError: the seed is negative.
     """
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {seed}")
     env = make_env(env_name, **(env_kwargs or {}))
     task_list = env.load_tasks(tasks)
     if task_id is None:

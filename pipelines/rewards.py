@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..data.store import EXPORT_MEMORY, RecordWriter, connect, group_batches, shard_names
+from ..data.store import EXPORT_MEMORY, RecordWriter, connect, group_batches, interruptible, shard_names
 from ..errors import ConfigError, StoreError
 from . import advantages as adv
 from .config import RewardsConfig, RolloutConfig
@@ -225,6 +225,30 @@ class _Replay:
         return qs, vs
 
 
+def _check_tree_envs(trees: Sequence[str], paths: Sequence[Path], checked: Sequence[tuple[set[str], dict | None]]) -> None:
+    """Refuse trajectories of an env that the trees did not search: no state key would match, every value null.
+
+    Reads only the runs' settings (cheap), before any tree value is aggregated.
+
+    Raises:
+        StoreError: a source's recorded env is none of the envs searched in ``trees``.
+    """
+    con = connect(list(trees), shards=set())
+    try:
+        with interruptible():
+            envs = {e for (e,) in con.execute("SELECT DISTINCT json_extract_string(config, '$.env') FROM runs").fetchall()
+                    if e}
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot read the runs in {', '.join(trees)}: {' '.join(str(exc).split())}") from None
+    finally:
+        con.close()
+    for path, (_, settings) in zip(paths, checked):
+        env = (settings or {}).get("env")
+        if envs and isinstance(env, str) and env not in envs:
+            raise StoreError(f"{path}: trajectories of {env}, but --trees searched {', '.join(sorted(envs))}: no "
+                             f"state of one env is a node of the other (give the trees of a {env} search)")
+
+
 def _split_trajectories(cols: dict[str, list], source: Path) -> list[dict[str, list]]:
     """A group's rows as trajectories (first-appearance order), each sorted by step and checked."""
     order: dict[Any, list[int]] = {}
@@ -328,6 +352,8 @@ def export_rewards(sources: Sequence[str | Path], cfg: RewardsConfig) -> tuple[P
 
         prm = load_prm(cfg.prm)
     needs_tree = "mcts_q" in cfg.estimators or ("gae" in cfg.estimators and cfg.value_source == "tree")
+    if needs_tree:
+        _check_tree_envs(cfg.trees, paths, checked)
     filled = {name: 0 for name in cfg.estimators}
     with contextlib.ExitStack() as stack:
         lookup = stack.enter_context(_TreeLookup(cfg.trees)) if needs_tree else None
@@ -387,19 +413,21 @@ class _TreeLookup:
             for start in range(0, len(names), tasks_per_query):
                 part = connect(list(trees), memory_limit=EXPORT_MEMORY, shards=set(names[start : start + tasks_per_query]))
                 try:
-                    for table, sql in (("edge_parts", _EDGE_PARTS), ("node_parts", _NODE_PARTS)):
-                        rows = part.sql(sql).to_arrow_table()
-                        self.con.register("_part", rows)
-                        verb = f"INSERT INTO {table}" if start else f"CREATE TABLE {table} AS"
-                        self.con.execute(f"{verb} SELECT * FROM _part")
-                        self.con.unregister("_part")
+                    with interruptible():
+                        for table, sql in (("edge_parts", _EDGE_PARTS), ("node_parts", _NODE_PARTS)):
+                            rows = part.sql(sql).to_arrow_table()
+                            self.con.register("_part", rows)
+                            verb = f"INSERT INTO {table}" if start else f"CREATE TABLE {table} AS"
+                            self.con.execute(f"{verb} SELECT * FROM _part")
+                            self.con.unregister("_part")
                 except duckdb.Error as exc:
                     raise StoreError(f"cannot read the trees in {', '.join(trees)}: {' '.join(str(exc).split())}") from None
                 finally:
                     part.close()
             if not names:
                 raise StoreError(f"no searched tree in {', '.join(trees)}")
-            self.con.execute(_VALUES_SQL)
+            with interruptible():
+                self.con.execute(_VALUES_SQL)
         except BaseException:
             self.__exit__()
             raise
@@ -411,10 +439,11 @@ class _TreeLookup:
         self.con.register("_steps", rows)
         nxt = "n.v" if "next_state_key" in names else "NULL::DOUBLE"
         join_next = "LEFT JOIN state_values n ON n.state_key = r.next_state_key" if "next_state_key" in names else ""
-        table = self.con.sql(
-            f"SELECT {', '.join('r.' + c for c in names)}, e.q AS _q, s.v AS _v, {nxt} AS _v_next FROM _steps r "
-            f"LEFT JOIN edge_values e ON e.state_key = r.state_key AND e.action = r.action "
-            f"LEFT JOIN state_values s ON s.state_key = r.state_key {join_next} ORDER BY r._row").to_arrow_table()
+        with interruptible():
+            table = self.con.sql(
+                f"SELECT {', '.join('r.' + c for c in names)}, e.q AS _q, s.v AS _v, {nxt} AS _v_next FROM _steps r "
+                f"LEFT JOIN edge_values e ON e.state_key = r.state_key AND e.action = r.action "
+                f"LEFT JOIN state_values s ON s.state_key = r.state_key {join_next} ORDER BY r._row").to_arrow_table()
         self.con.unregister("_steps")
         return table.combine_chunks().to_batches()[0] if table.num_rows else batch
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -33,7 +33,7 @@ from .policies import PROPOSERS
 from .policies.lm import LMConfig
 from .search import task_rng
 
-__all__ = ["run_rollouts", "play", "policy_chooser", "sample_group", "group_rows", "ROLLOUT_SCHEMA", "CONFIG_KEY"]
+__all__ = ["run_rollouts", "play", "policy_chooser", "iter_group", "sample_group", "group_rows", "ROLLOUT_SCHEMA", "CONFIG_KEY"]
 
 
 
@@ -75,18 +75,24 @@ def policy_chooser(env: Env, search_cfg: SearchConfig, policy: str, rng: np.rand
     return choose
 
 
-def sample_group(env: Env, task: Task, cfg: RolloutConfig) -> list[tuple[list[tuple[Any, str, float, Step]], bool]]:
-    """The ``group_size`` trajectories of one task: a function of (seed, task id) only."""
+def iter_group(env: Env, task: Task, cfg: RolloutConfig) -> Iterator[tuple[list[tuple[Any, str, float, Step]], bool]]:
+    """The ``group_size`` trajectories of one task, one at a time: a function of (seed, task id) only."""
     rng = task_rng(cfg.seed, task.task_id)
     choose = policy_chooser(env, resolve_defaults(SearchConfig(), env), cfg.policy, rng, cfg.lm)
     start = env.reset(task, rng)
-    return [play(env, start, choose, rng, cfg.max_steps) for _ in range(cfg.group_size)]
+    for _ in range(cfg.group_size):
+        yield play(env, start, choose, rng, cfg.max_steps)
 
 
-def group_rows(env: Env, task: Task, group, max_steps: int) -> dict[str, list]:
-    """The rows of one group: one per step, in trajectory and step order."""
+def sample_group(env: Env, task: Task, cfg: RolloutConfig) -> list[tuple[list[tuple[Any, str, float, Step]], bool]]:
+    """The ``group_size`` trajectories of one task, as a list."""
+    return list(iter_group(env, task, cfg))
+
+
+def group_rows(env: Env, task: Task, group, max_steps: int, first: int = 0) -> dict[str, list]:
+    """The rows of trajectories ``first``, ``first + 1``, ... of a group: one per step, in trajectory and step order."""
     rows: dict[str, list] = {f.name: [] for f in ROLLOUT_SCHEMA}
-    for g, (transitions, success) in enumerate(group):
+    for g, (transitions, success) in enumerate(group, start=first):
         for t, (state, action, prior, step) in enumerate(transitions):
             cut = t == max_steps - 1 and not step.terminated
             for name, value in (("trajectory_id", f"{task.task_id}/{g}"), ("group_id", task.task_id),
@@ -106,20 +112,30 @@ ROLLOUT_SCHEMA = pa.schema([
     ("truncated", pa.bool_()), ("success", pa.bool_()),
 ])
 CONFIG_KEY = "treeq.rollouts"  # Parquet metadata: the RolloutConfig as JSON (export-rewards replays from it)
+_CHUNK = 256  # trajectories per write
 
 
 def run_rollouts(cfg: RolloutConfig) -> tuple[Path, int, int]:
-    """Sample the groups and write them, group by group; return the path, the number of trajectories and of steps."""
+    """Sample the groups and write them; return the path, the number of trajectories and of steps.
+
+    The bar counts trajectories (one group can be large), and a group goes to the file
+    ``_CHUNK`` trajectories at a time, so memory does not grow with ``group_size``.
+    """
     from tqdm import tqdm
 
     env = make_env(cfg.env, **cfg.env_kwargs)
     tasks = list(env.load_tasks(cfg.tasks))[: cfg.limit]
-    trajectories = 0
     meta = {CONFIG_KEY: json.dumps({k: v for k, v in asdict(cfg).items() if k not in ("out", "progress")})}
-    with RecordWriter(cfg.out, ROLLOUT_SCHEMA, meta) as writer:
-        for task in tqdm(tasks, desc=f"rollouts {env.name}", unit="task", disable=not cfg.progress,
-                         dynamic_ncols=True):
-            group = sample_group(env, task, cfg)
-            writer.write(pa.table(group_rows(env, task, group, cfg.max_steps), schema=ROLLOUT_SCHEMA))
-            trajectories += len(group)
-    return writer.path, trajectories, writer.rows
+    with RecordWriter(cfg.out, ROLLOUT_SCHEMA, meta) as writer, tqdm(
+            total=len(tasks) * cfg.group_size, desc=f"rollouts {env.name}", unit="traj", disable=not cfg.progress,
+            dynamic_ncols=True) as bar:
+        for task in tasks:
+            chunk: list = []
+            for g, trajectory in enumerate(iter_group(env, task, cfg)):
+                chunk.append(trajectory)
+                bar.update()
+                if len(chunk) == _CHUNK or g == cfg.group_size - 1:
+                    writer.write(pa.table(group_rows(env, task, chunk, cfg.max_steps, g + 1 - len(chunk)),
+                                          schema=ROLLOUT_SCHEMA))
+                    chunk = []
+    return writer.path, len(tasks) * cfg.group_size, writer.rows

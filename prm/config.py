@@ -33,6 +33,8 @@ class StepDatasetConfig:
             raise ConfigError(f"threshold must be in [0, 1), got {self.threshold}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class TrainConfig:
             raise ConfigError(f"positive_passes must be an integer >= 0, got {self.positive_passes!r}")
         if self.save_every < 1:
             raise ConfigError(f"save_every must be >= 1, got {self.save_every}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
 
 
 def check_model_shape(hidden_size: int, heads: int, vocab_size: int) -> None:

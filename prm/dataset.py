@@ -5,8 +5,10 @@ task's prompt followed by the step texts along it. This module turns one or more
 stores into examples a PRM trains on:
 
 * A step qualifies when its row has at least ``min_visits`` visits (every row above it
-  on the path must qualify too). Its **soft label** is ``coalesce(proven, q)`` clipped
-  to [0, 1]; its **hard label** is ``soft > threshold``.
+  on the path must qualify too). Its **soft label** is its value ``coalesce(proven, q)``
+  scaled by its env's value range (:func:`value_ranges`), ``(v - lo) / (hi - lo)``,
+  clipped to [0, 1] (the value itself for envs whose returns are in [0, 1]); its **hard
+  label** is ``soft > threshold``.
 * The same step sequence from the same task found more than once (several runs, or
   several sources) is **merged**: one step, its label the visit-weighted mean.
 * The qualifying steps of a task form a trie; each root-to-leaf path is one example,
@@ -37,7 +39,9 @@ from ..errors import ConfigError, StoreError
 from .config import StepDatasetConfig
 
 __all__ = ["StepDatasetConfig", "StepExample", "StepDataset", "build_step_dataset", "split_of", "iter_task_examples",
-           "stepwise_rows", "STEPWISE_SCHEMA"]
+           "stepwise_rows", "STEPWISE_SCHEMA", "value_ranges", "DEFAULT_RANGE"]
+
+DEFAULT_RANGE = (0.0, 1.0)
 
 _NODES_SQL = """
 SELECT n.run_id, n.task_id, n.node_id, n.parent_id, n.action, n.observation, n.visits, n.q, n.proven,
@@ -60,7 +64,7 @@ class StepExample:
     env: str
     prompt: str
     steps: list[str]
-    labels: list[float]  # soft labels in [0, 1]
+    labels: list[float]  # soft labels in [0, 1]: values scaled by the env's value range
     visits: list[int]  # merged visit counts
     owned: list[bool]  # the step counts in the loss here (its first path)
     nodes: list[int]  # trie node ids of the steps (unique within the dataset)
@@ -81,6 +85,7 @@ class StepDataset:
     sources: list[str]
     rows: int  # tree rows read
     runs: dict[str, dict] = field(default_factory=dict)  # run_id -> its search config (JSON)
+    value_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # env -> (lo, hi) of the labels
 
     @property
     def examples(self) -> list[StepExample]:
@@ -169,11 +174,58 @@ class _Trie:
                 stack.extend(path + [k] for k in reversed(kids))
 
 
-def _label(q: float | None, proven: float | None) -> float | None:
+def _label(q: float | None, proven: float | None, lo: float, hi: float) -> float | None:
     value = proven if proven is not None else q
     if value is None or value != value:  # no visits and no proof: no label
         return None
-    return min(1.0, max(0.0, float(value)))
+    return min(1.0, max(0.0, (float(value) - lo) / (hi - lo)))
+
+
+_VALUES_SQL = """
+SELECT t.env, min(v), max(v) FROM (
+    SELECT n.run_id, n.task_id, coalesce(n.proven, n.q) AS v FROM nodes n WHERE n.parent_id >= 0
+) x JOIN trees t ON t.run_id = x.run_id AND t.task_id = x.task_id
+WHERE v IS NOT NULL AND NOT isnan(v) GROUP BY t.env
+"""
+
+
+def value_ranges(sources: Sequence[str | Path]) -> dict[str, tuple[float, float]]:
+    """The value range (lo, hi) of each env of the stores, by env name.
+
+    The range the env declares (``Env.value_range``, built from its runs' configs). Where
+    it declares none or cannot be built here (its package missing, no runs row), the
+    lowest and highest ``coalesce(proven, q)`` of its rows, widened to hold [0, 1] (so
+    values in [0, 1] keep their labels). Runs of one env that declare different ranges
+    (other options) share their union: one scale per env.
+    """
+    from ..envs.registry import make_env
+    from ..errors import TreeqError
+
+    con = connect([str(s) for s in sources])
+    try:
+        pairs = con.execute("SELECT DISTINCT t.env, r.config FROM trees t LEFT JOIN runs r ON r.run_id = t.run_id"
+                            ).fetchall()
+        declared: dict[str, tuple[float, float] | None] = {}
+        built: dict[tuple[str, str], tuple[float, float] | None] = {}
+        for env, config in pairs:
+            cfg = json.loads(config) if config else {}
+            key = (str(cfg.get("env")), json.dumps(cfg.get("env_kwargs", {}), sort_keys=True))
+            if key not in built:
+                try:
+                    lo, hi = make_env(cfg["env"], **cfg.get("env_kwargs", {})).value_range
+                    built[key] = (float(lo), float(hi)) if float(lo) < float(hi) else None
+                except (TreeqError, KeyError, TypeError, ValueError):  # unbuildable, or no range declared
+                    built[key] = None
+            got, seen = built[key], declared.get(env, ())
+            declared[env] = None if got is None or seen is None else (
+                got if seen == () else (min(seen[0], got[0]), max(seen[1], got[1])))
+        if any(r is None for r in declared.values()):
+            for env, lo, hi in con.execute(_VALUES_SQL).fetchall():
+                if declared.get(env, ()) is None:
+                    declared[env] = (min(0.0, lo), max(1.0, hi))
+    finally:
+        con.close()
+    return {env: DEFAULT_RANGE if r is None else r for env, r in declared.items()}
 
 
 def build_step_dataset(sources: Sequence[str | Path], config: StepDatasetConfig = StepDatasetConfig()) -> StepDataset:
@@ -191,13 +243,14 @@ def build_step_dataset(sources: Sequence[str | Path], config: StepDatasetConfig 
         rows = con.execute("SELECT count(*) FROM nodes").fetchall()[0][0]
     finally:
         con.close()
+    ranges = value_ranges(sources)
     train: list[StepExample] = []
     val: list[StepExample] = []
-    for split, examples in iter_task_examples(sources, config):
+    for split, examples in iter_task_examples(sources, config, ranges):
         (val if split == "val" else train).extend(examples)
     if not train and not val:
         raise no_steps_error(sources, config)
-    return StepDataset(config, train, val, [str(s) for s in sources], rows, runs)
+    return StepDataset(config, train, val, [str(s) for s in sources], rows, runs, ranges)
 
 
 def no_steps_error(sources: Sequence[str | Path], config: StepDatasetConfig) -> StoreError:
@@ -205,12 +258,15 @@ def no_steps_error(sources: Sequence[str | Path], config: StepDatasetConfig) -> 
                       f"lower --min-visits or search with more simulations")
 
 
-def iter_task_examples(sources: Sequence[str | Path], config: StepDatasetConfig
-                       ) -> Iterator[tuple[str, list[StepExample]]]:
+def iter_task_examples(sources: Sequence[str | Path], config: StepDatasetConfig,
+                       ranges: dict[str, tuple[float, float]] | None = None) -> Iterator[tuple[str, list[StepExample]]]:
     """(split, examples) of each task, streamed: memory holds a few tasks' trees.
 
-    The rows of a task from every run and source are merged into one trie first.
+    The rows of a task from every run and source are merged into one trie first. Labels
+    scale by ``ranges`` (env -> (lo, hi); None: :func:`value_ranges` of ``sources``).
     """
+    if ranges is None:
+        ranges = value_ranges(sources)
     offset = 0
     task_id: str | None = None
     trie, env, prompt, first_run = _Trie(), "", "", ""
@@ -239,7 +295,7 @@ def iter_task_examples(sources: Sequence[str | Path], config: StepDatasetConfig
                 yield finish()
                 offset += len(trie.parent)
             task_id, trie, env, prompt, first_run = cols["task_id"][0], _Trie(), "", "", ""
-        _add_rows(cols, trie, config.min_visits)
+        _add_rows(cols, trie, config.min_visits, ranges.get(cols["env"][0], DEFAULT_RANGE))
         if not first_run:
             roots = [i for i, p in enumerate(cols["parent_id"]) if p < 0]
             if roots:
@@ -248,8 +304,8 @@ def iter_task_examples(sources: Sequence[str | Path], config: StepDatasetConfig
         yield finish()
 
 
-def _add_rows(cols: dict[str, list], trie: "_Trie", min_visits: int) -> None:
-    """Add one tree's rows (sorted by node id) to its task's trie."""
+def _add_rows(cols: dict[str, list], trie: "_Trie", min_visits: int, value_range: tuple[float, float]) -> None:
+    """Add one tree's rows (sorted by node id) to its task's trie, labels scaled by ``value_range``."""
     trie_node: dict[int, int] = {}  # tree node id -> trie node (-1: the root)
     for i in range(len(cols["node_id"])):
         node, parent = cols["node_id"][i], cols["parent_id"][i]
@@ -259,7 +315,7 @@ def _add_rows(cols: dict[str, list], trie: "_Trie", min_visits: int) -> None:
         up = trie_node.get(parent)
         if up is None:  # the parent did not qualify, or came later in a graph listing
             continue
-        label = _label(cols["q"][i], cols["proven"][i])
+        label = _label(cols["q"][i], cols["proven"][i], *value_range)
         if cols["visits"][i] < min_visits or label is None or cols["action"][i] is None:
             continue
         trie_node[node] = trie.add(up, cols["action"][i], label, cols["visits"][i])

@@ -23,9 +23,9 @@ ignore the rest of the path (the README gives the figures).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -55,6 +55,7 @@ class PRMMeta:
     data_hash: str
     base_model: str
     max_length: int
+    value_range: dict[str, list[float]] = field(default_factory=dict)  # env -> [lo, hi]: a label of 0 is lo, 1 is hi
     format: str = "prompt + '\\n' + step_1 + separator + step_2 + separator ...; score = sigmoid(logit) at each separator"
 
     def save(self, directory: Path) -> None:
@@ -170,10 +171,12 @@ def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, device=None) -> tuple[
 
 @torch.no_grad()
 def score_batch(model, tokenizer, paths: Sequence[tuple[str, Sequence[str]]], max_length: int,
-                batch_size: int = 32, skip_long: bool = False) -> list[list[float] | None]:
+                batch_size: int = 32, skip_long: bool = False,
+                progress: Callable[[int], object] | None = None) -> list[list[float] | None]:
     """Score every step of every path: one forward pass per path (batched).
 
     ``skip_long``: a path longer than ``max_length`` tokens gets None instead of an error.
+    ``progress`` is called with the number of paths done after each batch (a bar's ``update``).
     """
     if not paths:
         return []
@@ -182,6 +185,8 @@ def score_batch(model, tokenizer, paths: Sequence[tuple[str, Sequence[str]]], ma
     device = next(model.parameters()).device
     ids = encode_paths(tokenizer, paths, None if skip_long else max_length)
     order = sorted((i for i in range(len(ids)) if len(ids[i]) <= max_length), key=lambda i: len(ids[i]))
+    if progress is not None and len(order) < len(ids):
+        progress(len(ids) - len(order))  # too long: done at once
     scores: dict[int, list[float]] = {}
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
@@ -190,6 +195,8 @@ def score_batch(model, tokenizer, paths: Sequence[tuple[str, Sequence[str]]], ma
         probs = torch.sigmoid(logits).cpu()
         for row, i in enumerate(chunk):
             scores[i] = probs[row][input_ids[row].cpu() == sep_id].tolist()
+        if progress is not None:
+            progress(len(chunk))
     return [scores.get(i) for i in range(len(paths))]
 
 

@@ -382,3 +382,143 @@ def test_error_max_nodes_1(run_cli, tmp_path):
     res = run_cli("search", "--limit", "1", "--max-nodes", "1", "--out", tmp_path / "o", *FAST)
     line = assert_one_line_error(res, "max_nodes")
     assert "got 1" in line
+
+
+# ------------------------------------------------------------------------- issue 19: query, exports, version
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("sql", [
+    "COPY (SELECT * FROM nodes) TO '{dir}/copy.csv'",
+    "COPY (SELECT 1 AS a) TO '{store}/nodes/{shard}'",  # onto a shard: every later command would break
+    "EXPLAIN ANALYZE COPY (SELECT 1 AS a) TO '{store}/nodes/{shard}'",
+    "ATTACH '{dir}/new.duckdb' AS other",
+    "INSTALL httpfs",
+    "CREATE TABLE t AS SELECT * FROM nodes",
+    "INSERT INTO nodes SELECT * FROM nodes",
+    "EXPORT DATABASE '{dir}/export'",
+    "SET enable_external_access = true",
+    "SELECT 1; COPY (SELECT 1) TO '{dir}/second.csv'",
+])
+def test_query_is_read_only(run_cli, game24_store, tmp_path, sql):
+    """A statement that could write is one line and exit 2; nothing is written, the store reads as before."""
+    shard = next((game24_store / "nodes").rglob("*.parquet")).relative_to(game24_store / "nodes")
+    before = _tree(game24_store)
+    res = run_cli("query", game24_store, sql.format(dir=tmp_path, store=game24_store, shard=shard))
+    assert_one_line_error(res, "read-only")
+    assert list(tmp_path.iterdir()) == [] and _tree(game24_store) == before
+    assert run_cli("query", game24_store, "SELECT count(*) AS n FROM nodes", "--format", "csv").rc == 0
+
+
+@pytest.mark.parametrize("sql", ["SELECT * FROM read_csv('{outside}')", "SELECT * FROM glob('{dir}/*')",
+                                 "SELECT * FROM read_parquet('https://example.com/x.parquet')"])
+def test_query_reads_nothing_outside_the_store(run_cli, game24_store, tmp_path, sql):
+    """DuckDB's file and network access ends at the store's folder (its own files still read)."""
+    outside = tmp_path / "secret.csv"
+    outside.write_text("a\n1\n")
+    line = assert_one_line_error(run_cli("query", game24_store, sql.format(outside=outside, dir=tmp_path)))
+    assert "disabled by configuration" in line
+    res = run_cli("query", game24_store, f"SELECT count(*) AS n FROM glob('{game24_store}/nodes/**/*.parquet')",
+                  "--format", "csv")
+    assert res.rc == 0 and res.out.split() == ["n", "3"]
+
+
+def test_query_describe_show_summarize_and_explain_run(run_cli, game24_store):
+    for sql in ("DESCRIBE nodes", "SHOW TABLES", "SUMMARIZE trees", "EXPLAIN SELECT count(*) FROM nodes",
+                "WITH d AS (SELECT depth FROM nodes) FROM d SELECT max(depth)"):
+        res = run_cli("query", game24_store, sql)
+        assert res.rc == 0 and res.out and not res.err, (sql, res.err)
+
+
+def test_query_sql_may_begin_with_a_comment(run_cli, game24_store):
+    """SQL that starts with `--` is the SQL, not an unknown option; --format still works, before or after it."""
+    sql = "-- how many trees\nSELECT count(*) AS n FROM trees"
+    for argv in (["query", game24_store, sql, "--format", "csv"], ["query", "--format", "csv", game24_store, sql]):
+        res = run_cli(*argv)
+        assert res.rc == 0, res.err
+        assert res.out.split() == ["n", "3"]
+    assert_one_line_error(run_cli("query", game24_store, "-- nothing else"), "empty")
+
+
+def test_ctrl_c_during_a_query_is_exit_130(run_cli, game24_store):
+    """SIGINT inside DuckDB (its client raises RuntimeError('Query interrupted')) ends as 'interrupted', 130."""
+    import os
+    import signal
+    import threading
+
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        res = run_cli("query", game24_store, "SELECT sum(range) FROM range(1000000000000000), (SELECT 1 FROM trees)")
+    finally:
+        timer.cancel()
+    assert res.rc == 130, res.err
+    assert res.err.strip() == "interrupted" and "Traceback" not in res.err
+
+
+def test_exports_refuse_an_out_inside_a_tree_store(run_cli, game24_store, tmp_path):
+    """export-dpo, export-prm-data, export-rewards, rollouts and score-steps --output write no file among the shards."""
+    before = _tree(game24_store)
+    rollouts = tmp_path / "r.parquet"
+    assert run_cli("rollouts", "--limit", "1", "--group-size", "2", "--out", rollouts, "--no-progress").rc == 0
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"prompt": "p", "steps": ["a"]}\n')
+    for out in (game24_store / "x.parquet", game24_store / "nodes" / "x.parquet"):
+        for argv in (["export-dpo", game24_store, "--out", out, "--no-progress"],
+                     ["export-prm-data", game24_store, "--out", out, "--no-progress"],
+                     ["export-rewards", rollouts, "--out", out, "--no-progress"],
+                     ["rollouts", "--limit", "1", "--out", out, "--no-progress"],
+                     ["score-steps", tmp_path / "no-model", "--input", rows, "--output", out.with_suffix(".jsonl")]):
+            assert_one_line_error(run_cli(*argv), "inside the tree store", str(game24_store))
+    assert _tree(game24_store) == before
+
+
+def test_version_flag(run_cli):
+    from importlib.metadata import version
+
+    res = run_cli("--version")
+    assert res.rc == 0 and res.out == f"treeq {version('treeq')}\n" and not res.err
+
+
+def test_make_textworld_games_negative_jobs_message_matches_the_help(run_cli, tmp_path):
+    line = assert_one_line_error(run_cli("make-textworld-games", tmp_path / "g", "--jobs", "-1"), "--jobs")
+    assert ">= 0" in line and "one per core" in line
+
+
+def test_score_steps_bad_batch_size_is_one_line(run_cli, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"prompt": "p", "steps": ["a"]}\n')
+    for size in ("0", "-1"):
+        assert_one_line_error(run_cli("score-steps", tmp_path / "m", "--input", rows, "--batch-size", size),
+                              "--batch-size", ">= 1")
+
+
+@pytest.mark.parametrize("content, needle", [(b"", "no rows in it"), (b'{"prompt": "\xff"}\n', "not UTF-8"),
+                                             (b"\x00\n", "NUL byte")])
+def test_score_steps_input_errors_speak_of_the_input_rows(run_cli, tmp_path, content, needle):
+    """--input is a JSONL of rows, not a task file: the message names the file and line, and no 'task'."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_bytes(content)
+    line = assert_one_line_error(run_cli("score-steps", tmp_path / "m", "--input", rows), str(rows), needle)
+    assert "task" not in line
+
+
+@pytest.fixture(scope="module")
+def tiny_prm(game24_store, tmp_path_factory):
+    """A PRM of one training step (its scores do not matter here)."""
+    out = tmp_path_factory.mktemp("prm") / "model"
+    assert treeq.cli.main(["train-prm", str(game24_store), "--out", str(out), "--max-steps", "1", "--hidden-size", "16",
+                           "--layers", "1", "--heads", "1", "--vocab-size", "300", "--best-of-n", "0",
+                           "--eval-paths", "1", "--no-progress"]) == 0
+    return out
+
+
+def test_score_steps_row_errors_name_the_row(run_cli, tiny_prm, tmp_path):
+    """A path longer than the model reads, or a step holding the separator: the message names file and line."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"prompt": "p", "steps": ["a"]}\n' + json.dumps({"prompt": "p", "steps": ["a b c " * 2000]}) + "\n")
+    assert_one_line_error(run_cli("score-steps", tiny_prm, "--input", rows), f"{rows}:2:", "tokens")
+    rows.write_text('{"prompt": "p", "steps": ["a"]}\n{"prompt": "p", "steps": ["a<|step|>b"]}\n')
+    assert_one_line_error(run_cli("score-steps", tiny_prm, "--input", rows), f"{rows}:2:", "separator")

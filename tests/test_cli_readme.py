@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 
+import pytest
+
 import treeq
 
 # ------------------------------------------------------------------------- README and --help agree
@@ -107,3 +109,63 @@ def test_readme_has_no_duckdb_cli_line_and_its_python_line_runs(game24_store, tm
                           env={**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert "feedback" in proc.stdout and "24-0" in proc.stdout
+
+
+# ------------------------------------------------------------------------- README commands write nothing git sees
+OUTPUT_PARAMS = ("out", "file", "output")  # the options through which a command names what it writes
+
+
+def readme_cli_lines() -> list[list[str]]:
+    """The `python cli.py ...` commands of the README's bash blocks, as argument lists (continuations joined)."""
+    import shlex
+
+    text = README.read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in line.split("&&"):
+                words = shlex.split(part, comments=True)
+                if words[:2] == ["python", "cli.py"]:
+                    commands.append(words[2:])
+                elif words[:1] == ["dot"] and "-o" in words:
+                    commands.append(["<dot>", words[words.index("-o") + 1]])
+    return commands
+
+
+def readme_outputs() -> set[str]:
+    """Every path a README command writes, relative to where it runs (the repository root)."""
+    import typer
+
+    from treeq.cli import app
+
+    group = typer.main.get_command(app)
+    paths = set()
+    for argv in readme_cli_lines():
+        if argv[0] == "<dot>":
+            paths.add(argv[1])
+            continue
+        command = group.commands[argv[0]]
+        with command.make_context(argv[0], argv[1:], resilient_parsing=True) as ctx:
+            params = ctx.params
+        if argv[0] == "make-textworld-games":
+            paths.add(str(params["out"]))
+        elif argv[0] == "show" and params["file"] is None:
+            paths.add(f"tree-{params['task']}.{params['format'] or 'html'}")
+        else:
+            paths.update(str(params[p]) for p in OUTPUT_PARAMS if params.get(p) is not None)
+    return {p.rstrip("/") for p in paths}
+
+
+def test_readme_commands_leave_git_status_clean():
+    """What the README's commands write, run from the repository root, is ignored by git and is no source path."""
+    root = README.parent
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    outputs = readme_outputs()
+    assert {"treeq-out", "trees", "tree-24-0.html", "plot.png"} <= outputs  # the parse sees the commands
+    for path in sorted(outputs):
+        assert not (root / path).exists() or not subprocess.run(
+            ["git", "ls-files", "--error-unmatch", path], cwd=root, capture_output=True).returncode == 0, \
+            f"README writes into the tracked path {path}"
+        ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=root)
+        assert ignored.returncode == 0, f"README command output {path} is not in .gitignore"

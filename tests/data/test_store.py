@@ -343,3 +343,54 @@ def test_a_killed_writer_not_yet_reaped_counts_as_gone(tmp_path):
     finally:
         child.wait()
     assert not _alive(child.pid)
+
+
+def test_interrupting_a_store_query_is_a_keyboard_interrupt(tmp_path):
+    """DuckDB's InterruptException (a duckdb.Error) is Ctrl-C, not a broken store: KeyboardInterrupt, exit 130."""
+    import threading
+
+    from treeq.data.store import iter_tasks
+
+    TreeStore(tmp_path).write("nodes", "r1", node_columns(), "t")
+    con = connect(tmp_path)
+    done = threading.Event()
+
+    def interrupt():
+        while not done.wait(0.2):  # until the query has started and stopped
+            con.interrupt()
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            list(iter_tasks(con, "SELECT n.run_id, n.task_id, sum(range) FROM nodes n, range(1000000000000000) "
+                                 "GROUP BY ALL ORDER BY ALL"))
+    finally:
+        done.set()
+        con.close()
+
+
+def test_interruptible_turns_only_duckdbs_interrupts_into_keyboard_interrupt():
+    from treeq.data.store import interruptible
+
+    with pytest.raises(KeyboardInterrupt):
+        with interruptible():
+            raise RuntimeError("Query interrupted")  # what DuckDB's client raises on a pending SIGINT
+    with pytest.raises(RuntimeError, match="other"):
+        with interruptible():
+            raise RuntimeError("other")
+
+
+def test_outputs_inside_a_store_are_refused(tmp_path):
+    from treeq.data.store import check_outside_store, check_record_path
+    from treeq.errors import OutputError
+
+    store = tmp_path / "store"
+    TreeStore(store).write("runs", "r1", run_columns())
+    for inside in (store / "x.parquet", store / "nodes" / "run_id=r1" / "x.jsonl"):
+        with pytest.raises(OutputError, match="inside the tree store"):
+            check_record_path(inside)
+    check_record_path(tmp_path / "x.parquet")
+    check_outside_store(tmp_path / "runs" / "x.jsonl")  # a folder named runs/ without a run is no store
+    (tmp_path / "empty").mkdir()
+    TreeStore(tmp_path / "empty")  # the empty folders of a store not written yet hold nothing to break
+    check_outside_store(tmp_path / "empty" / "x.parquet")

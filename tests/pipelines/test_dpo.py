@@ -25,9 +25,14 @@ ROWS = [
 ]
 
 
-def write_store(root, rows=ROWS):
+def write_store(root, rows=ROWS, env=None):
+    """The rows as task t of run r1 (with a trees row naming ``env`` where one is given)."""
     store = TreeStore(root)
     n = len(rows)
+    if env is not None:
+        store.write("trees", "r1", {"run_id": ["r1"], "task_id": ["t"], "env": [env], "simulations": [10],
+                                    "nodes": [n], "root_value": [0.5], "best_action": ["a"], "solved": [True],
+                                    "seconds": [0.0], "backup": ["mean"], "status": ["ok"], "error": [None]}, "t")
     store.write("nodes", "r1", {
         "run_id": ["r1"] * n, "task_id": ["t"] * n, "node_id": [r[0] for r in rows], "parent_id": [r[1] for r in rows],
         "depth": [0 if r[1] < 0 else (1 if r[1] == 0 else 2) for r in rows], "action": [r[2] for r in rows],
@@ -145,3 +150,26 @@ def test_proven_children_pair_without_visits(tmp_path):
     export_dpo([root], out, DPOConfig(rule="agentq"))
     got = {(r["chosen"], r["rejected"]) for r in map(json.loads, out.read_text().splitlines())}
     assert got == {("win", "lose"), ("win", "open"), ("open", "lose")}
+
+
+def test_margins_are_fractions_of_the_value_range(tmp_path):
+    """Values from -10 to 10 (an env that cannot be built here: the range comes from the trees, 20 wide):
+    theta 0.1 asks for 2 between the values, delta 0.03 for more than 0.6, and feedback in [0, 1] maps
+    onto the range before it is mixed with Q."""
+    from treeq.pipelines.dpo import export_dpo
+
+    rows = [(0, -1, None, 10, 0.0, None, None, False, 0.0), (1, 0, "a", 4, 10.0, None, None, False, 0.0),
+            (2, 0, "b", 3, 9.0, None, None, False, 0.0), (3, 0, "c", 3, -10.0, None, None, False, 0.0)]
+    root = write_store(tmp_path / "s", rows, env="nowhere")
+
+    def got(cfg, rows=None):
+        out = tmp_path / "p.jsonl"
+        export_dpo([rows or root], out, cfg)
+        return {(r["chosen"], r["rejected"]): r for r in map(json.loads, out.read_text().splitlines())}
+
+    assert set(got(DPOConfig(rule="agentq", theta=0.1))) == {("a", "c"), ("b", "c")}  # a - b = 1 < 2
+    assert set(got(DPOConfig(rule="agentprm", delta=0.03))) == {("a", "b"), ("a", "c"), ("b", "c")}
+    assert set(got(DPOConfig(rule="agentprm", delta=0.06))) == {("a", "c"), ("b", "c")}  # 1 < 1.2
+    rows[2] = (2, 0, "b", 3, 9.0, None, 0.25, False, 0.0)  # feedback 0.25 of the range: -5
+    mixed = got(DPOConfig(rule="agentq", theta=0.1, alpha=0.5), write_store(tmp_path / "f", rows, env="nowhere"))
+    assert mixed[("a", "b")]["q_rejected"] == pytest.approx(0.5 * 9.0 + 0.5 * -5.0)

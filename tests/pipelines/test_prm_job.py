@@ -29,14 +29,18 @@ def trees(tmp_path_factory):
     return out
 
 
+def train_args(trees, out) -> list[str]:
+    """The command of the ``trained`` fixture."""
+    return ["train-prm", str(trees), "--out", str(out), "--epochs", "1", "--val-fraction", "0.3", "--best-of-n", "4",
+            "--no-progress", *TINY]
+
+
 @pytest.fixture(scope="module")
 def trained(trees, tmp_path_factory):
     from treeq.cli import main
 
     out = tmp_path_factory.mktemp("prm") / "model"
-    rc = main(["train-prm", str(trees), "--out", str(out), "--epochs", "1", "--val-fraction", "0.3",
-               "--best-of-n", "4", "--no-progress", *TINY])
-    assert rc == 0
+    assert main(train_args(trees, out)) == 0
     return out
 
 
@@ -47,6 +51,7 @@ def test_train_writes_a_loadable_directory(trained):
     assert not any(n.endswith((".bin", ".pt")) for n in names)
     meta = json.loads((trained / "treeq_prm.json").read_text())
     assert meta["separator"] == "<|step|>" and meta["loss"] == "bce" and len(meta["data_hash"]) == 16
+    assert meta["value_range"] == {"game24": [0.0, 1.0]}
     m = json.loads((trained / "metrics.json").read_text())
     for key in ("eval_loss", "auroc_hard", "spearman_q", "auroc_exact_by_depth", "best_of_n"):
         assert key in m, key
@@ -198,10 +203,14 @@ def test_smollm2_fine_tunes_and_scores(trees, tmp_path, run_cli):
 
 @pytest.mark.parametrize("env,extra", [
     ("gym:FrozenLake-v1", ["--env-kwargs", '{"is_slippery": false}', "--tasks", "0:6"]),
+    ("gym:Taxi-v4", ["--tasks", "0:6"]),
     ("blocksworld", ["--limit", "6"]),
 ])
 def test_trees_of_other_envs_train(env, extra, tmp_path, run_cli):
-    """Gym (stochastic adapter, no exact solver) and Blocksworld (graph mode, BFS-exact): the same command."""
+    """Gym (stochastic adapter, no exact solver; Taxi's values leave [0, 1]) and Blocksworld (graph mode,
+    BFS-exact): the same command. treeq_prm.json records the value range the labels were scaled by."""
+    from treeq.envs.registry import make_env
+
     trees = tmp_path / "trees"
     res = run_cli("search", "--env", env, *extra, "--simulations", "100", "--workers", "1", "--no-progress",
                   "--out", trees)
@@ -209,9 +218,74 @@ def test_trees_of_other_envs_train(env, extra, tmp_path, run_cli):
     res = run_cli("train-prm", trees, "--out", tmp_path / "m", "--epochs", "1", "--val-fraction", "0.5",
                   "--best-of-n", "2", "--no-progress", *TINY)
     assert res.rc == 0, res.err
+    meta = json.loads((tmp_path / "m" / "treeq_prm.json").read_text())
+    assert meta["value_range"] == {env: list(make_env(env).value_range)}
     m = json.loads((tmp_path / "m" / "metrics.json").read_text())
     if env == "blocksworld":
         assert "auroc_exact_by_depth" in m or "exact" in m
     else:
         assert "no exact solver" in m["exact"] or "stochastic" in m["exact"]
     assert "best_of_n" in m
+
+
+def test_out_must_be_new_empty_or_this_run(trees, trained, tmp_path, run_cli):
+    """A folder with other files (a source package, a store) or another run's model is refused, untouched."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    other = train_args(trees, trained)
+    other[other.index("--epochs") + 1] = "2"  # other settings
+    for args in (train_args(trees, package), other, train_args(trees, trees)):
+        before = sorted(p.name for p in Path(args[3]).iterdir())
+        res = run_cli(*args)
+        assert res.rc == 2 and "is not empty and holds no model or checkpoints of this run" in res.err
+        assert len(res.err.strip().splitlines()) == 1
+        assert sorted(p.name for p in Path(args[3]).iterdir()) == before
+    res = run_cli("train-prm", tmp_path / "no-such-store", "--out", package)  # said before any data is read
+    assert res.rc == 2 and f"{package} is not empty" in res.err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_cli("train-prm", trees, "--out", empty, "--max-steps", "1", "--best-of-n", "0", "--no-progress",
+                   *TINY).rc == 0
+
+
+def test_finished_run_prints_its_stored_metrics(trees, trained, run_cli, monkeypatch):
+    """The same command again: neither training nor evaluation, the stored metrics.json summarised."""
+    import treeq.pipelines.prm as prm
+    import treeq.prm.train as train
+
+    def never(*args, **kwargs):
+        raise AssertionError("a finished run trained or evaluated again")
+
+    monkeypatch.setattr(prm, "evaluate", never)
+    monkeypatch.setattr(train, "fit", never)
+    stored = (trained / "metrics.json").read_bytes()
+    res = run_cli(*train_args(trees, trained))
+    assert res.rc == 0, res.err
+    assert "already holds the model of this run" in res.out
+    m = json.loads(stored)
+    assert f"auroc_hard: {m['auroc_hard']:.4f}" in res.out and f"({m['total_seconds']} s in all)" in res.out
+    assert (trained / "metrics.json").read_bytes() == stored
+
+
+def test_evaluation_shows_a_bar_and_its_time(trees, tmp_path, run_cli):
+    """With progress on, the evaluation after training has its own bar, and the summary gives its time
+    beside the training's and the whole."""
+    res = run_cli("train-prm", trees, "--out", tmp_path / "m", "--max-steps", "2", "--val-fraction", "0.3",
+                  "--best-of-n", "2", *TINY)
+    assert res.rc == 0, res.err
+    assert "evaluating" in res.err and "path" in res.err
+    m = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert (f"trained in {m['train_seconds']} s, evaluated in {round(m['total_seconds'] - m['train_seconds'], 1)} s "
+            f"({m['total_seconds']} s in all)") in res.out
+
+
+def test_readme_model_folder_collides_with_no_source(run_cli):
+    """The README's train-prm writes a folder no source lives in, and every command after it reads that folder."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    (name,) = set(re.findall(r"train-prm trees --out (\S+)", text))
+    assert not any((ROOT / name).glob("**/*.py")) and not (ROOT / name).is_file()
+    assert f"score-steps {name} " in text and f'from_pretrained("{name}")' in text
+    assert not re.search(r"score-steps (?!" + re.escape(name) + r"\b)\S+ --input", text)

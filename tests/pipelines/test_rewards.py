@@ -210,3 +210,28 @@ def test_bad_input(tmp_path, run_cli):
     assert "not 0, 1, 2" in err(write_steps(tmp_path / "gap.parquet", bad_steps), "--out", out)
     apart = [STEPS[0], STEPS[1], ("h/0", "h", 0, "A", "B", "x", 0.0, True), STEPS[2], STEPS[3]]
     assert "rows of group 'g' are not together" in err(write_steps(tmp_path / "apart.parquet", apart), "--out", out)
+
+
+def test_trees_of_another_env_are_refused(tmp_path, run_cli, game24_rollouts, game24_store):
+    """Trajectories of game24 against a countdown search: no state would match; one line, nothing written."""
+    trees = tmp_path / "countdown"
+    assert run_cli("search", "--env", "countdown", "--limit", "1", "--simulations", "20", "--out", trees,
+                   "--no-progress", "--workers", "1").rc == 0
+    out = tmp_path / "o.parquet"
+    for estimators in ("grpo,mcts_q", "gae"):
+        res = run_cli("export-rewards", game24_rollouts, "--estimators", estimators, "--trees", trees,
+                      "--out", out, "--no-progress")
+        assert res.rc == 2 and len(res.err.splitlines()) == 1, res.err
+        assert "trajectories of game24" in res.err and "countdown" in res.err
+        assert not out.exists()
+    rows, _ = export(run_cli, tmp_path, "--estimators", "mcts_q", "--trees", game24_store, source=game24_rollouts)
+    assert any(r["mcts_q"] is not None for r in rows)
+
+
+@pytest.mark.parametrize("weight", [math.nan, math.inf, -math.inf])
+def test_weight_must_be_finite(weight):
+    from treeq.errors import ConfigError
+    from treeq.pipelines.config import RewardsConfig
+
+    with pytest.raises(ConfigError, match="weight must be a finite number"):
+        RewardsConfig(weight=weight)

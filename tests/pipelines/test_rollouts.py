@@ -47,3 +47,27 @@ def test_bad_input(tmp_path, run_cli):
     assert res.rc == 2 and "proposer must be one of" in res.err
     res = run_cli("rollouts", "--out", tmp_path / "x.csv")
     assert res.rc == 2 and ".parquet" in res.err
+
+
+def test_progress_bar_counts_trajectories(tmp_path, run_cli):
+    """One task of a large group: the bar moves by trajectories, not once per task."""
+    res = run_cli("rollouts", "--limit", "1", "--group-size", "300", "--out", tmp_path / "r.parquet")
+    assert res.rc == 0, res.err
+    assert "300/300" in res.err and "traj" in res.err
+
+
+def test_a_large_group_is_written_in_chunks_as_one_group(tmp_path, run_cli):
+    """A group beyond one write (600 trajectories) gives the rows of the whole group, ids 0..599 in order."""
+    import pyarrow as pa
+
+    from treeq.pipelines.config import RolloutConfig
+    from treeq.pipelines.rollouts import ROLLOUT_SCHEMA, group_rows, sample_group
+
+    out = tmp_path / "r.parquet"
+    assert run_cli("rollouts", "--limit", "1", "--group-size", "600", "--out", out, "--no-progress").rc == 0
+    env = Game24Env()
+    task = next(iter(env.load_tasks(None)))
+    cfg = RolloutConfig(env="game24", limit=1, group_size=600, out=str(out))
+    whole = pa.table(group_rows(env, task, sample_group(env, task, cfg), cfg.max_steps), schema=ROLLOUT_SCHEMA)
+    assert pq.read_table(out).cast(ROLLOUT_SCHEMA).equals(whole)
+    assert whole["trajectory_id"][-1].as_py() == f"{task.task_id}/599"

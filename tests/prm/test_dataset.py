@@ -29,7 +29,7 @@ TREE = [
 ]
 
 
-def write_tree(root, task_id="t1", run_id="r1", rows=TREE, backup="mean", prompt="P"):
+def write_tree(root, task_id="t1", run_id="r1", rows=TREE, backup="mean", prompt="P", env="game24"):
     store = TreeStore(root)
     n = len(rows)
     depth = {}
@@ -43,12 +43,12 @@ def write_tree(root, task_id="t1", run_id="r1", rows=TREE, backup="mean", prompt
         "reward": [0.0] * n, "terminal": [False] * n, "proven": [r[5] for r in rows], "feedback": [None] * n,
     }, task_id)
     store.write("trees", run_id, {
-        "run_id": [run_id], "task_id": [task_id], "env": ["game24"], "simulations": [6], "nodes": [n],
+        "run_id": [run_id], "task_id": [task_id], "env": [env], "simulations": [6], "nodes": [n],
         "root_value": [0.5], "best_action": ["a"], "solved": [True], "seconds": [0.1], "backup": [backup],
         "status": ["ok"], "error": [None],
     }, task_id)
     now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-    store.write("runs", run_id, {"run_id": [run_id], "config": [json.dumps({"env": "game24"})], "versions": ["{}"],
+    store.write("runs", run_id, {"run_id": [run_id], "config": [json.dumps({"env": env})], "versions": ["{}"],
                                  "seed": [0], "started_at": [now], "ended_at": [now]})
     return root
 
@@ -142,3 +142,47 @@ def test_stepwise_export(tmp_path):
     assert rows[0]["labels"] == [0.75, 1.0] and rows[0]["hard_labels"] == [True, True]
     jsonl, _, _ = export_prm_data(source, tmp_path / "prm.jsonl", cfg)
     assert json.loads(jsonl.read_text().splitlines()[2])["completions"] == ["b"]
+
+
+def test_envs_declare_their_value_range():
+    """Returns in [0, 1]: (0, 1). Gym envs with step costs or larger rewards: the span of Q* at their
+    default gamma. OpenSpiel games whose utilities leave [0, 1]: the utility range."""
+    from treeq.envs.registry import make_env
+
+    assert make_env("game24").value_range == (0.0, 1.0)
+    assert make_env("gym:FrozenLake-v1").value_range == (0.0, 1.0)
+    taxi = make_env("gym:Taxi-v4")
+    q = taxi.q_star(taxi.default_gamma)
+    assert taxi.value_range == (q.min(), q.max()) == (pytest.approx(-13.1114, abs=1e-4), 20.0)
+    pytest.importorskip("pyspiel")
+    assert make_env("openspiel:catch").value_range == (-1.0, 1.0)
+
+
+def test_taxi_labels_spread_over_its_value_range(tmp_path):
+    """Taxi's values run from about -20 to 20: scaled by the env's range, most labels lie strictly
+    between 0 and 1 (clipped, 93% of them were 0 or 1)."""
+    from treeq.cli import main
+    from treeq.envs.registry import make_env
+
+    assert main(["search", "--env", "gym:Taxi-v4", "--tasks", "0:3", "--simulations", "1000", "--workers", "1",
+                 "--no-progress", "--out", str(tmp_path / "taxi")]) == 0
+    ds = build_step_dataset([tmp_path / "taxi"], StepDatasetConfig(val_fraction=0.0))
+    assert ds.value_ranges == {"gym:Taxi-v4": make_env("gym:Taxi-v4").value_range}
+    soft = label_arrays(ds.train, 0.5)["soft"]
+    assert ((soft > 0) & (soft < 1)).mean() > 0.8 and (soft == 1).mean() < 0.05
+    assert 0.2 < (soft > 0.5).mean() < 0.8
+
+
+def test_undeclared_range_comes_from_the_trees(tmp_path):
+    """An env that cannot be built here: its rows' lowest and highest values, widened to hold [0, 1]."""
+    from treeq.prm.dataset import value_ranges
+
+    rows = [(0, -1, None, 6, 0.5, None), (1, 0, "a", 4, 3.0, None), (2, 0, "b", 2, -2.0, None),
+            (3, 1, "c", 3, 0.5, None)]
+    write_tree(tmp_path / "wide", rows=rows, env="nowhere")
+    assert value_ranges([tmp_path / "wide"]) == {"nowhere": (-2.0, 3.0)}
+    ds = build_step_dataset([tmp_path / "wide"], StepDatasetConfig(val_fraction=0.0))
+    assert [(ex.steps, ex.labels) for ex in ds.train] == [(["a", "c"], [1.0, 0.5]), (["b"], [0.0])]
+    narrow = [(0, -1, None, 6, 0.5, None), (1, 0, "a", 4, 0.75, None), (2, 0, "b", 2, 0.25, None)]
+    write_tree(tmp_path / "narrow", rows=narrow, env="nowhere")
+    assert value_ranges([tmp_path / "narrow"]) == {"nowhere": (0.0, 1.0)}  # values in [0, 1] keep their labels
