@@ -598,15 +598,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except _ABORTS as exc:
-        previous = _ignore_sigint()
-        print(f"interrupted: {exc}" if isinstance(exc, Interrupted) else "interrupted", file=sys.stderr)
-        if argv is not None and previous is not None:
-            signal.signal(signal.SIGINT, previous)
-        return 130
+        return _interrupted(f"interrupted: {exc}" if isinstance(exc, Interrupted) else "interrupted", argv)
     except BrokenPipeError:  # `treeq query ... | head`: the reader left; the work is done
         with contextlib.suppress(OSError):  # keep the interpreter's exit flush from failing again
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as exc:  # Ctrl-C inside any DuckDB query that no `interruptible()` block wraps
+        if not (type(exc).__module__.lstrip("_").startswith("duckdb") and type(exc).__name__ == "InterruptException"
+                or isinstance(exc, RuntimeError) and str(exc) == "Query interrupted"):
+            raise
+        return _interrupted("interrupted", argv)
+
+
+def _interrupted(message: str, argv: list[str] | None) -> int:
+    """Print the one Ctrl-C line and return 130, ignoring further Ctrl-C while the program exits."""
+    previous = _ignore_sigint()
+    print(message, file=sys.stderr)
+    if argv is not None and previous is not None:
+        signal.signal(signal.SIGINT, previous)
+    return 130
 
 
 def _finite_floats(command: Any) -> Any:

@@ -204,8 +204,8 @@ class RewardsConfig:
             raise ConfigError(f"gamma must lie in [0, 1], got {self.gamma}")
         if not 0.0 <= self.lam <= 1.0:
             raise ConfigError(f"lam must lie in [0, 1], got {self.lam}")
-        if not math.isfinite(self.weight):
-            raise ConfigError(f"weight must be a finite number, got {self.weight}")
+        if not (math.isfinite(self.weight) and self.weight >= 0):
+            raise ConfigError(f"weight must be a finite number >= 0, got {self.weight}")
         if self.gigpo_mode not in ("mean_std_norm", "mean_norm"):
             raise ConfigError(f"gigpo_mode must be mean_std_norm or mean_norm, got {self.gigpo_mode!r}")
         if self.mc_rollouts < 1:

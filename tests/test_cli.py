@@ -522,3 +522,27 @@ def test_score_steps_row_errors_name_the_row(run_cli, tiny_prm, tmp_path):
     assert_one_line_error(run_cli("score-steps", tiny_prm, "--input", rows), f"{rows}:2:", "tokens")
     rows.write_text('{"prompt": "p", "steps": ["a"]}\n{"prompt": "p", "steps": ["a<|step|>b"]}\n')
     assert_one_line_error(run_cli("score-steps", tiny_prm, "--input", rows), f"{rows}:2:", "separator")
+
+
+@pytest.mark.parametrize("command", ["show", "plot"])
+@pytest.mark.parametrize("kind", ["runtime", "duckdb"])
+def test_ctrl_c_in_any_duckdb_query_is_exit_130(command, kind, game24_store, run_cli, monkeypatch):
+    """A DuckDB interrupt raised where no `interruptible()` wraps the query still ends as Ctrl-C: one line, 130."""
+    def interrupted(*_a, **_k):
+        raise RuntimeError("Query interrupted") if kind == "runtime" else duckdb.InterruptException("INTERRUPT")
+
+    class Connection:
+        def execute(self, *_a, **_k):
+            interrupted()
+
+        def close(self):
+            pass
+
+        def __getattr__(self, name):
+            return interrupted
+
+    module = __import__(f"treeq.pipelines.{command}", fromlist=["connect"])
+    monkeypatch.setattr(module, "connect", lambda *_a, **_k: Connection())
+    argv = ["show", game24_store, "--task", "24-0"] if command == "show" else ["plot", game24_store]
+    res = run_cli(*argv, "--out", str(game24_store.parent / f"x.{'svg' if command == 'show' else 'png'}"))
+    assert res.rc == 130 and res.err.strip() == "interrupted", (res.rc, res.err)
