@@ -448,12 +448,21 @@ def test_ctrl_c_during_a_query_is_exit_130(run_cli, game24_store):
     import signal
     import threading
 
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    # Python's own Ctrl-C handler, whatever an earlier test (or library) left installed; SIGINT is
+    # sent every second until the query ends, so that a lost signal fails the test instead of hanging it
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    done = threading.Event()
+
+    def ctrl_c() -> None:
+        while not done.wait(1.0):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c, daemon=True).start()
     try:
         res = run_cli("query", game24_store, "SELECT sum(range) FROM range(1000000000000000), (SELECT 1 FROM trees)")
     finally:
-        timer.cancel()
+        done.set()
+        signal.signal(signal.SIGINT, previous)
     assert res.rc == 130, res.err
     assert res.err.strip() == "interrupted" and "Traceback" not in res.err
 
