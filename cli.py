@@ -3,7 +3,7 @@
 Every user error ends as one line on stderr and exit code 2; Ctrl-C as one line and
 exit code 130. The ``search`` options, their defaults and help texts come from the
 config dataclasses (``SearchJobConfig``, ``SearchConfig``), the one source that the
-code, ``search --help`` and the README table share.
+code, ``search --help`` and the option table of docs/search.md share.
 
 Why one module over 400 lines: the product card fixes the command line as ``cli.py``; each
 command is a thin typer function over ``treeq.pipelines``, and splitting them by command would
@@ -151,7 +151,7 @@ def search(
     stop_on_solve: bool = _opt(_S, "stop_on_solve"),
     max_nodes: int = _opt(_S, "max_nodes"),
     max_depth: int = _opt(_S, "max_depth"),
-    batch_size: int = _opt(_S, "batch_size"),
+    wave_size: int = _opt(_S, "wave_size"),
     task_timeout: Optional[float] = _opt(_S, "task_timeout"),
     seed: int = _opt(_J, "seed"),
     out: Path = _opt(_J, "out"),
@@ -175,8 +175,6 @@ def search(
         _fill(values, given, latest_settings(str(out)), "the run recorded in --out")
     if config is not None:
         _fill(values, given, _toml_settings(config), str(config))
-    if values["backend"] in ("local", "ray"):  # --backend ray|local name the executor (LM backends: hf, openai)
-        values["executor"], values["backend"] = values["backend"], "hf"
     job = _search_job(values)
     s = run_search(job, resume=resume)
     pct = 100.0 * s.solved / s.tasks if s.tasks else 0.0
@@ -308,7 +306,7 @@ def compact(
     row_group: int = typer.Option(262_144, help="Rows per Parquet row group."),
 ) -> None:
     """Merge the per-task shards of finished runs into large files (fast DuckDB scans on millions of nodes)."""
-    from treeq.pipelines.compact import compact as run_compact
+    from treeq.data.compact import compact as run_compact
 
     counts = run_compact(out, rows_per_file, row_group)
     typer.echo("compacted " + ", ".join(f"{t}: {b:,} files -> {a:,}" for t, (b, a) in counts.items()) + f" in {out}")

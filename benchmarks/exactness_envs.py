@@ -9,7 +9,7 @@ Gym (gamma 0.95, 30,000 simulations, default settings = graph search): per run, 
 distinct state keys in the tree against the env's state count (``len(unwrapped.P)``),
 whether the most visited root action is optimal by Q* (value iteration over
 ``unwrapped.P``), and the worst |Q - Q*| over root actions with >= 1,000 visits against
-the tolerance (0.01; slippery FrozenLake 0.03). Each run at ``--batch-sizes`` (1 and
+the tolerance (0.01; slippery FrozenLake 0.03). Each run at ``--wave-sizes`` (1 and
 16); ``--with-tree`` adds plain tree search (``transpositions=False``) for comparison.
 
 Blocksworld (1,000 simulations): the 3-block set and the 111 four/five-block
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from treeq.envs.base import Task, parse_seed_spec
 from treeq.envs.blocksworld import is_goal
-from treeq.envs.blocksworld_exact import exact_q, optimal_plan_length, optimal_value
+from treeq.envs.blocksworld.exact import exact_q, optimal_plan_length, optimal_value
 from treeq.envs.registry import make_env
 from treeq.mcts import ROOT, SearchConfig, resolve_defaults, search
 from treeq.pipelines.policies import make_hooks
@@ -64,7 +64,7 @@ ap.add_argument("--start-seeds", default=None,
                 help="gym start seeds, 'A,B,C' or 'A:B', one per search seed; default: the search seeds")
 ap.add_argument("--simulations", type=int, default=30_000, help="gym: simulations per search")
 ap.add_argument("--gamma", type=float, default=0.95, help="gym: discount")
-ap.add_argument("--batch-sizes", default="1,16", help="gym: comma-separated batch sizes (leaves per wave)")
+ap.add_argument("--wave-sizes", default="1,16", help="gym: comma-separated wave sizes (leaves per wave)")
 ap.add_argument("--min-visits", type=int, default=1000, help="gym: root actions checked against Q* need this many visits")
 ap.add_argument("--with-tree", action="store_true", help="gym: also run plain tree search (transpositions=False)")
 ap.add_argument("--bw-simulations", type=int, default=1000, help="blocksworld: simulations per search")
@@ -81,7 +81,7 @@ else:
     start_seeds = list(seeds)
 if len(start_seeds) != len(seeds):
     ap.error(f"--start-seeds needs one seed per search seed ({len(seeds)}), got {len(start_seeds)}")
-batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+batch_sizes = [int(b) for b in args.wave_sizes.split(",")]
 bw_modes = [m.strip() for m in args.bw_modes.split(",") if m.strip()]
 if not bw_modes or set(bw_modes) - {"graph", "tree"}:
     ap.error(f"--bw-modes: 'graph', 'tree' or 'graph,tree', got {args.bw_modes!r}")
@@ -116,7 +116,7 @@ if args.only in (None, "gym"):
             for batch in batch_sizes:
                 for seed, start in zip(seeds, start_seeds):
                     task = Task(f"seed-{start}", {"seed": start})
-                    cfg = SearchConfig(simulations=args.simulations, gamma=args.gamma, batch_size=batch,
+                    cfg = SearchConfig(simulations=args.simulations, gamma=args.gamma, wave_size=batch,
                                        transpositions=transpositions)
                     cfg, root, result, secs = run_job_search(env, task, cfg, seed)
                     tree = result.tree

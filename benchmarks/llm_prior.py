@@ -1,7 +1,7 @@
 """Does a real small model help as the PUCT prior? SmolLM2-135M-Instruct against uniform priors.
 
 Same held-out tasks, same small budget, PUCT, the env's default evaluator, waves of
-``--batch-size``; each search stops at its first solution (``stop_on_solve``), so its
+``--wave-size``; each search stops at its first solution (``stop_on_solve``), so its
 simulation count is the simulations to first solution. Reported per env and prior:
 tasks solved within the budget, mean and median simulations to first solution over the
 solved tasks, and the mean over all tasks counting an unsolved one as the whole budget.
@@ -28,11 +28,11 @@ import treeq
 
 
 def run(env, tasks, budget: int, batch: int, proposer: str, lm) -> list[tuple[bool, int, float]]:
-    from treeq.mcts import SearchConfig, search
+    from treeq.mcts import SearchConfig, resolve_defaults, search
     from treeq.pipelines.policies import make_hooks
     from treeq.pipelines.search import task_rng
 
-    cfg = SearchConfig(simulations=budget, selection="puct", batch_size=batch, stop_on_solve=True)
+    cfg = resolve_defaults(SearchConfig(simulations=budget, selection="puct", wave_size=batch, stop_on_solve=True), env)
     out = []
     for task in tasks:
         rng = task_rng(0, task.task_id)
@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--bw-start", type=int, default=40, help="first Blocksworld instance (sorted by name)")
     ap.add_argument("--budget24", type=int, default=60, help="simulations per Game of 24 puzzle")
     ap.add_argument("--budget-bw", type=int, default=100, help="simulations per Blocksworld instance")
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--wave-size", type=int, default=8)
     ap.add_argument("--device", default=None)
     args = ap.parse_args()
 
@@ -67,7 +67,7 @@ def main() -> None:
     t0 = time.perf_counter()
     backend = get_backend(lm)
     print(f"model {args.model} loaded in {time.perf_counter() - t0:.1f} s on {backend.device} "
-          f"(torch {torch.__version__}, {torch.get_num_threads()} threads); PUCT, waves of {args.batch_size}, "
+          f"(torch {torch.__version__}, {torch.get_num_threads()} threads); PUCT, waves of {args.wave_size}, "
           f"stop at the first solution")
     tasks_dir = Path(treeq.__file__).parent / "envs" / "tasks" / "blocksworld"
     bw = BlocksworldEnv()
@@ -82,7 +82,7 @@ def main() -> None:
         if not tasks:
             continue
         for proposer in ("uniform", "hf"):
-            res = run(env, tasks, budget, args.batch_size, proposer, lm)
+            res = run(env, tasks, budget, args.wave_size, proposer, lm)
             solved = [s for ok, s, _ in res if ok]
             mean_all = statistics.mean(s if ok else budget for ok, s, _ in res)
             first = (f"{statistics.mean(solved):.1f} / {statistics.median(solved):.0f}" if solved else "-")

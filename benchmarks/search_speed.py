@@ -16,13 +16,14 @@ import argparse
 import time
 
 from treeq.envs.countdown import Game24Env
-from treeq.mcts import SearchConfig, search
+from treeq.mcts import SearchConfig, resolve_defaults, search
 from treeq.pipelines.policies import make_hooks
 from treeq.pipelines.search import task_rng
 
 
 def run(env, tasks, cfg: SearchConfig, evaluator: str, seed: int) -> tuple[int, float, int, int]:
     """Search every task; return simulations, seconds (search only), rows and tasks solved."""
+    cfg = resolve_defaults(cfg, env)
     sims = nodes = solved = 0
     secs = 0.0
     for task in tasks:

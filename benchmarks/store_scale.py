@@ -83,7 +83,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from treeq.data.store import TreeStore
-    from treeq.pipelines.compact import compact
+    from treeq.data.compact import compact
 
     work = Path(args.work or tempfile.mkdtemp(prefix="treeq-scale-"))
     root = work / "store"

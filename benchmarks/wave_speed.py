@@ -1,6 +1,6 @@
 """Wave search keeps the model's batching gain: search speedup at batch 16 (X) against the model's own (Y).
 
-A wave of ``--batch-size W`` leaves reaches the ``hf`` policy as one call: every state of
+A wave of ``--wave-size W`` leaves reaches the ``hf`` policy as one call: every state of
 the wave is prompted and all its actions are scored in padded batches. What the search
 can gain from waves is what the model gains from batching the *states* of a call, so:
 
@@ -10,7 +10,7 @@ can gain from waves is what the model gains from batching the *states* of a call
   one at a time is printed too, for reference (scoring a state's ~30 actions is already
   a batch, so a state call gains less than a bare sequence does).
 * **X**, the search's speedup: simulations per second of PUCT searches with the policy
-  at ``--batch-size 16`` over ``--batch-size 1``, same puzzles, same budget, the
+  at ``--wave-size 16`` over ``--wave-size 1``, same puzzles, same budget, the
   rollout evaluator of the job.
 
 ``wave efficiency: X/Y = Z`` ends the output: Z near 1 means the search wastes none of
@@ -49,7 +49,7 @@ def main() -> None:
     import torch
 
     from treeq.envs.countdown import Game24Env
-    from treeq.mcts import SearchConfig, search
+    from treeq.mcts import SearchConfig, resolve_defaults, search
     from treeq.pipelines.config import TinyLMConfig
     from treeq.pipelines.policies import make_hooks
     from treeq.pipelines.policies.lm import LMConfig, get_backend
@@ -75,7 +75,7 @@ def main() -> None:
             s = env.step(s, acts[int(rng.integers(len(acts)))]).state
         states.append(s)
     states = states[: args.batch]
-    propose, _ = make_hooks(env, SearchConfig(), np.random.default_rng(0), proposer="hf", lm=lm)
+    propose, _ = make_hooks(env, resolve_defaults(SearchConfig(), env), np.random.default_rng(0), proposer="hf", lm=lm)
     backend = get_backend(lm)
     texts = [backend.format_prompt(env.policy_prompt(s)) for s in states]
     propose(states, 8)  # warm up
@@ -102,7 +102,7 @@ def main() -> None:
 
     # ---- X: the search at batch 16 vs 1
     def run(batch: int) -> tuple[float, int, int]:
-        cfg = SearchConfig(simulations=args.simulations, selection="puct", batch_size=batch)
+        cfg = resolve_defaults(SearchConfig(simulations=args.simulations, selection="puct", wave_size=batch), env)
         sims = solved = 0
         secs = 0.0
         for task in tasks:
@@ -124,7 +124,7 @@ def main() -> None:
             rates[batch] = max(rates[batch], rate)
             info[batch] = (sims, solved)
     for batch, rate in rates.items():
-        print(f"search --batch-size {batch:>2}: {rate:8.1f} sim/s ({info[batch][0]} simulations, "
+        print(f"search --wave-size {batch:>2}: {rate:8.1f} sim/s ({info[batch][0]} simulations, "
               f"{info[batch][1]}/{len(tasks)} solved)")
     x = rates[args.batch] / rates[1]
     print(f"search speedup X = {x:.2f}x")

@@ -1,6 +1,6 @@
 """Parquet tree store, schema v2: the one module that owns the table layouts.
 
-Tables (DESIGN.md): ``nodes`` (one row per node), ``trees`` (one row per searched
+Tables (docs/store.md): ``nodes`` (one row per node), ``trees`` (one row per searched
 task) and ``runs`` (one row per run). Every file carries ``treeq.schema_version`` and
 ``treeq.table`` in its key-value metadata.
 
@@ -23,7 +23,7 @@ READABLE_VERSIONS = (1, 2)
 VERSION_KEY = b"treeq.schema_version"
 TABLE_KEY = b"treeq.table"
 
-BACKUPS = ("mean", "max")  # trees.backup: tree mode, graph mode (DESIGN.md, Q semantics)
+BACKUPS = ("mean", "max")  # trees.backup: tree mode, graph mode (docs/architecture.md, Q semantics)
 STATUSES = ("ok", "error", "timeout")  # trees.status
 
 

@@ -113,6 +113,11 @@ class Env(Generic[State]):
             ``export-dpo``'s margins are fractions of ``hi - lo``. Default (0, 1), for
             returns in [0, 1]; None: the env cannot say, and the lowest and highest value
             of its trees (widened to hold [0, 1]) stand in.
+        has_value_bound: :meth:`value_bound` gives bounds: the MCTS-Solver proves a node
+            as soon as one child reaches it, and the ``bound`` evaluator is available.
+            Default False.
+        rewrites_steps: :meth:`rewrite_step` words a step in other ways: PRM training
+            may vary its text. Default False.
     """
 
     name: str = "env"
@@ -124,6 +129,8 @@ class Env(Generic[State]):
     step_on_expand: bool = False
     step_holds_state: bool = False
     value_range: tuple[float, float] | None = (0.0, 1.0)
+    has_value_bound: bool = False
+    rewrites_steps: bool = False
     instructions: str = ""  # what a language-model policy is told before the state (policy_prompt)
 
     def reset(self, task: Task, rng: np.random.Generator | None = None) -> State:
@@ -173,7 +180,8 @@ class Env(Generic[State]):
         """An upper bound on the optimal return from ``state`` (None: unknown, the default).
 
         The MCTS-Solver proves a node as soon as one child reaches this bound, and the
-        ``bound`` evaluator uses it as an optimistic leaf value.
+        ``bound`` evaluator uses it as an optimistic leaf value. An env that gives bounds
+        declares ``has_value_bound = True``.
         """
         return None
 
@@ -188,7 +196,7 @@ class Env(Generic[State]):
         """The same step as another writer might word it (operands reordered, ...); the default keeps ``text``.
 
         Used to vary PRM training text: the rewrite must describe the same transition, so
-        that the step's label still holds.
+        that the step's label still holds. An env that rewrites declares ``rewrites_steps = True``.
         """
         return text
 

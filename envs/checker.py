@@ -44,7 +44,7 @@ def _snapshot(env: Env, step) -> tuple:
 
 
 def _step(env: Env, state: Any, action: str, seed: int | None):
-    if getattr(env, "deterministic", True):
+    if env.deterministic:
         return env.step(state, action)
     return env.step(state, action, np.random.default_rng(seed))
 
@@ -55,7 +55,7 @@ def _actions(env: Env, state: Any, script: Sequence[str] | None) -> list[str]:
     if actions is not None:
         return list(actions)
     if script is None:
-        raise EnvCheckError(f"{getattr(env, 'name', type(env).__name__)}: open-text env: give check_env a script "
+        raise EnvCheckError(f"{env.name}: open-text env: give check_env a script "
                             f"of candidate actions to walk with")
     return list(script)
 
@@ -91,7 +91,7 @@ def check_env(env: Env, task: Task, steps: int = 20, seed: int = 0, env_spec: tu
         script: Open-text envs (``legal_actions`` None): the candidate actions the walk
             picks from at every step (a policy's stand-in); ignored elsewhere.
     """
-    name = getattr(env, "name", type(env).__name__)
+    name = env.name
     a, b = env.reset(task, np.random.default_rng(seed)), env.reset(task, np.random.default_rng(seed))
     if (env.state_key(a), env.render(a)) != (env.state_key(b), env.render(b)):
         raise EnvCheckError(f"{name}: reset is not deterministic for task {task.task_id}")

@@ -199,6 +199,8 @@ class CountdownEnv(Env):
     """
 
     name = "countdown"
+    has_value_bound = True
+    rewrites_steps = True
     deterministic = True
     step_on_expand = True  # a step is a dict lookup; the solver proves nodes from their children at once
     default_tasks = TASKS_DIR / "countdown" / "countdown_cd3_test.jsonl"

@@ -364,6 +364,7 @@ class LLMStepsEnv(Env):
     """
 
     name = "llm-steps"
+    has_value_bound = True
     deterministic = True
     step_on_expand = True  # stepping appends a line: cheap, and every proposal is then listed and checked at once
     default_gamma = 1.0

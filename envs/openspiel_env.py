@@ -23,7 +23,7 @@ utility (catch: the ball caught; cliff_walking: the goal by a shortest path).
 paddle), for cliff_walking the grid with the player, for deep_sea the grid with the
 diver. It is the position only, the same whatever the path (transpositions merge) and
 without a clock: cliff_walking's ``horizon`` is a time limit that OpenSpiel ends the game
-on, and DESIGN.md keeps time limits out of keys. The game still ends at its horizon
+on, and the env contract keeps time limits out of keys. The game still ends at its horizon
 (OpenSpiel's rules are the game), so in graph mode a position first reached exactly at
 the horizon would be shared as terminal with earlier visits (not with the default
 horizon 100: a graph descent never revisits a node, so it is at most 32 steps long on

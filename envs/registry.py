@@ -14,7 +14,7 @@ from typing import Any, Callable
 from ..errors import ConfigError, UnknownEnvError
 from .base import Env
 
-__all__ = ["make_env", "ENV_NAMES"]
+__all__ = ["make_env", "register_env", "env_names", "ENV_NAMES"]
 
 
 def _game24(**kw: Any) -> Env:
@@ -36,7 +36,7 @@ def _blocksworld(**kw: Any) -> Env:
 
 
 def _textworld(**kw: Any) -> Env:
-    from .textworld_env import TextWorldEnv
+    from .textworld import TextWorldEnv
 
     return TextWorldEnv(**kw)
 
@@ -47,14 +47,39 @@ def _llm_steps(**kw: Any) -> Env:
     return LLMStepsEnv(**kw)
 
 
-_REGISTRY: dict[str, Callable[..., Env]] = {
-    "game24": _game24,
-    "countdown": _countdown,
-    "blocksworld": _blocksworld,
-    "textworld": _textworld,
-    "llm-steps": _llm_steps,
-}
-ENV_NAMES = (*_REGISTRY, "gym:<id>", "openspiel:<game>")
+_REGISTRY: dict[str, Callable[..., Env]] = {}
+_PREFIXED = ("gym:<id>", "openspiel:<game>")
+
+
+def register_env(name: str, factory: Callable[..., Env]) -> Callable[..., Env]:
+    """Make ``factory(**kwargs) -> Env`` the env called ``name`` (``--env NAME``, ``make_env(NAME)``).
+
+    Import heavy packages inside the factory, so that listing the names stays fast. Make the
+    call in a module that is imported wherever a job runs (spawned workers import treeq
+    afresh): the envs below register here.
+
+    Raises:
+        ValueError: the name is taken, or has the ``gym:`` / ``openspiel:`` prefix of the built-in families.
+    """
+    if name in _REGISTRY or name.startswith(("gym:", "openspiel:")):
+        raise ValueError(f"an env named {name!r} is registered already (or its prefix is reserved)")
+    _REGISTRY[name] = factory
+    return factory
+
+
+register_env("game24", _game24)
+register_env("countdown", _countdown)
+register_env("blocksworld", _blocksworld)
+register_env("textworld", _textworld)
+register_env("llm-steps", _llm_steps)
+
+
+def env_names() -> tuple[str, ...]:
+    """Every registered name, then the prefixed families."""
+    return (*_REGISTRY, *_PREFIXED)
+
+
+ENV_NAMES = env_names()  # the built-in names (registrations made later show in env_names())
 
 
 def make_env(name: str, **kwargs: Any) -> Env:
@@ -75,7 +100,7 @@ def make_env(name: str, **kwargs: Any) -> Env:
         return OpenSpielEnv(name[len("openspiel:"):], **kwargs)
     factory = _REGISTRY.get(name)
     if factory is None:
-        raise UnknownEnvError(f"unknown env {name!r}; known envs: {', '.join(ENV_NAMES)}")
+        raise UnknownEnvError(f"unknown env {name!r}; known envs: {', '.join(env_names())}")
     try:
         return factory(**kwargs)
     except TypeError as exc:

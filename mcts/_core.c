@@ -1,9 +1,9 @@
 /* treeq.mcts._core: the compiled hot path of tree-mode search.
  *
- * It works on the engine's own storage, the Python lists of treeq.mcts.graph.SearchGraph,
+ * It works on the engine's own storage, the Python lists of treeq.mcts.storage.SearchGraph,
  * and computes exactly what the Python code it stands in for computes: the descent
  * (_Engine._descend_py), the mean backup of the one-leaf loop, SearchGraph._new_node /
- * _expand / _place for a fixed transition, _Engine._one_leaf and the wave loop of _Engine.run for one leaf a
+ * _expand / _place for a fixed transition, _Engine._expand_and_evaluate of one leaf and the wave loop of _Engine.run for one leaf a
  * wave, and the export's column gathers. The same scores in the same floating-point
  * order, the same tie-breaking (the first best edge), the same hook calls in the same
  * order, so a search gives the same tree with or without it (tests/mcts/test_core.py
@@ -23,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-/* must match treeq/mcts/graph.py and search.py */
+/* must match treeq/mcts/codes.py */
 #define UNSTEPPED (-1)
 #define D_NEW 0
 #define D_EVAL 1
@@ -104,15 +104,27 @@ static int unpack(PyObject *lists, PyObject *params, PyObject *hooks, Ctx *x) {
     return 0;
 }
 
+/* The selection rules of treeq/mcts/selection.py, written once here: the same expressions in
+ * the same floating-point order (UCT's unvisited edge scores +inf). */
+static inline double uct_explore(double c, long parent_n) {
+    return c * (parent_n > 0 ? sqrt(log((double)parent_n)) : 0.0);
+}
+
+static inline double puct_explore(double c, long parent_n) { return c * sqrt((double)parent_n); }
+
+static inline double uct_score(PyObject *e_w, Py_ssize_t e, long n, double explore) {
+    return n ? getf(e_w, e) / (double)n + explore * (1.0 / sqrt((double)n)) : INFINITY;
+}
+
+static inline double puct_score(PyObject *e_w, Py_ssize_t e, long n, double prior, double explore, double fpu) {
+    return n ? getf(e_w, e) / (double)n + explore * prior / (double)(1 + n) : fpu + explore * prior;
+}
+
 /* UCT / PUCT over the node's live edges, as _Engine._select in tree mode; -1 when none. */
 static Py_ssize_t select_edge(Ctx *x, Py_ssize_t s, Py_ssize_t stop, long parent_n) {
     PyObject *e_n = x->l[L_EN], *e_w = x->l[L_EW], *e_child = x->l[L_CHILD], *e_dead = x->l[L_DEAD];
     PyObject *n_solved = x->l[L_SOLVED], *e_prior = x->l[L_PRIOR];
-    double explore;
-    if (x->uct)
-        explore = x->c * (parent_n > 0 ? sqrt(log((double)parent_n)) : 0.0);
-    else
-        explore = x->c * sqrt((double)parent_n);
+    double explore = x->uct ? uct_explore(x->c, parent_n) : puct_explore(x->c, parent_n);
     double best = -INFINITY;
     Py_ssize_t best_e = -1;
     for (Py_ssize_t e = s; e < stop; e++) {
@@ -122,13 +134,7 @@ static Py_ssize_t select_edge(Ctx *x, Py_ssize_t s, Py_ssize_t stop, long parent
         if (child >= 0 && x->solver && PyList_GET_ITEM(n_solved, child) != Py_None)
             continue;
         long n = geti(e_n, e);
-        double score;
-        if (x->uct)
-            score = n ? getf(e_w, e) / (double)n + explore * (1.0 / sqrt((double)n)) : INFINITY;
-        else if (n)
-            score = getf(e_w, e) / (double)n + explore * getf(e_prior, e) / (double)(1 + n);
-        else
-            score = x->fpu + explore * getf(e_prior, e);
+        double score = x->uct ? uct_score(e_w, e, n, explore) : puct_score(e_w, e, n, getf(e_prior, e), explore, x->fpu);
         if (score > best) {
             best = score;
             best_e = e;
@@ -156,7 +162,7 @@ static int flag_of(PyObject *engine, PyObject *name) {
     return r;
 }
 
-/* the edge lists _expand extends, in graph.py's order (SearchGraph._edge_lists) */
+/* the edge lists _expand extends, in storage.py's order (SearchGraph._edge_lists) */
 enum { X_ACTION, X_PRIOR, X_FEEDBACK, X_EN, X_EW, X_CHILD, X_REWARD, X_DEAD, X_OWNER, X_START, X_COUNT, X_OFF,
        X_COUNT_ALL };
 
@@ -229,7 +235,7 @@ static PyObject *expand(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* the node lists _new_node appends to, in graph.py's order (SearchGraph._node_lists) */
+/* the node lists _new_node appends to, in storage.py's order (SearchGraph._node_lists) */
 enum { N_STATE, N_TERM, N_START, N_COUNT, N_NEXT, N_OFF, N_VISITS, N_EVAL_SUM, N_EVAL_N, N_SOLVED, N_COUNT_ALL };
 
 /* new_node(lists, state, terminal, solved) -> id: append one decision node, as
@@ -467,7 +473,7 @@ static PyObject *call_on_one(PyObject *hook, PyObject *state, PyObject *k) {
     return got;
 }
 
-/* The expansion of a new leaf by one propose call (as _Engine._one_leaf): 1 when that
+/* The expansion of a new leaf by one propose call (as _Engine._expand_and_evaluate for one leaf): 1 when that
  * settled its value (*out: V* of a proof, 0 for a dead end), 0 when it needs evaluating. */
 static int expand_leaf(PyObject *engine, Ctx *x, long node, PyObject *state, double *out) {
     PyObject *props = NULL;
@@ -503,7 +509,7 @@ static int expand_leaf(PyObject *engine, Ctx *x, long node, PyObject *state, dou
     return term; /* a dead end is worth 0; -1 on error */
 }
 
-/* _Engine._one_leaf: expand a new leaf, then its value by one evaluate call unless the
+/* _Engine._expand_and_evaluate for one leaf: expand a new leaf, then its value by one evaluate call unless the
  * expansion settled it; the evaluation is counted in the node's n_eval_sum / n_eval_n */
 static int leaf_value(PyObject *engine, Ctx *x, long node, int is_new, double *out) {
     PyObject *nodes = x->h[H_NODES];
@@ -578,12 +584,11 @@ static int descend_path(PyObject *engine, Ctx *x, Path *p) {
             e = s + (k < cnt ? k : k - cnt);
         } else if (x->plain) {
             long parent_n = geti(n_visits, node);
-            double explore = x->c * (parent_n > 0 ? sqrt(log((double)parent_n)) : 0.0);
+            double explore = uct_explore(x->c, parent_n);
             double best = -INFINITY;
             e = s;
             for (Py_ssize_t i = s; i < s + cnt; i++) {
-                long n = geti(e_n, i);
-                double score = n ? getf(e_w, i) / (double)n + explore * (1.0 / sqrt((double)n)) : INFINITY;
+                double score = uct_score(e_w, i, geti(e_n, i), explore);
                 if (score > best) {
                     best = score;
                     e = i;
@@ -704,8 +709,8 @@ static double now_seconds(void) {
 }
 
 /* run(engine, lists, params, hooks, simulations, stop_on_solve, timeout, gamma) -> (done, waves, stop):
- * the wave loop of _Engine.run for batch_size 1 in tree mode: descend, value the leaf
- * (as engine._one_leaf), back up, prove (engine._prove_up), check the stops in the same
+ * the wave loop of _Engine.run for wave_size 1 in tree mode: descend, value the leaf
+ * (as engine._expand_and_evaluate), back up, prove (engine._prove_up), check the stops in the same
  * order. stop: 0 budget, 1 exhausted, 2 max_nodes, 3 solved, 4 timeout. */
 static PyObject *run(PyObject *self, PyObject *args) {
     PyObject *engine, *lists, *params, *hooks;

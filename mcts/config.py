@@ -46,7 +46,7 @@ class SearchConfig:
     stop_on_solve: bool = field(
         default=False, metadata={"help": "Stop a task's search at its first solution instead of spending the budget."})
     max_nodes: int = field(default=1_000_000, metadata={"help": "Stop growing (and searching) at this many rows."})
-    batch_size: int = field(
+    wave_size: int = field(
         default=1, metadata={"help": "Leaves per wave: one propose and one evaluate call serve the whole wave."})
     proposals: int = field(default=8, metadata={"help": "Actions asked of a policy per open-text state."})
     rollout_steps: int = field(default=200, metadata={"help": "Longest random rollout of the rollout evaluator."})
@@ -71,8 +71,8 @@ class SearchConfig:
             raise ConfigError(f"fpu must be a finite number, got {self.fpu!r}")
         if not _is_int(self.max_nodes) or self.max_nodes < 2:
             raise ConfigError(f"max_nodes must be an integer >= 2 (the root and one child), got {self.max_nodes!r}")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not _is_int(self.wave_size) or self.wave_size < 1:
+            raise ConfigError(f"wave_size must be a positive integer, got {self.wave_size!r}")
         if not _is_int(self.proposals) or self.proposals < 1:
             raise ConfigError(f"proposals must be a positive integer, got {self.proposals!r}")
         if not _is_int(self.max_depth) or self.max_depth < 1:

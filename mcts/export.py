@@ -1,4 +1,4 @@
-"""The export of a search's working storage (:class:`~treeq.mcts.graph.SearchGraph`) to a
+"""The export of a search's working storage (:class:`~treeq.mcts.storage.SearchGraph`) to a
 flat-array :class:`~treeq.mcts.tree.Tree`: one row per (parent row, stepped action,
 outcome), each row's children contiguous. A tree lists its rows in the order of the
 actions that led to them; a graph breadth first, a shared node's edges once, under
@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .codes import DEAD, SAMPLED
 from .tree import NO_PARENT, Tree
 
-from . import graph as storage  # its codes, read at call time (graph.py imports this module)
-
 if TYPE_CHECKING:
-    from .graph import SearchGraph
+    from .storage import SearchGraph
 
 __all__ = ["export_tree"]
 
@@ -31,7 +30,7 @@ def _list_edge(g: SearchGraph, e: int, order: list[int], r_edge: list[int], r_ou
         order.append(child)
         r_edge.append(e)
         r_out.append(-1)
-    elif child == storage.SAMPLED:
+    elif child == SAMPLED:
         for o in g.e_out[e].values():
             order.append(g.o_child[o])
             r_edge.append(e)
@@ -148,7 +147,7 @@ def export_tree(g: SearchGraph) -> Tree:
         "prior": np.concatenate(([0.0], gather(g.e_prior, edges, np.float64))), "reward": reward,
         "feedback": np.concatenate(([math.nan], gather(g.e_feedback, edges, np.float64))),
         "terminal": gather(g.n_term, order, np.bool_),
-        "expanded": (n_start >= 0) | (n_start == storage.DEAD),
+        "expanded": (n_start >= 0) | (n_start == DEAD),
         "child_start": child_start, "child_count": child_count,
         "solved_v": np.array([math.nan if v is None else v for v in g.n_solved], dtype=np.float64)[order],
     }

@@ -1,10 +1,10 @@
 """The search engine: one batched loop for tree search and graph search (MCGS).
 
-A search runs in waves. Each wave descends up to ``batch_size`` times from the root
+A search runs in waves. Each wave descends up to ``wave_size`` times from the root
 with UCT or PUCT, counting visits on the way down (so later descents of the wave
 spread out: a virtual visit, which is a virtual loss for the mean backup); then one
 ``propose`` call expands every new leaf of the wave and one ``evaluate`` call values
-them; then each path is backed up. ``batch_size = 1`` is plain sequential MCTS.
+them; then each path is backed up. ``wave_size = 1`` is plain sequential MCTS.
 
 Decision nodes hold env states. Each proposed action of a node is an *edge*, stepped
 lazily the first time it is selected (an LLM's eight proposals cost one env step
@@ -16,7 +16,7 @@ each sampled next state is an *outcome* of the edge, keyed by ``state_key`` (clo
 loop, so Q estimates the expected value). A stochastic env can mark a transition it
 knows to be deterministic with ``info["deterministic"] = True``.
 
-The two modes differ only in node identity and backup (DESIGN.md, Q semantics):
+The two modes differ only in node identity and backup (docs/architecture.md, Q semantics):
 
 * tree mode (``backup = "mean"``): every outcome gets a fresh node; Q(s, a) is the
   mean over simulations through the edge of ``r + gamma * return after``.
@@ -46,13 +46,12 @@ elements, which lists serve several times faster than numpy arrays) and exports 
 flat-array :class:`~treeq.mcts.tree.Tree` at the end. In tree mode the descent and
 (one leaf a wave) the whole loop run compiled (``mcts/_core.c``) over
 the same lists, calling the env and the hooks as this module does; ``_descend_py``,
-``_backup``, ``_one_leaf`` and the loop in :meth:`_Engine.run` are the reference the C
+``_backup``, ``_expand_and_evaluate`` and the loop in :meth:`_Engine.run` are the reference the C
 code follows, and serve installs without a C compiler (``TREEQ_PURE_PYTHON=1``).
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from typing import Any
@@ -61,43 +60,30 @@ import numpy as np
 
 from ..envs.base import Env
 from ..errors import ConfigError
+from . import selection
+from .codes import EVAL, NEW, STOPS, TERMINAL, UNSTEPPED, VALUED
 from .config import SearchConfig, SearchResult, resolve_defaults
-from .graph import UNSTEPPED, SearchGraph
+from .hooks import EvaluateFn, Evaluator, ProposeFn, Proposer, random_rollout, uniform_propose, uniform_stream
 from .solver import prove_closed, try_prove
-from .hooks import EvaluateFn, ProposeFn, random_rollout, uniform_propose, uniform_stream
+from .storage import SearchGraph
 
 __all__ = ["search"]
 
-_INF, _PROPAGATE = math.inf, 64  # _PROPAGATE: graph-mode refreshes per backup of parents off the path
-_NEW, _EVAL, _TERMINAL, _VALUED = 0, 1, 2, 3  # how a descent ended (new: expand and evaluate; eval: evaluate)
-_STOPS = ("budget", "exhausted", "max_nodes", "solved", "timeout")  # the compiled loop's stop codes
+_PROPAGATE = 64  # graph-mode refreshes per backup of parents off the path
 _MAX_C = sys.maxsize  # the compiled loop counts in Py_ssize_t: a larger budget or bound is as good as unbounded
-
-# 1 / sqrt(n) and sqrt(ln n) by table: a list read is cheaper than a call on the hot path. The
-# tables stop at _TABLED (about 4 MB): a count beyond it is computed by the same expression, so
-# memory follows the tree, never the budget (--simulations 10**20 is a budget like any other)
-_TABLED = 1 << 16
-_ISQRT: list[float] = [0.0]
-_SQRT_LOG: list[float] = [0.0]
-
-
-def _tables(size: int) -> None:
-    """Grow the tables to cover visit counts up to ``size`` (at most ``_TABLED``)."""
-    for n in range(len(_ISQRT), min(size, _TABLED) + 1):
-        _ISQRT.append(1.0 / math.sqrt(n))
-        _SQRT_LOG.append(math.sqrt(math.log(n)))
 
 
 class _Engine(SearchGraph):
     """The wave loop over a :class:`SearchGraph`: selection, descent, hooks, backup."""
 
-    def __init__(self, env: Env, cfg: SearchConfig, rng: np.random.Generator, propose: ProposeFn,
-                 evaluate: EvaluateFn) -> None:
+    def __init__(self, env: Env, cfg: SearchConfig, rng: np.random.Generator, propose: Proposer | ProposeFn | None,
+                 evaluate: Evaluator | EvaluateFn | None) -> None:
         super().__init__(env, cfg, rng)
+        propose, evaluate = Proposer.of(propose), Evaluator.of(evaluate)
         self.propose, self.evaluate = propose, evaluate
-        # hooks marked ``valid_proposals`` (uniform_propose) give distinct text actions
-        self._check_proposals = not getattr(propose, "valid_proposals", False)
+        self._check_proposals = not (propose is not None and propose.trusted)
         self.c = float(cfg.c)
+        self.rule = cfg.selection
         self.uct = cfg.selection == "uct"
         self._plain_uct = self.uct and not self.graph and not self.solver
         self._draw = uniform_stream(rng, 256).__next__ if self.uct and cfg.random_untried else None
@@ -112,54 +98,28 @@ class _Engine(SearchGraph):
             self._core_params = (self.c, float(cfg.fpu), self.uct, self._plain_uct, self.solver, self.det,
                                  not self._check_proposals, self.eager, min(cfg.max_depth, _MAX_C),
                                  min(cfg.max_nodes, _MAX_C))
-            uniform = getattr(propose, "uniform_env", None) is env  # the built-in hooks, called without their lists
-            self._core_hooks = (env.step, self.rng, propose, evaluate, cfg.proposals, ConfigError, self._draw,
-                                self._node_lists, self._edge_lists, env.legal_actions if uniform else None,
-                                getattr(evaluate, "rollout", None))
+            legal = propose is not None and propose.legal_of is env  # declared: the loop asks the env itself
+            self._core_hooks = (env.step, self.rng, propose and propose.fn, evaluate and evaluate.fn, cfg.proposals,
+                                ConfigError, self._draw, self._node_lists, self._edge_lists,
+                                env.legal_actions if legal else None, evaluate and evaluate.rollout)
 
     # ------------------------------------------------------------------ selection
     def _select(self, node: int, on_path: set[int] | None) -> int:
-        """UCT / PUCT over the node's live edges; -1 when none is left.
+        """The selection rule (:mod:`treeq.mcts.selection`) over the node's live edges; -1 when none is left.
 
-        UCT scores an unvisited edge +inf, so the edges are tried once each, in turn
-        from a random one (``n_next``, ``n_off``), before any is scored; the caller
-        takes that shortcut itself.
-        UCT: ``Q + c sqrt(ln N / n)``; PUCT (AlphaZero): ``Q + c P sqrt(N) / (1 + n)``
-        with ``fpu`` for Q at n = 0. N is the node's visit count. Edges skipped: dead
-        self-loops, edges into proven nodes (solver), and in deterministic graph mode
-        edges closing a cycle on this descent. (UCT in a tree without the solver, where
-        nothing is skipped, is scored inline by :meth:`_descend`.)
+        Edges skipped: dead self-loops, edges into proven nodes (solver), and in
+        deterministic graph mode edges closing a cycle on this descent. (UCT in a tree
+        without the solver, where nothing is skipped, goes to the rule directly from
+        :meth:`_descend_py`.)
         """
         s = self.n_start[node]
-        stop = s + self.n_count[node]
-        e_n, e_w = self.e_n, self.e_w
-        e_child = self.e_child
-        parent_n = self.n_visits[node]
-        graph, q = self.graph, self.q
-        if self.uct:
-            explore = self.c * (_SQRT_LOG[parent_n] if parent_n < _TABLED else math.sqrt(math.log(parent_n)))
-        else:
-            explore = self.c * math.sqrt(parent_n)
-            e_prior, fpu = self.e_prior, self.cfg.fpu
-        e_dead, n_solved = self.e_dead, self.n_solved
-        solver, cycles = self.solver, graph and self.det
-        best, best_e = -_INF, -1
-        for e in range(s, stop):
-            if e_dead[e]:
-                continue
-            child = e_child[e]
-            if child >= 0 and ((solver and n_solved[child] is not None) or (cycles and child in on_path)):
-                continue
-            n = e_n[e]
-            if self.uct:
-                score = (q(e) if graph else e_w[e] / n) + explore * (_ISQRT[n] if n < _TABLED else 1.0 / math.sqrt(n))
-            elif n:
-                score = (q(e) if graph else e_w[e] / n) + explore * e_prior[e] / (1 + n)
-            else:
-                score = fpu + explore * e_prior[e]
-            if score > best:
-                best, best_e = score, e
-        return best_e
+        e_dead, e_child, n_solved = self.e_dead, self.e_child, self.n_solved
+        solver, cycles = self.solver, self.graph and self.det
+        live = [e for e in range(s, s + self.n_count[node])
+                if not e_dead[e] and not ((child := e_child[e]) >= 0 and (
+                    (solver and n_solved[child] is not None) or (cycles and child in on_path)))]
+        return selection.select(self.rule, live, selection.explore(self.rule, self.c, self.n_visits[node]),
+                                self.e_n, self.e_w, self.q if self.graph else None, self.e_prior, self.cfg.fpu)
 
     # ------------------------------------------------------------------ one descent
     def _descend(self) -> list | None:
@@ -181,7 +141,7 @@ class _Engine(SearchGraph):
         max_depth = self.cfg.max_depth
         n_visits, n_start, n_count, n_next, n_off, e_n, e_w, e_child, e_reward = self._lists
         uct, plain = self.uct, self._plain_uct
-        c, isqrt, sqrt_log = self.c, _ISQRT, _SQRT_LOG
+        c, select, explore = self.c, selection.select, selection.explore
         depth = 0
         while True:
             s = n_start[node]
@@ -189,15 +149,15 @@ class _Engine(SearchGraph):
                 if node == 0:  # a root without actions: nothing to search
                     return None
                 n_visits[node] += 1
-                return [nodes, edges, rewards, _TERMINAL, 0.0]
+                return [nodes, edges, rewards, TERMINAL, 0.0]
             if depth >= max_depth:  # a leaf, not expanded further: valued by the evaluator once
                 n_visits[node] += 1
                 if s == UNSTEPPED and not self.n_eval_n[node]:
-                    return [nodes, edges, rewards, _EVAL, 0.0]
-                return [nodes, edges, rewards, _VALUED, self.value(node)]
+                    return [nodes, edges, rewards, EVAL, 0.0]
+                return [nodes, edges, rewards, VALUED, self.value(node)]
             if s == UNSTEPPED:
                 n_visits[node] += 1
-                return [nodes, edges, rewards, _NEW, 0.0]
+                return [nodes, edges, rewards, NEW, 0.0]
             k = n_next[node]
             cnt = n_count[node]
             if uct and k < cnt:  # UCT scores an unvisited edge +inf: each goes once, in turn
@@ -205,14 +165,7 @@ class _Engine(SearchGraph):
                 k += n_off[node]
                 e = s + (k if k < cnt else k - cnt)
             elif plain:  # UCT in a tree without the solver: nothing to skip (the hot path)
-                n = n_visits[node]
-                explore = c * (sqrt_log[n] if n < _TABLED else math.sqrt(math.log(n)))
-                best = -_INF
-                for i in range(s, s + cnt):
-                    n = e_n[i]
-                    score = e_w[i] / n + explore * (isqrt[n] if n < _TABLED else 1.0 / math.sqrt(n))
-                    if score > best:
-                        best, e = score, i
+                e = select("uct", range(s, s + cnt), explore("uct", c, n_visits[node]), e_n, e_w, None, (), 0.0)
             else:
                 e = self._select(node, on_path)
             child = e_child[e] if e >= 0 else UNSTEPPED
@@ -224,7 +177,7 @@ class _Engine(SearchGraph):
                 if node == 0:
                     return None
                 n_visits[node] += 1
-                return [nodes, edges, rewards, _VALUED, self.value(node)]
+                return [nodes, edges, rewards, VALUED, self.value(node)]
             else:
                 child, reward = self._step(node, e)
             n_visits[node] += 1
@@ -235,7 +188,7 @@ class _Engine(SearchGraph):
             depth += 1
             if on_path is not None:
                 if child in on_path:  # closing a cycle (a sampled outcome): use its current value
-                    return [nodes, edges, rewards, _VALUED, self.n_value[child]]
+                    return [nodes, edges, rewards, VALUED, self.n_value[child]]
                 on_path.add(child)
             node = child
 
@@ -266,21 +219,21 @@ class _Engine(SearchGraph):
     def run(self, root_state: Any) -> SearchResult:
         t0 = time.perf_counter()
         cfg = self.cfg
-        _tables(cfg.simulations + cfg.batch_size)  # no visit count exceeds this
+        selection.grow_tables(cfg.simulations + cfg.wave_size)  # no visit count exceeds this
         root_key = self.env.state_key(root_state) if self.graph else None
         self._new_node(root_state, root_key, False)
         done = waves = 0
         stop = "budget"
-        if self._tree_core is not None and cfg.batch_size == 1:  # the compiled loop, one leaf a wave
+        if self._tree_core is not None and cfg.wave_size == 1:  # the compiled loop, one leaf a wave
             done, waves, code = self._tree_core.run(
                 self, self._core_lists, self._core_params, self._core_hooks, min(cfg.simulations, _MAX_C),
                 cfg.stop_on_solve,
                 -1.0 if cfg.task_timeout is None else max(0.0, cfg.task_timeout - (time.perf_counter() - t0)),
                 self.gamma)
-            stop = _STOPS[code]
+            stop = STOPS[code]
         while done < cfg.simulations and stop == "budget":
             descents = []
-            for _ in range(min(cfg.batch_size, cfg.simulations - done)):
+            for _ in range(min(cfg.wave_size, cfg.simulations - done)):
                 d = self._descend()
                 if d is None:
                     break
@@ -315,18 +268,8 @@ class _Engine(SearchGraph):
         """One propose call for the wave's new leaves, one evaluate call for those not
         settled by their expansion (dead ends, proofs) and for leaves at ``max_depth``;
         then every descent's leaf value is known."""
-        if len(descents) == 1:
-            d = descents[0]
-            if d[3] > _EVAL:  # a terminal or a valued leaf: nothing to call
-                return
-            if not self.graph:  # one leaf in a tree (batch_size 1, the default): the short way
-                d[4] = self._one_leaf(d[0][-1], d[3] == _NEW)
-                return
-            new = [d[0][-1]] if d[3] == _NEW else []
-            leaves = [d[0][-1]] if d[3] == _EVAL else []
-        else:
-            new = list(dict.fromkeys(d[0][-1] for d in descents if d[3] == _NEW))
-            leaves = list(dict.fromkeys(d[0][-1] for d in descents if d[3] == _EVAL))
+        new = list(dict.fromkeys(d[0][-1] for d in descents if d[3] == NEW))
+        leaves = list(dict.fromkeys(d[0][-1] for d in descents if d[3] == EVAL))
         if not new and not leaves:
             return
         n_state = self.n_state
@@ -353,30 +296,8 @@ class _Engine(SearchGraph):
             for n in new + leaves:
                 self._refresh(n)
         for d in descents:
-            if d[3] <= _EVAL:
+            if d[3] <= EVAL:
                 d[4] = values.get(d[0][-1], 0.0)
-
-    def _one_leaf(self, node: int, new: bool) -> float:
-        """:meth:`_expand_and_evaluate` for a single tree-mode leaf: the same calls, the
-        same storage, the value of the leaf."""
-        state = self.n_state[node]
-        if new:
-            proposals = self.propose([state], self.cfg.proposals)
-            if len(proposals) != 1:
-                raise ConfigError(f"a propose hook returned {len(proposals)} lists for 1 states")
-            self._expand(node, proposals[0])
-            solved = self.n_solved[node]
-            if solved is not None:  # proven on expansion
-                return solved
-            if self.n_term[node]:
-                return 0.0
-        got = self.evaluate([state])
-        if len(got) != 1:
-            raise ConfigError(f"an evaluate hook returned {len(got)} values for 1 states")
-        v = float(got[0])
-        self.n_eval_sum[node] += v
-        self.n_eval_n[node] += 1
-        return v
 
 
 def search(
@@ -384,8 +305,8 @@ def search(
     root_state: Any,
     config: SearchConfig,
     rng: np.random.Generator,
-    propose: ProposeFn | None = None,
-    evaluate: EvaluateFn | None = None,
+    propose: Proposer | ProposeFn | None = None,
+    evaluate: Evaluator | EvaluateFn | None = None,
 ) -> SearchResult:
     """Run MCTS (tree mode) or MCGS (graph mode) from ``root_state``.
 
@@ -394,8 +315,10 @@ def search(
         root_state: State to search from.
         config: Search settings; those left None take the env's defaults.
         rng: The only source of randomness (stochastic steps, the rollout evaluator).
-        propose: Batched prior hook; default: uniform over ``env.legal_actions``.
-        evaluate: Batched value hook; default: one random rollout per state.
+        propose: Batched prior hook, declared (:class:`~treeq.mcts.hooks.Proposer`) or a plain
+            function (untrusted); default: uniform over ``env.legal_actions``.
+        evaluate: Batched value hook, declared (:class:`~treeq.mcts.hooks.Evaluator`) or a
+            plain function; default: one random rollout per state.
 
     Returns:
         The exported tree and how the search ended. Same inputs and seed, same tree.

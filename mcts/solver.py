@@ -16,7 +16,7 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .graph import SearchGraph
+    from .storage import SearchGraph
 
 __all__ = ["try_prove", "prove_closed"]
 

@@ -4,7 +4,7 @@ A *group* is the trajectories sampled from one task (verl-agent's ``uid``); each
 trajectory is a sequence of steps with an env reward each. Every function returns plain
 lists (one value per trajectory, or one list per trajectory with a value per step), so
 that ``treeq.pipelines.rewards`` can put each estimator in its own column. The formulas,
-with their sources, are written out in the README ("Dense rewards and advantages").
+with their sources, are written out in docs/exports.md.
 
 Conventions shared with verl / verl-agent, whose code these follow:
 

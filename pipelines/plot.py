@@ -54,7 +54,8 @@ def convergence(out: str | Path, tasks: int = 4, run_id: str | None = None) -> t
     from ..mcts.search import search
     from ..mcts.tree import ROOT
     from .policies import make_hooks
-    from .search import job_from_record, recorded_runs, task_rng
+    from ..data.runs import recorded_runs
+    from .search import job_from_record, task_rng
 
     runs = recorded_runs(out)
     if not runs:

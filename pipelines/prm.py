@@ -141,7 +141,7 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
             local = bool(envs) and all(env is not None and env.step_holds_state for env in envs)
             window = local_window(tokenizer, (t for ex in ds.train for t in ex.steps), job.tiny.layers) if local else 0
         model = tiny_model(tokenizer, job.tiny, job.train.seed, window)
-        max_length, lr = job.tiny.max_length, job.train.lr or 1e-3
+        max_length, lr = job.tiny.max_length, job.train.learning_rate(pretrained=False)
     else:
         from .models import load_pretrained
 
@@ -150,7 +150,7 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
         tokenizer, model = load_pretrained(job.model, kind="token-classification", num_labels=1)
         add_separator(tokenizer, model)
         max_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
-        lr = job.train.lr or 2e-5
+        lr = job.train.learning_rate(pretrained=True)
     ckpt.mkdir(parents=True, exist_ok=True)
     if job.model is None:
         tokenizer.save_pretrained(ckpt / "tokenizer")

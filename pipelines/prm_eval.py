@@ -64,8 +64,10 @@ class TaskSource:
             tasks = {t.task_id: t for t in env.load_tasks(cfg.get("tasks"))}
         except (TreeqError, KeyError, OSError) as exc:
             return f"cannot rebuild the tasks of run {run_id}: {exc}"
-        gamma = cfg.get("search", {}).get("gamma")
-        return env, tasks, env.default_gamma if gamma is None else float(gamma)
+        gamma = cfg.get("search", {}).get("gamma")  # resolved by the search job
+        if not isinstance(gamma, (int, float)):
+            return f"run {run_id} records no gamma"
+        return env, tasks, float(gamma)
 
 
 def exact_step_labels(source: TaskSource, examples: Sequence, progress: Callable[[int], object] | None = None
@@ -228,7 +230,7 @@ def reworded(source: TaskSource, examples: Sequence, share: float, seed: int, co
     for copy in range(copies):
         for ex in examples:
             env = source.env(ex.run_id)
-            if env is None or (copy and type(env).rewrite_step is Env.rewrite_step):
+            if env is None or (copy and not env.rewrites_steps):
                 if not copy:
                     out.append(ex)
                 continue

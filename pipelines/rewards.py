@@ -53,7 +53,7 @@ __all__ = ["REQUIRED_COLUMNS", "export_rewards"]
 REQUIRED_COLUMNS = ("trajectory_id", "group_id", "step", "state_key", "action", "reward")
 _BATCH_ROWS = 65536
 
-# Q(s, a) and V(s) per state key over every searched tree (DESIGN.md, Q semantics). A child's
+# Q(s, a) and V(s) per state key over every searched tree (docs/architecture.md, Q semantics). A child's
 # value is coalesce(proven, q); the same (state, action) in several rows or trees merges
 # visit-weighted, and a proof wins. V(s), in this order: exact where the solver proved the
 # state (the edge value minus its reward, over gamma); else from the tried actions, their
@@ -158,7 +158,7 @@ class _Replay:
         except (TypeError, ValueError) as exc:  # a hand-edited file: wrong types or keys
             raise StoreError(f"{source}: its rollouts settings do not describe a rollouts job ({exc})") from None
         self.env = make_env(self.rollout.env, **self.rollout.env_kwargs)
-        self.search_cfg = resolve_defaults(SearchConfig(), self.env)
+        self.search_cfg = resolve_defaults(SearchConfig(), self.env)  # as the rollouts job resolved them
         self.tasks = {t.task_id: t for t in list(self.env.load_tasks(self.rollout.tasks))[: self.rollout.limit]}
         self.cfg, self.source = cfg, source
 
@@ -169,7 +169,7 @@ class _Replay:
         task = self.tasks.get(group_id)
         if task is None:
             raise StoreError(f"{self.source}: group {group_id!r} is not a task of the recorded settings")
-        group = sample_group(self.env, task, self.rollout)
+        group = sample_group(self.env, task, self.rollout, self.search_cfg)
         out = []
         for rows in trajectories:
             g = int(str(rows["trajectory_id"][0]).rsplit("/", 1)[-1]) if "/" in str(rows["trajectory_id"][0]) else -1
@@ -267,9 +267,13 @@ def _split_trajectories(cols: dict[str, list], source: Path) -> list[dict[str, l
 def _gamma(cfg: RewardsConfig, settings: dict | None) -> float:
     if cfg.gamma is not None:
         return cfg.gamma
-    if settings is None or not isinstance(settings.get("env"), str):
+    if settings is None:
         return 1.0
-    from ..envs.registry import make_env
+    if isinstance(settings.get("gamma"), (int, float)):  # recorded by the rollouts job
+        return float(settings["gamma"])
+    if not isinstance(settings.get("env"), str):
+        return 1.0
+    from ..envs.registry import make_env  # a file from before the gamma was recorded
 
     return float(make_env(settings["env"], **(settings.get("env_kwargs") or {})).default_gamma)
 

@@ -11,7 +11,8 @@ One Parquet row per step: ``trajectory_id`` (verl-agent's ``traj_uid``), ``group
 anchor state of GiGPO), ``next_state_key`` (the state the step led to), ``observation``
 (the step's state rendered), ``action``, ``prior``, ``reward``, ``terminated``,
 ``truncated``, ``success`` (of the whole trajectory). The file's metadata holds the job's
-settings (``treeq.rollouts``), from which ``export-rewards`` replays the trajectories.
+settings (``treeq.rollouts``) and the env's discount (``gamma``), from which
+``export-rewards`` replays the trajectories.
 """
 
 from __future__ import annotations
@@ -75,18 +76,23 @@ def policy_chooser(env: Env, search_cfg: SearchConfig, policy: str, rng: np.rand
     return choose
 
 
-def iter_group(env: Env, task: Task, cfg: RolloutConfig) -> Iterator[tuple[list[tuple[Any, str, float, Step]], bool]]:
-    """The ``group_size`` trajectories of one task, one at a time: a function of (seed, task id) only."""
+def iter_group(env: Env, task: Task, cfg: RolloutConfig, search_cfg: SearchConfig
+               ) -> Iterator[tuple[list[tuple[Any, str, float, Step]], bool]]:
+    """The ``group_size`` trajectories of one task, one at a time: a function of (seed, task id) only.
+
+    ``search_cfg``: the settings the policy's proposer is built with, the env's defaults
+    resolved by the caller once per job."""
     rng = task_rng(cfg.seed, task.task_id)
-    choose = policy_chooser(env, resolve_defaults(SearchConfig(), env), cfg.policy, rng, cfg.lm)
+    choose = policy_chooser(env, search_cfg, cfg.policy, rng, cfg.lm)
     start = env.reset(task, rng)
     for _ in range(cfg.group_size):
         yield play(env, start, choose, rng, cfg.max_steps)
 
 
-def sample_group(env: Env, task: Task, cfg: RolloutConfig) -> list[tuple[list[tuple[Any, str, float, Step]], bool]]:
+def sample_group(env: Env, task: Task, cfg: RolloutConfig, search_cfg: SearchConfig
+                 ) -> list[tuple[list[tuple[Any, str, float, Step]], bool]]:
     """The ``group_size`` trajectories of one task, as a list."""
-    return list(iter_group(env, task, cfg))
+    return list(iter_group(env, task, cfg, search_cfg))
 
 
 def group_rows(env: Env, task: Task, group, max_steps: int, first: int = 0) -> dict[str, list]:
@@ -125,13 +131,15 @@ def run_rollouts(cfg: RolloutConfig) -> tuple[Path, int, int]:
 
     env = make_env(cfg.env, **cfg.env_kwargs)
     tasks = list(env.load_tasks(cfg.tasks))[: cfg.limit]
-    meta = {CONFIG_KEY: json.dumps({k: v for k, v in asdict(cfg).items() if k not in ("out", "progress")})}
+    search_cfg = resolve_defaults(SearchConfig(), env)  # the env's defaults, resolved once for the job
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("out", "progress")}
+    meta = {CONFIG_KEY: json.dumps({**settings, "gamma": search_cfg.gamma})}  # export-rewards reads the gamma
     with RecordWriter(cfg.out, ROLLOUT_SCHEMA, meta) as writer, tqdm(
             total=len(tasks) * cfg.group_size, desc=f"rollouts {env.name}", unit="traj", disable=not cfg.progress,
             dynamic_ncols=True) as bar:
         for task in tasks:
             chunk: list = []
-            for g, trajectory in enumerate(iter_group(env, task, cfg)):
+            for g, trajectory in enumerate(iter_group(env, task, cfg, search_cfg)):
                 chunk.append(trajectory)
                 bar.update()
                 if len(chunk) == _CHUNK or g == cfg.group_size - 1:

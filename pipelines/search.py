@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from ..data.schema import SCHEMA_VERSION
-from ..data.store import PART_PREFIX, Staged, TreeStore
+from ..data.runs import finished_tasks, recorded_runs
+from ..data.store import Staged, TreeStore
 from ..envs.base import Env, Task
 from ..envs.registry import make_env
 from ..errors import ConfigError, EnvFailure, Interrupted, TreeqError
@@ -47,7 +48,7 @@ from .config import SearchJobConfig
 from .policies import DEFAULT_PROPOSER, make_hooks
 from .workers import Inline, Workers, WorkerDied, sigint_deferred, sigint_ignored
 
-__all__ = ["SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns", "tree_row", "recorded_runs",
+__all__ = ["SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns", "tree_row",
            "job_from_record", "latest_settings"]
 
 
@@ -242,26 +243,6 @@ def latest_settings(out: str | os.PathLike) -> dict[str, Any]:
     return _flat_settings(job_from_record(config), config.get("env", ""))
 
 
-def recorded_runs(out: str | os.PathLike) -> list[tuple[str, dict, Any]]:
-    """``(run_id, recorded config, started_at)`` of every run in the store at ``out``, oldest first."""
-    import pyarrow.parquet as pq
-
-    from ..errors import StoreError
-
-    rows = []
-    folder = Path(out) / "runs"
-    for f in sorted(folder.glob("run_id=*/run.parquet")) if folder.is_dir() else []:
-        try:
-            t = pq.read_table(f).to_pylist()
-        except Exception as exc:  # pyarrow's errors: a foreign or broken file
-            raise StoreError(f"{f}: not a readable runs file ({' '.join(str(exc).split())[:200]})") from None
-        try:
-            rows += [(r["run_id"], json.loads(r["config"]), r["started_at"]) for r in t]
-        except (KeyError, TypeError, ValueError):
-            raise StoreError(f"{f}: not a treeq runs file (run_id, config as JSON, started_at)") from None
-    return sorted(rows, key=lambda r: r[2])
-
-
 def job_from_record(config: dict) -> SearchJobConfig:
     """The job a ``runs.config`` records (the effective settings), as a config again."""
     from ..mcts.config import SearchConfig
@@ -289,30 +270,6 @@ def _check_resume(out: str, run_id: str, job: SearchJobConfig, env_name: str) ->
             if ours.get(k) != theirs.get(k)]
     raise ConfigError(f"--resume: the settings differ from run {runs[-1][0]} recorded in {out} ("
                       f"{'; '.join(diff[:4]) or 'the task set changed'}): rerun with its settings, or give another --out")
-
-
-def _finished(store: TreeStore, run_id: str) -> dict[str, tuple[bool, int, int, bool]]:
-    """Tasks of the run already on disk: task id -> (solved, nodes, simulations, timed out).
-
-    A task counts once its ``trees`` shard says ``ok`` or ``timeout`` (the job commits a
-    task's nodes before its trees row, so the row's presence means the task is whole);
-    an ``error`` row is redone.
-    """
-    import duckdb
-
-    folder = store.root / "trees" / f"run_id={run_id}"
-    files = sorted(str(f) for f in folder.glob("*.parquet")) if folder.is_dir() else []
-    if not files:
-        return {}
-    rows = duckdb.sql("SELECT task_id, status, solved, nodes, simulations, filename "
-                      "FROM read_parquet($files, union_by_name = true, filename = true)",
-                      params={"files": files}).fetchall()
-
-    def whole(task_id: str, trees_file: str) -> bool:  # a compacted task's nodes are in the nodes part files
-        return Path(trees_file).name.startswith(PART_PREFIX) or store.path("nodes", run_id, task_id).is_file()
-
-    return {t: (bool(sv), int(n), int(sims), st == "timeout") for t, st, sv, n, sims, f in rows
-            if st in ("ok", "timeout") and whole(t, f)}
 
 
 def _check_policy(job: SearchJobConfig, env: Env, tasks: list[Task]) -> None:
@@ -352,7 +309,7 @@ def run_search(cfg: SearchJobConfig, resume: bool = False) -> SearchSummary:
     """Search every task of ``cfg`` and write the tree store.
 
     Rerunning the same job into the same ``out`` resumes it: tasks already on disk are
-    skipped (``_finished``), the rest searched. ``resume`` insists on that: the run must
+    skipped (:func:`~treeq.data.runs.finished_tasks`), the rest searched. ``resume`` insists on that: the run must
     be recorded there with the same settings. A task that fails is recorded (``trees``
     row, ``status = 'error'``) and the run goes on; the job then ends with an error that
     counts the failures. A manifest of the run's tasks lies beside its ``runs`` row
@@ -378,7 +335,7 @@ def run_search(cfg: SearchJobConfig, resume: bool = False) -> SearchSummary:
         _check_resume(str(cfg.out), run_id, job, env.name)
     store = TreeStore(cfg.out)
     store.remove_stale(run_id)  # what a killed earlier attempt left staged
-    done_before = _finished(store, run_id)
+    done_before = finished_tasks(store, run_id)
     sims_before = sum(v[2] for v in done_before.values())
     previous = [r for r in recorded_runs(cfg.out) if r[0] == run_id]
     run_row = _run_row(job, env.name, run_id)

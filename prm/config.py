@@ -7,6 +7,7 @@ texts (the ``help`` metadata) without loading them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..errors import ConfigError
 
@@ -53,6 +54,10 @@ class TrainConfig:
                                                              "share all but their last step (pairwise: pairs)."})
     lr: float | None = field(default=None, metadata={"help": "Peak learning rate (linear decay after warm-up); "
                                                      "None: 1e-3 for the default model, 2e-5 for a pretrained one."})
+    # the defaults of ``lr`` by model (``learning_rate``): a small model trained from scratch takes
+    # large steps; a pretrained one is fine-tuned with small ones
+    SCRATCH_LR: ClassVar[float] = 1e-3
+    PRETRAINED_LR: ClassVar[float] = 2e-5
     warmup_ratio: float = field(default=0.05, metadata={"help": "Share of steps spent warming the learning rate up."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     rewrite: float = field(default=1.0, metadata={"help": "Share of training steps the env rewords "
@@ -95,6 +100,12 @@ class TrainConfig:
             raise ConfigError(f"save_every must be >= 1, got {self.save_every}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
+
+    def learning_rate(self, pretrained: bool) -> float:
+        """``lr``, or its default for a pretrained model or one trained from scratch."""
+        if self.lr is not None:
+            return self.lr
+        return self.PRETRAINED_LR if pretrained else self.SCRATCH_LR
 
 
 def check_model_shape(hidden_size: int, heads: int, vocab_size: int) -> None:

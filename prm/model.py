@@ -17,7 +17,7 @@ Where every env of the data says a step's text holds the state it leads to (Game
 24's ``(left: ...)``), it is a Mistral instead (the same network with a sliding window),
 its window just wide enough for its layers together to see the longest step: the value
 must then be read from the step itself, which the model learns faster than it learns to
-ignore the rest of the path (the README gives the figures).
+ignore the rest of the path (docs/measured.md gives the figures).
 """
 
 from __future__ import annotations

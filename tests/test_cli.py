@@ -499,6 +499,7 @@ def tiny_prm(game24_store, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_score_steps_row_errors_name_the_row(run_cli, tiny_prm, tmp_path):
     """A path longer than the model reads, or a step holding the separator: the message names file and line."""
     rows = tmp_path / "rows.jsonl"

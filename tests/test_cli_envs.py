@@ -101,8 +101,9 @@ def test_search_blocksworld_task_sources(run_cli, tmp_path, tasks, limit, ids):
 
 
 # ----------------------------------------------------------------------------- textworld
+@pytest.mark.slow
 def test_search_textworld_solves_quest_length_3(run_cli, tw_games, tmp_path):
-    from treeq.envs.textworld_env import TextWorldEnv
+    from treeq.envs.textworld import TextWorldEnv
 
     out = tmp_path / "out"
     res = run_cli("search", "--env", "textworld", "--tasks", tw_games, "--simulations", "500", "--out", out, *FAST)
@@ -236,6 +237,7 @@ def test_error_missing_textworld_game(run_cli, tmp_path):
     one_line_error(res, "not found", str(missing))
 
 
+@pytest.mark.slow
 def test_error_replay_textworld_not_admissible(run_cli, tw_games):
     res = run_cli("replay", "--env", "textworld", "--tasks", tw_games / "game-101.z8", "-a", "xyzzy")
     one_line_error(res, "action 1", "'xyzzy'", "not an admissible command", "game-101")

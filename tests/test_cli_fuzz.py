@@ -153,6 +153,7 @@ def test_empty_file_and_directory_as_every_input(inputs, run_cli, tmp_path):
     _check_all(inputs, tmp_path, folder, run_cli)
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(min_size=1, max_size=2048), suffix=st.sampled_from([".jsonl", ".parquet", ".toml", ".csv", ""]))
 def test_random_bytes_as_every_input(inputs, run_cli, tmp_path_factory, data, suffix):

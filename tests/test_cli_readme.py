@@ -1,6 +1,7 @@
-"""README and ``search --help`` agree: one source (the config dataclasses) for every
-option's default and help, per-env defaults that match the envs, and the README's
-DuckDB line runs."""
+"""The docs and ``search --help`` agree: one source (the config dataclasses) for every
+option's default and help (the option table of docs/search.md), per-env defaults that match
+the envs, the DuckDB line of docs/store.md runs, and what the commands of README.md and
+docs/*.md write is ignored by git."""
 
 from __future__ import annotations
 
@@ -15,8 +16,16 @@ import pytest
 
 import treeq
 
-# ------------------------------------------------------------------------- README and --help agree
-README = Path(treeq.__file__).parent / "README.md"
+# ------------------------------------------------------------------------- docs and --help agree
+ROOT = Path(treeq.__file__).parent
+README = ROOT / "README.md"
+SEARCH_DOC = ROOT / "docs" / "search.md"  # the search option table
+STORE_DOC = ROOT / "docs" / "store.md"  # the DuckDB line
+
+
+def markdown_files() -> list[Path]:
+    """Every markdown file that documents commands: README.md and docs/*.md."""
+    return [README, *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def cli_defaults() -> dict[str, str]:
@@ -41,8 +50,8 @@ def cli_defaults() -> dict[str, str]:
 
 
 def readme_table() -> dict[str, str]:
-    """The Search section's option table: flags -> default cell."""
-    lines = README.read_text(encoding="utf-8").splitlines()
+    """The option table of docs/search.md: flags -> default cell."""
+    lines = SEARCH_DOC.read_text(encoding="utf-8").splitlines()
     start = lines.index("| option | default | meaning |") + 2
     rows = {}
     for line in lines[start:]:
@@ -55,7 +64,7 @@ def readme_table() -> dict[str, str]:
 
 
 def test_readme_option_table_matches_search_help():
-    """Same options, and each README default starts with what `search --help` says."""
+    """Same options, and each default in docs/search.md starts with what `search --help` says."""
     cli, readme = cli_defaults(), readme_table()
     assert sorted(readme) == sorted(cli)
     for flags, text in cli.items():
@@ -63,7 +72,7 @@ def test_readme_option_table_matches_search_help():
 
 
 def test_every_config_field_is_a_search_option():
-    """A field added to SearchConfig, SearchJobConfig or LMConfig must get an option (and a README row)."""
+    """A field added to SearchConfig, SearchJobConfig or LMConfig must get an option (and a row in docs/search.md)."""
     from dataclasses import fields
 
     from treeq.mcts.config import SearchConfig
@@ -77,7 +86,7 @@ def test_every_config_field_is_a_search_option():
 
 
 def test_readme_per_env_defaults_match_the_envs():
-    """The per-env values in the README's default cells are the envs' declared defaults."""
+    """The per-env values in the default cells of docs/search.md are the envs' declared defaults."""
     from treeq.envs.registry import make_env
 
     attr = {"--gamma": "default_gamma", "--c": "default_c", "--evaluator": "default_evaluator",
@@ -101,9 +110,11 @@ def test_readme_per_env_defaults_match_the_envs():
 
 def test_readme_has_no_duckdb_cli_line_and_its_python_line_runs(game24_store, tmp_path):
     """The DuckDB example uses the installed duckdb package, not a CLI the install lacks."""
-    text = README.read_text(encoding="utf-8")
-    assert "duckdb -c" not in text
+    for doc in markdown_files():
+        assert "duckdb -c" not in doc.read_text(encoding="utf-8"), doc
+    text = "\n".join(doc.read_text(encoding="utf-8") for doc in markdown_files())
     (line,) = [ln for ln in text.splitlines() if ln.startswith('python -c "import duckdb')]
+    assert line in STORE_DOC.read_text(encoding="utf-8").splitlines()
     shutil.copytree(game24_store, tmp_path / "treeq-out")
     proc = subprocess.run(["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                           env={**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
@@ -111,15 +122,16 @@ def test_readme_has_no_duckdb_cli_line_and_its_python_line_runs(game24_store, tm
     assert "feedback" in proc.stdout and "24-0" in proc.stdout
 
 
-# ------------------------------------------------------------------------- README commands write nothing git sees
+# ------------------------------------------------------------------------- documented commands write nothing git sees
 OUTPUT_PARAMS = ("out", "file", "output")  # the options through which a command names what it writes
 
 
 def readme_cli_lines() -> list[list[str]]:
-    """The `python cli.py ...` commands of the README's bash blocks, as argument lists (continuations joined)."""
+    """The `python cli.py ...` commands of the bash blocks of README.md and docs/*.md, as argument lists
+    (continuations joined)."""
     import shlex
 
-    text = README.read_text(encoding="utf-8")
+    text = "\n".join(doc.read_text(encoding="utf-8") for doc in markdown_files())
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -133,7 +145,7 @@ def readme_cli_lines() -> list[list[str]]:
 
 
 def readme_outputs() -> set[str]:
-    """Every path a README command writes, relative to where it runs (the repository root)."""
+    """Every path a documented command writes, relative to where it runs (the repository root)."""
     import typer
 
     from treeq.cli import app
@@ -157,7 +169,8 @@ def readme_outputs() -> set[str]:
 
 
 def test_readme_commands_leave_git_status_clean():
-    """What the README's commands write, run from the repository root, is ignored by git and is no source path."""
+    """What the commands of README.md and docs/*.md write, run from the repository root, is ignored by git and
+    is no source path."""
     root = README.parent
     if not (root / ".git").exists() or shutil.which("git") is None:
         pytest.skip("not a git checkout")
@@ -166,6 +179,6 @@ def test_readme_commands_leave_git_status_clean():
     for path in sorted(outputs):
         assert not (root / path).exists() or not subprocess.run(
             ["git", "ls-files", "--error-unmatch", path], cwd=root, capture_output=True).returncode == 0, \
-            f"README writes into the tracked path {path}"
+            f"a documented command writes into the tracked path {path}"
         ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=root)
-        assert ignored.returncode == 0, f"README command output {path} is not in .gitignore"
+        assert ignored.returncode == 0, f"documented command output {path} is not in .gitignore"

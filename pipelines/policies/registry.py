@@ -3,7 +3,9 @@
 A hook factory takes ``(env, search_cfg, rng, lm)`` (``search_cfg`` with the env's
 defaults resolved, ``rng`` the task's generator, ``lm`` the language-model settings,
 :class:`treeq.pipelines.policies.lm.LMConfig`, that model-backed hooks read) and returns
-the batched hook the engine calls (DESIGN.md, Policy hooks):
+the batched hook the engine calls (:mod:`treeq.mcts.hooks`), declared with its contract
+(a :class:`~treeq.mcts.hooks.Proposer` or :class:`~treeq.mcts.hooks.Evaluator`) or a plain
+function, which the engine treats as untrusted:
 
 * an *evaluator* returns ``evaluate(states) -> [value, ...]``;
 * a *proposer* returns ``propose(states, k) -> [[(action, prior), ...], ...]``.
@@ -28,8 +30,8 @@ import numpy as np
 
 from ...envs.base import Env
 from ...errors import ConfigError
-from ...mcts.config import SearchConfig, resolve_defaults
-from ...mcts.hooks import EvaluateFn, ProposeFn, bound_evaluate, random_rollout, uniform_propose, zero_evaluate
+from ...mcts.config import SearchConfig
+from ...mcts.hooks import Evaluator, Proposer, bound_evaluate, random_rollout, uniform_propose, zero_evaluate
 from .lm import LMConfig, lm_propose
 
 __all__ = [
@@ -88,12 +90,13 @@ def check_name(kind: str, name: str) -> str:
 
 
 def make_hooks(env: Env, search_cfg: SearchConfig, rng: np.random.Generator, evaluator: str | None = None,
-               proposer: str | None = None, lm: LMConfig | None = None) -> tuple[ProposeFn, EvaluateFn]:
-    """Build the ``(propose, evaluate)`` pair a search of ``env`` is given.
+               proposer: str | None = None, lm: LMConfig | None = None) -> tuple[Proposer, Evaluator]:
+    """Build the declared ``(propose, evaluate)`` pair a search of ``env`` is given.
 
     Args:
         env: The env searched.
-        search_cfg: The search settings (the env's defaults are applied here if still open).
+        search_cfg: The search settings with the env's defaults resolved (by the job's
+            entry, :func:`treeq.mcts.resolve_defaults`; what ``runs.config`` records).
         rng: The task's generator; hooks that sample draw from it.
         evaluator: Registered evaluator name; None: the env's ``default_evaluator``.
         proposer: Registered proposer name; None: ``uniform``.
@@ -101,12 +104,14 @@ def make_hooks(env: Env, search_cfg: SearchConfig, rng: np.random.Generator, eva
 
     Raises:
         ConfigError: an unknown name, or a hook that cannot serve this env.
+        ValueError: ``search_cfg`` still has settings left to the env (a caller's bug).
     """
-    cfg = resolve_defaults(search_cfg, env)
+    make_propose = PROPOSERS[check_name("proposer", proposer or DEFAULT_PROPOSER)].factory
+    make_evaluate = EVALUATORS[check_name("evaluator", evaluator or env.default_evaluator)].factory
+    if search_cfg.gamma is None or search_cfg.c is None or search_cfg.transpositions is None:
+        raise ValueError("make_hooks needs the search settings resolved at the job's entry (resolve_defaults)")
     lm = lm or LMConfig()
-    propose = PROPOSERS[check_name("proposer", proposer or DEFAULT_PROPOSER)].factory(env, cfg, rng, lm)
-    evaluate = EVALUATORS[check_name("evaluator", evaluator or env.default_evaluator)].factory(env, cfg, rng, lm)
-    return propose, evaluate
+    return Proposer.of(make_propose(env, search_cfg, rng, lm)), Evaluator.of(make_evaluate(env, search_cfg, rng, lm))
 
 
 # ---------------------------------------------------------------------------- the built-in hooks

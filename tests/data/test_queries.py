@@ -1,4 +1,4 @@
-"""The README's best-path query, run through ``run_query``, against the trees the search built."""
+"""The best-path query of docs/store.md, run through ``run_query``, against the trees the search built."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from treeq.pipelines.config import SearchJobConfig
 from treeq.pipelines.policies import make_hooks
 from treeq.pipelines.search import run_search, task_rng
 
-README = Path(treeq.__file__).parent / "README.md"
+STORE_DOC = Path(treeq.__file__).parent / "docs" / "store.md"
 
 
 def best_path_sql() -> str:
-    text = README.read_text(encoding="utf-8")
+    text = STORE_DOC.read_text(encoding="utf-8")
     section = text[text.index("**Best path.**"):]
     return re.search(r"```sql\n(.*?)```", section, re.S).group(1)
 

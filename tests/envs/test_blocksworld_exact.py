@@ -1,4 +1,4 @@
-"""The exact Blocksworld oracle (``treeq.envs.blocksworld_exact``): the admissible bound
+"""The exact Blocksworld oracle (``treeq.envs.blocksworld.exact``): the admissible bound
 and BFS values, checked over every configuration of the shipped instances."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from blocksworld_cases import ENV, PROBLEM, TASKS, reachable, run_actions, start_state
 
 from treeq.envs.base import Task
-from treeq.envs.blocksworld_exact import exact_q, optimal_plan_length, optimal_value, plan_length_lower_bound
-from treeq.envs.pddl import parse_problem
+from treeq.envs.blocksworld.exact import exact_q, optimal_plan_length, optimal_value, plan_length_lower_bound
+from treeq.envs.blocksworld.pddl import parse_problem
 from treeq.errors import TaskFileError
 
 

@@ -51,6 +51,7 @@ def test_shipped_envs_pass(name, kwargs, tasks, cross):
         check_env(env, task, steps=30, seed=0, env_spec=(name, kwargs))
 
 
+@pytest.mark.slow
 def test_textworld_passes(tw_games):
     env = make_env("textworld")
     tasks = env.load_tasks(tw_games)

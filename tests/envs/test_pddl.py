@@ -1,4 +1,4 @@
-"""The PDDL reader (``treeq.envs.pddl``): malformed files name file and line; nesting is bounded."""
+"""The PDDL reader (``treeq.envs.blocksworld.pddl``): malformed files name file and line; nesting is bounded."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from blocksworld_cases import ENV, PROBLEM
 
 from treeq.envs.base import Task
-from treeq.envs.blocksworld_exact import optimal_plan_length
-from treeq.envs.pddl import parse_problem
+from treeq.envs.blocksworld.exact import optimal_plan_length
+from treeq.envs.blocksworld.pddl import parse_problem
 from treeq.envs.taskfiles import MAX_DEPTH
 from treeq.errors import TaskFileError
 

@@ -25,7 +25,7 @@ from treeq.envs.taskfiles import (
     read_text,
     shorten,
 )
-from treeq.envs.textworld_env import TextWorldEnv
+from treeq.envs.textworld import TextWorldEnv
 from treeq.errors import TaskFileError
 
 RANDOM_BYTES = random.Random(0).randbytes(4096)

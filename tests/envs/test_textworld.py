@@ -19,8 +19,8 @@ pytest.importorskip("textworld")
 pytest.importorskip("jericho")
 
 from treeq.envs.base import Task  # noqa: E402
-from treeq.envs.textworld_env import TextWorldEnv, read_walkthrough  # noqa: E402
-from treeq.envs.textworld_runtime import _clean  # noqa: E402
+from treeq.envs.textworld import TextWorldEnv, read_walkthrough  # noqa: E402
+from treeq.envs.textworld.runtime import clean_text as _clean  # noqa: E402
 from treeq.errors import ActionError, ConfigError, EnvFailure, OutputError, TaskFileError  # noqa: E402
 from treeq.mcts.search import SearchConfig, search  # noqa: E402
 from treeq.pipelines.textworld_games import find_tw_make, make_games  # noqa: E402
@@ -179,7 +179,7 @@ def test_load_tasks_duplicate_stems_across_dirs(env, games_dir, tmp_path):
 
 
 def test_module_import_is_light():
-    code = "import sys, treeq.envs.textworld_env; print(sorted({'textworld', 'jericho'} & set(sys.modules)))"
+    code = "import sys, treeq.envs.textworld; print(sorted({'textworld', 'jericho'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -288,6 +288,7 @@ def test_state_key_is_shared_by_paths_to_the_same_world(env, tasks):
     assert len(keys) == len(tasks)  # games never share keys
 
 
+@pytest.mark.slow
 def test_equal_keys_mean_equal_admissible_commands(env, tasks):
     rng = np.random.default_rng(0)
     for task in tasks:

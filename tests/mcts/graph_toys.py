@@ -1,4 +1,4 @@
-"""Tiny hand-checkable envs for the graph / closed-loop search tests (``mcts/graph.py``).
+"""Tiny hand-checkable envs for the graph / closed-loop search tests (``mcts/storage.py``).
 
 States are plain strings and ``state_key`` is the string itself, so two paths that
 reach the same string reach the same node in graph mode.

@@ -16,7 +16,7 @@ from treeq.envs.registry import make_env
 from treeq.mcts.search import SearchConfig, search
 from treeq.mcts.tree import _FIELDS
 
-engine = importlib.import_module("treeq.mcts.graph")
+engine = importlib.import_module("treeq.mcts.storage")
 if engine._core is None:  # pragma: no cover - the build has a C compiler in CI
     pytest.skip("treeq.mcts._core is not built (no C compiler at install)", allow_module_level=True)
 
@@ -52,13 +52,13 @@ def _same(a, b):
 CASES = [
     ("game24", {}, dict(simulations=300, transpositions=False)),  # solver, eager steps
     ("game24", {}, dict(simulations=300, transpositions=False, solver=False, selection="puct", fpu=0.3)),
-    ("game24", {}, dict(simulations=300, transpositions=False, batch_size=8)),
+    ("game24", {}, dict(simulations=300, transpositions=False, wave_size=8)),
     ("blocksworld", {}, dict(simulations=300, transpositions=False, max_depth=6)),
     ("gym:FrozenLake-v1", {"is_slippery": True}, dict(simulations=500, transpositions=False)),  # sampled edges
     ("gym:Taxi-v4", {}, dict(simulations=400, transpositions=False, max_nodes=150)),
     ("gym:CliffWalking-v1", {}, dict(simulations=400, transpositions=False, random_untried=False, gamma=0.95)),
     # graph mode: the compiled edge expansion only
-    ("game24", {}, dict(simulations=300, transpositions=True, batch_size=4)),
+    ("game24", {}, dict(simulations=300, transpositions=True, wave_size=4)),
     ("gym:FrozenLake-v1", {"is_slippery": True}, dict(simulations=500)),
 ]
 
@@ -74,7 +74,7 @@ def test_compiled_equals_python_openspiel():
     pytest.importorskip("pyspiel")
     env = make_env("openspiel:catch")
     for settings in (dict(simulations=1000, c=2.0, solver=False, transpositions=False, gamma=1.0),
-                     dict(simulations=500, selection="puct", transpositions=False, batch_size=4)):
+                     dict(simulations=500, selection="puct", transpositions=False, wave_size=4)):
         _same(*_both(env, SearchConfig(**settings), seed=3, task=2))
 
 
@@ -127,7 +127,7 @@ def test_pure_python_switch():
     import subprocess
     import sys
 
-    code = "import importlib; print(importlib.import_module('treeq.mcts.graph')._core is None)"
+    code = "import importlib; print(importlib.import_module('treeq.mcts.storage')._core is None)"
     out = {flag: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                 env={**os.environ, "TREEQ_PURE_PYTHON": flag}).stdout.strip()
            for flag in ("1", "0")}

@@ -27,7 +27,7 @@ def _gym_search(name, kwargs, seed, batch_size):
     env = make_env(name, **kwargs)
     rng = np.random.default_rng(seed)
     s0 = env.reset(Task(f"seed-{seed}", {"seed": seed}))
-    cfg = resolve_defaults(SearchConfig(simulations=30_000, gamma=0.95, batch_size=batch_size), env)
+    cfg = resolve_defaults(SearchConfig(simulations=30_000, gamma=0.95, wave_size=batch_size), env)
     evaluate = zero_evaluate if env.default_evaluator == "zero" else random_rollout(env, rng, 0.95, cfg.rollout_steps)
     return env, s0, search(env, s0, cfg, rng, evaluate=evaluate)
 

@@ -1,4 +1,4 @@
-"""Graph search (MCGS) and closed-loop search of ``mcts/graph.py``, through ``mcts.search.search``.
+"""Graph search (MCGS) and closed-loop search of ``mcts/storage.py``, through ``mcts.search.search``.
 
 Hand-computed backups on a diamond whose two paths meet in one state, closed-loop
 outcomes of a coin flip, self-loops and 2-cycles, the flat export's invariants, and Q*

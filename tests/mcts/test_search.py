@@ -146,7 +146,7 @@ def test_batched_waves_keep_invariants_and_call_hooks_in_batches():
         batches.append(len(states))
         return [0.0] * len(states)
 
-    r = _run(env, SearchConfig(simulations=256, batch_size=16, solver=False), state=s0, evaluate=evaluate)
+    r = _run(env, SearchConfig(simulations=256, wave_size=16, solver=False), state=s0, evaluate=evaluate)
     _check_invariants(r.tree, 256)
     assert max(batches) > 1 and sum(batches) <= 256
 
@@ -202,7 +202,7 @@ def _first_tried(t):
 @pytest.mark.parametrize("transpositions", [False, True])
 def test_max_nodes_bound_in_waves_and_graph_mode(batch_size, transpositions):
     env, s0 = _puzzle((4, 5, 6, 10))
-    cfg = SearchConfig(simulations=1000, max_nodes=150, solver=False, batch_size=batch_size,
+    cfg = SearchConfig(simulations=1000, max_nodes=150, solver=False, wave_size=batch_size,
                        transpositions=transpositions)
     r = _run(env, cfg, state=s0)
     assert r.stop_reason == "max_nodes" and r.tree.size <= 150
@@ -237,14 +237,14 @@ def test_memory_follows_the_tree_not_the_budget():
 @pytest.mark.parametrize("batch_size", [1, 16])
 def test_an_absurd_budget_runs_until_the_tree_is_exhausted(compiled, batch_size):
     """A budget beyond any machine integer (``--simulations 99999999999999999999``) is no overflow."""
-    import treeq.mcts.graph as graph
+    import treeq.mcts.storage as graph
 
     if compiled and graph._core is None:
         pytest.skip("treeq.mcts._core is not built")
     saved = graph._core
     graph._core = saved if compiled else None
     try:
-        r = _run(TwoStepEnv(), SearchConfig(simulations=10**20, gamma=0.9, c=1.0, batch_size=batch_size),
+        r = _run(TwoStepEnv(), SearchConfig(simulations=10**20, gamma=0.9, c=1.0, wave_size=batch_size),
                  evaluate=constant_evaluate(0.2))
     finally:
         graph._core = saved

@@ -11,7 +11,8 @@ import numpy as np
 from treeq.envs.base import Env, Step
 from treeq.mcts.config import SearchConfig, resolve_defaults
 from treeq.mcts.hooks import zero_evaluate
-from treeq.mcts.search import _Engine, _tables
+from treeq.mcts.search import _Engine
+from treeq.mcts.selection import grow_tables as _tables
 
 
 class ThreeWay(Env):

@@ -44,7 +44,7 @@ def _frozen_lake():
 def test_one_propose_and_one_evaluate_call_per_wave(make, transpositions):
     env, s0 = make()
     hooks = Counting(env)
-    cfg = SearchConfig(simulations=640, batch_size=16, transpositions=transpositions, solver=False, gamma=0.95)
+    cfg = SearchConfig(simulations=640, wave_size=16, transpositions=transpositions, solver=False, gamma=0.95)
     r = search(env, s0, cfg, np.random.default_rng(0), propose=hooks.propose, evaluate=hooks.evaluate)
     assert r.backup == ("max" if transpositions else "mean")
     assert r.waves == len(range(0, r.simulations, 16)) or r.stop_reason != "budget"
@@ -57,7 +57,7 @@ def test_one_propose_and_one_evaluate_call_per_wave(make, transpositions):
     assert sum(hooks.propose_sizes) >= len(expanded_states)
 
 
-def test_batch_size_one_is_sequential():
+def test_wave_size_one_is_sequential():
     env, s0 = _game24()
     hooks = Counting(env)
     r = search(env, s0, SearchConfig(simulations=50, solver=False), np.random.default_rng(0),
@@ -67,7 +67,7 @@ def test_batch_size_one_is_sequential():
 
 def test_waves_keep_same_seed_same_tree():
     env, s0 = _frozen_lake()
-    cfg = SearchConfig(simulations=500, batch_size=8, gamma=0.95)
+    cfg = SearchConfig(simulations=500, wave_size=8, gamma=0.95)
     a, b = (search(env, s0, cfg, np.random.default_rng(3)) for _ in range(2))
     for name in ("parent", "action", "visits", "value_sum", "solved_v"):
         assert np.array_equal(getattr(a.tree, name), getattr(b.tree, name), equal_nan=True)

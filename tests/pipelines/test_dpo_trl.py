@@ -146,7 +146,7 @@ def test_game24_conversational_pairs_train_with_trl(run_cli, game24_store, tmp_p
 
 @pytest.mark.slow
 def test_textworld_graph_pairs_are_admissible_and_train_with_trl(run_cli, tw_games, tmp_path):
-    from treeq.envs.textworld_env import TextWorldEnv
+    from treeq.envs.textworld import TextWorldEnv
 
     store = tmp_path / "out"
     res = run_cli("search", "--env", "textworld", "--tasks", tw_games, "--simulations", "200", "--out", store, *FAST)

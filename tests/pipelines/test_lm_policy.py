@@ -50,6 +50,7 @@ def test_priors_from_scores_by_hand():
     assert priors_from_scores([]) == []
 
 
+@pytest.mark.slow
 def test_prefix_reuse_equals_joint_scoring(tiny):
     """Each prompt run once with its KV cache shared by its actions gives what scoring prompt + action
     as one text gives (the OpenAI-compatible servers' echo)."""
@@ -66,9 +67,10 @@ def test_prefix_reuse_equals_joint_scoring(tiny):
         assert [x for x, _ in a] == pytest.approx([x for x, _ in b], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_game24_waves_end_to_end(run_cli, tiny, tmp_path):
     out = tmp_path / "out"
-    res = run_cli("search", "--env", "game24", "--policy", "hf", "--model", tiny, "--batch-size", "16",
+    res = run_cli("search", "--env", "game24", "--policy", "hf", "--model", tiny, "--wave-size", "16",
                   "--selection", "puct", "--simulations", "120", "--limit", "2", "--out", out, *FAST)
     assert res.rc == 0, res.err
     assert assert_priors_sum_to_one(out) > 2
@@ -77,10 +79,11 @@ def test_game24_waves_end_to_end(run_cli, tiny, tmp_path):
     assert {b for (b,) in duckdb.sql(f"SELECT backup FROM read_parquet('{out}/trees/**/*.parquet')").fetchall()} == {"mean"}
 
 
+@pytest.mark.slow
 def test_waves_agree_with_the_sequential_search(tiny):
-    """Exact env: the values the solver proves at the root are the same at --batch-size 1 and 16."""
+    """Exact env: the values the solver proves at the root are the same at --wave-size 1 and 16."""
     from treeq.envs.countdown import Game24Env, exact_q
-    from treeq.mcts import SearchConfig, search
+    from treeq.mcts import SearchConfig, resolve_defaults, search
     from treeq.pipelines.policies import make_hooks
     from treeq.pipelines.search import task_rng
 
@@ -89,7 +92,7 @@ def test_waves_agree_with_the_sequential_search(tiny):
     for task in env.load_tasks(None)[900:902]:
         proven = {}
         for batch in (1, 16):
-            cfg = SearchConfig(simulations=300, selection="puct", batch_size=batch)
+            cfg = resolve_defaults(SearchConfig(simulations=300, selection="puct", wave_size=batch), env)
             rng = task_rng(0, task.task_id)
             propose, evaluate = make_hooks(env, cfg, rng, proposer="hf", lm=lm)
             root = env.reset(task, rng)
@@ -104,10 +107,11 @@ def test_waves_agree_with_the_sequential_search(tiny):
             assert proven[1][action] == proven[16][action] == exact_q(root, action)
 
 
+@pytest.mark.slow
 def test_blocksworld_waves(run_cli, tiny, tmp_path):
     out = tmp_path / "out"
     res = run_cli("search", "--env", "blocksworld", "--tasks", BW3, "--limit", "2", "--policy", "hf", "--model", tiny,
-                  "--batch-size", "8", "--selection", "puct", "--simulations", "60", "--out", out, *FAST)
+                  "--wave-size", "8", "--selection", "puct", "--simulations", "60", "--out", out, *FAST)
     assert res.rc == 0, res.err
     assert_priors_sum_to_one(out)
 
@@ -119,14 +123,14 @@ def test_textworld_graph_mode_waves(run_cli, tiny, tw_games, tmp_path):
     """Graph mode, waves of 8. A row lists the actions the search stepped (TextWorld steps an action
     when first selected), so a node's listed priors sum to 1 once all its actions were stepped, and
     to less before; the hook's priors over every admissible command sum to 1."""
-    from treeq.envs.textworld_env import TextWorldEnv
-    from treeq.mcts import SearchConfig, search
+    from treeq.envs.textworld import TextWorldEnv
+    from treeq.mcts import SearchConfig, resolve_defaults, search
     from treeq.pipelines.policies import make_hooks
     from treeq.pipelines.search import task_rng
 
     out = tmp_path / "out"
     res = run_cli("search", "--env", "textworld", "--tasks", tw_games, "--limit", "1", "--policy", "hf",
-                  "--model", tiny, "--batch-size", "8", "--selection", "puct", "--simulations", "40", "--out", out,
+                  "--model", tiny, "--wave-size", "8", "--selection", "puct", "--simulations", "40", "--out", out,
                   *FAST)
     assert res.rc == 0, res.err
     assert {b for (b,) in duckdb.sql(f"SELECT backup FROM read_parquet('{out}/trees/**/*.parquet')").fetchall()} == {"max"}
@@ -135,7 +139,7 @@ def test_textworld_graph_mode_waves(run_cli, tiny, tw_games, tmp_path):
 
     env = TextWorldEnv()
     task = env.load_tasks(str(tw_games))[0]
-    cfg = SearchConfig(simulations=40, selection="puct", batch_size=8)
+    cfg = resolve_defaults(SearchConfig(simulations=40, selection="puct", wave_size=8), env)
     rng = task_rng(0, task.task_id)
     propose, evaluate = make_hooks(env, cfg, rng, proposer="hf", lm=LMConfig(model=str(tiny)))
     root = env.reset(task, rng)
@@ -151,9 +155,10 @@ def test_textworld_graph_mode_waves(run_cli, tiny, tw_games, tmp_path):
     assert full >= 1
 
 
+@pytest.mark.slow
 def test_feedback_lands_in_nodes_and_dpo(run_cli, tiny, tmp_path):
     out = tmp_path / "out"
-    res = run_cli("search", "--env", "game24", "--policy", "hf", "--model", tiny, "--feedback", "--batch-size", "8",
+    res = run_cli("search", "--env", "game24", "--policy", "hf", "--model", tiny, "--feedback", "--wave-size", "8",
                   "--selection", "puct", "--simulations", "60", "--limit", "1", "--out", out, *FAST)
     assert res.rc == 0, res.err
     fb = [f for (f,) in nodes(out, "feedback", "WHERE parent_id >= 0")]
@@ -167,6 +172,7 @@ def test_feedback_lands_in_nodes_and_dpo(run_cli, tiny, tmp_path):
     assert rows and all(r["feedback_chosen"] is not None for r in rows)
 
 
+@pytest.mark.slow
 def test_lm_propose_is_deterministic_and_batched(tiny):
     """One call for many states gives what one call per state gives."""
     from treeq.envs.countdown import Game24Env
@@ -181,6 +187,7 @@ def test_lm_propose_is_deterministic_and_batched(tiny):
         assert [p for _, p in a] == pytest.approx([p for _, p in b], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_errors(run_cli, tiny, tmp_path):
     def err(*args):
         res = run_cli("search", "--limit", "1", "--simulations", "10", "--out", tmp_path / "o", *FAST, *args)
@@ -200,10 +207,11 @@ def test_errors(run_cli, tiny, tmp_path):
     assert res.rc == 2 and "not an empty directory" in res.err
 
 
+@pytest.mark.slow
 def test_llm_steps_propose_mode(run_cli, tiny, tmp_path):
     """Open text: the model samples steps (first non-blank line each), duplicates dropped, priors over them."""
     out = tmp_path / "out"
-    res = run_cli("search", "--env", "llm-steps", "--policy", "hf", "--model", tiny, "--batch-size", "4",
+    res = run_cli("search", "--env", "llm-steps", "--policy", "hf", "--model", tiny, "--wave-size", "4",
                   "--selection", "puct", "--simulations", "8", "--limit", "1", "--proposals", "4",
                   "--max-new-tokens", "12", "--out", out, *FAST)
     assert res.rc == 0, res.err

@@ -24,7 +24,7 @@ from treeq.pipelines.policies.lm import LMConfig, lm_propose
 from treeq.pipelines.policies.openai import BATCH_TEXTS, OpenAIBackend
 from treeq.pipelines.tiny_lm import make_tiny_model
 
-SEARCH = ["search", "--env", "game24", "--policy", "hf", "--batch-size", "8", "--selection", "puct",
+SEARCH = ["search", "--env", "game24", "--policy", "hf", "--wave-size", "8", "--selection", "puct",
           "--simulations", "60", "--workers", "1", "--no-progress"]
 
 

@@ -78,7 +78,7 @@ def constant_evaluator():
 def test_a_registered_evaluator_is_usable_by_name_from_the_cli(run_cli, tmp_path, constant_evaluator):
     """One register call and `search --evaluator half` runs it; runs.config records the name."""
     out = tmp_path / "out"
-    res = run_cli("search", "--limit", "2", "--simulations", "60", "--no-solver", "--batch-size", "4",
+    res = run_cli("search", "--limit", "2", "--simulations", "60", "--no-solver", "--wave-size", "4",
                   "--evaluator", "half", "--out", out, *FAST)
     assert res.rc == 0, res.err
     assert constant_evaluator and max(constant_evaluator) > 1  # batched: waves of several leaves

@@ -44,6 +44,7 @@ def trained(trees, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_train_writes_a_loadable_directory(trained):
     """Weights as safetensors, tokenizer, treeq_prm.json and metrics.json with the promised figures."""
     names = set(os.listdir(trained))
@@ -58,6 +59,7 @@ def test_train_writes_a_loadable_directory(trained):
     assert set(m["best_of_n"]) >= {"prm_min", "prm_product", "random", "oracle"}
 
 
+@pytest.mark.slow
 def test_train_fit_scores_the_training_tasks(trees, trained):
     """``train_fit`` is the hard-label AUROC by depth of the model on its own training paths (no val task)."""
     from treeq.prm.config import StepDatasetConfig
@@ -77,6 +79,7 @@ def test_train_fit_scores_the_training_tasks(trees, trained):
     assert {int(d): v for d, v in fit["auroc_hard_by_depth"].items()} == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_plain_transformers_gives_score_steps_scores(trained, tmp_path, run_cli):
     """No treeq in the loop: AutoModelForTokenClassification read at the separators matches score-steps."""
     from transformers import AutoModelForTokenClassification, AutoTokenizer
@@ -101,6 +104,7 @@ def test_plain_transformers_gives_score_steps_scores(trained, tmp_path, run_cli)
         assert plain == pytest.approx(row["scores"], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_score_steps_bad_input(trained, tmp_path, run_cli):
     """A malformed row, an unknown env and a missing model: one line each, exit 2."""
     bad = tmp_path / "bad.jsonl"
@@ -114,6 +118,7 @@ def test_score_steps_bad_input(trained, tmp_path, run_cli):
     assert res.rc == 2 and "does not exist" in res.err and len(res.err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_train_errors_are_one_line(trees, tmp_path, run_cli):
     """No step over the visit threshold, a folder that is no store, a missing --model path: exit 2."""
     res = run_cli("train-prm", trees, "--out", tmp_path / "m", "--min-visits", "100000", "--no-progress")
@@ -124,6 +129,7 @@ def test_train_errors_are_one_line(trees, tmp_path, run_cli):
     assert res.rc == 2 and "does not exist" in res.err and len(res.err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_foreign_schema_is_refused(trees, tmp_path, run_cli):
     import shutil
 
@@ -136,6 +142,7 @@ def test_foreign_schema_is_refused(trees, tmp_path, run_cli):
     assert res.rc == 2 and "schema version 7" in res.err
 
 
+@pytest.mark.slow
 def test_export_prm_data(trees, tmp_path, run_cli):
     res = run_cli("export-prm-data", trees, "--out", tmp_path / "rows.parquet")
     assert res.rc == 0, res.err
@@ -146,6 +153,7 @@ def test_export_prm_data(trees, tmp_path, run_cli):
     assert run_cli("export-prm-data", trees, "--out", tmp_path / "rows.csv").rc == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["mse", "pairwise"])
 def test_other_losses_train(trees, tmp_path, run_cli, loss):
     res = run_cli("train-prm", trees, "--out", tmp_path / loss, "--loss", loss, "--epochs", "0.5", "--best-of-n", "0",
@@ -201,6 +209,7 @@ def test_smollm2_fine_tunes_and_scores(trees, tmp_path, run_cli):
     assert len(scores) == 2 and all(0.0 < s < 1.0 for s in scores)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env,extra", [
     ("gym:FrozenLake-v1", ["--env-kwargs", '{"is_slippery": false}', "--tasks", "0:6"]),
     ("gym:Taxi-v4", ["--tasks", "0:6"]),
@@ -228,6 +237,7 @@ def test_trees_of_other_envs_train(env, extra, tmp_path, run_cli):
     assert "best_of_n" in m
 
 
+@pytest.mark.slow
 def test_out_must_be_new_empty_or_this_run(trees, trained, tmp_path, run_cli):
     """A folder with other files (a source package, a store) or another run's model is refused, untouched."""
     package = tmp_path / "pkg"
@@ -249,6 +259,7 @@ def test_out_must_be_new_empty_or_this_run(trees, trained, tmp_path, run_cli):
                    *TINY).rc == 0
 
 
+@pytest.mark.slow
 def test_finished_run_prints_its_stored_metrics(trees, trained, run_cli, monkeypatch):
     """The same command again: neither training nor evaluation, the stored metrics.json summarised."""
     import treeq.pipelines.prm as prm
@@ -268,6 +279,7 @@ def test_finished_run_prints_its_stored_metrics(trees, trained, run_cli, monkeyp
     assert (trained / "metrics.json").read_bytes() == stored
 
 
+@pytest.mark.slow
 def test_evaluation_shows_a_bar_and_its_time(trees, tmp_path, run_cli):
     """With progress on, the evaluation after training has its own bar, and the summary gives its time
     beside the training's and the whole."""
@@ -281,10 +293,12 @@ def test_evaluation_shows_a_bar_and_its_time(trees, tmp_path, run_cli):
 
 
 def test_readme_model_folder_collides_with_no_source(run_cli):
-    """The README's train-prm writes a folder no source lives in, and every command after it reads that folder."""
+    """The documented train-prm (README.md, docs/*.md) writes a folder no source lives in, and every command
+    after it reads that folder."""
     import re
 
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    text = "\n".join(p.read_text(encoding="utf-8") for p in docs)
     (name,) = set(re.findall(r"train-prm trees --out (\S+)", text))
     assert not any((ROOT / name).glob("**/*.py")) and not (ROOT / name).is_file()
     assert f"score-steps {name} " in text and f'from_pretrained("{name}")' in text

@@ -20,12 +20,9 @@ def test_ray_gives_the_rows_of_local_workers(tmp_path, run_cli):
     try:
         res = run_cli(*ARGS, "--executor", "ray", "--out", tmp_path / "ray")
         assert res.rc == 0, res.err
-        res = run_cli(*ARGS, "--backend", "ray", "--out", tmp_path / "ray2")  # the other spelling
-        assert res.rc == 0, res.err
     finally:
         ray.shutdown()
-    assert table(tmp_path / "ray2", "nodes", "task_id, node_id") == table(tmp_path / "ray", "nodes", "task_id, node_id")
-    (cfg,) = duckdb.sql(f"SELECT config FROM read_parquet('{tmp_path / 'ray2'}/runs/**/*.parquet')").fetchall()[0]
+    (cfg,) = duckdb.sql(f"SELECT config FROM read_parquet('{tmp_path / 'ray'}/runs/**/*.parquet')").fetchall()[0]
     assert '"executor": "ray"' in cfg
     assert run_cli(*ARGS, "--workers", "2", "--out", tmp_path / "local").rc == 0
     assert table(tmp_path / "ray", "nodes", "task_id, node_id") == table(tmp_path / "local", "nodes", "task_id, node_id")
@@ -33,6 +30,13 @@ def test_ray_gives_the_rows_of_local_workers(tmp_path, run_cli):
     assert duckdb.sql(f"SELECT {keep} FROM read_parquet('{tmp_path / 'ray'}/trees/**/*.parquet') ORDER BY task_id"
                       ).fetchall() == duckdb.sql(
         f"SELECT {keep} FROM read_parquet('{tmp_path / 'local'}/trees/**/*.parquet') ORDER BY task_id").fetchall()
+
+
+def test_backend_names_the_language_model_only(tmp_path, run_cli):
+    """--backend is the LM's backend (hf, openai); --backend ray points to --executor."""
+    res = run_cli(*ARGS, "--backend", "ray", "--out", tmp_path / "o")
+    assert res.rc == 2 and "--executor ray" in res.err and len(res.err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
 
 
 def test_bad_executor_and_address(tmp_path, run_cli):

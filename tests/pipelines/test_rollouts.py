@@ -61,6 +61,7 @@ def test_a_large_group_is_written_in_chunks_as_one_group(tmp_path, run_cli):
     import pyarrow as pa
 
     from treeq.pipelines.config import RolloutConfig
+    from treeq.mcts import SearchConfig, resolve_defaults
     from treeq.pipelines.rollouts import ROLLOUT_SCHEMA, group_rows, sample_group
 
     out = tmp_path / "r.parquet"
@@ -68,6 +69,6 @@ def test_a_large_group_is_written_in_chunks_as_one_group(tmp_path, run_cli):
     env = Game24Env()
     task = next(iter(env.load_tasks(None)))
     cfg = RolloutConfig(env="game24", limit=1, group_size=600, out=str(out))
-    whole = pa.table(group_rows(env, task, sample_group(env, task, cfg), cfg.max_steps), schema=ROLLOUT_SCHEMA)
+    whole = pa.table(group_rows(env, task, sample_group(env, task, cfg, resolve_defaults(SearchConfig(), env)), cfg.max_steps), schema=ROLLOUT_SCHEMA)
     assert pq.read_table(out).cast(ROLLOUT_SCHEMA).equals(whole)
     assert whole["trajectory_id"][-1].as_py() == f"{task.task_id}/599"

@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import TaskFileError
-from .blocksworld_rules import PREDICATES, _Atom, _atom_str, _build
-from .taskfiles import MAX_DEPTH
+from ...errors import TaskFileError
+from .rules import PREDICATES, Atom, atom_str, build_world
+from ..taskfiles import MAX_DEPTH
 
 __all__ = ["PLANBENCH_COLOURS", "DomainFileError", "parse_problem"]
 
@@ -76,7 +76,7 @@ class DomainFileError(TaskFileError):
     """The file defines a domain, not a problem (skipped when loading a directory)."""
 
 
-def _atom(node: _List | _Sym, objects: set[str], where: Callable[[int], str], what: str) -> _Atom:
+def _atom(node: _List | _Sym, objects: set[str], where: Callable[[int], str], what: str) -> Atom:
     if not isinstance(node, _List) or not node.items or not isinstance(node.items[0], _Sym):
         line = node.line
         raise TaskFileError(f"{where(line)}: expected an atom such as (on a b) in {what}")
@@ -94,7 +94,7 @@ def _atom(node: _List | _Sym, objects: set[str], where: Callable[[int], str], wh
         if a.text not in objects:
             raise TaskFileError(f"{where(a.line)}: unknown object {a.text!r} in ({pred} ...); not in :objects")
         names.append(a.text)
-    return _Atom(pred, tuple(names), node.line)
+    return Atom(pred, tuple(names), node.line)
 
 
 def parse_problem(text: str, source: str = "<string>") -> dict:
@@ -203,18 +203,18 @@ def parse_problem(text: str, source: str = "<string>") -> dict:
     names = [PLANBENCH_COLOURS[o] for o in objects] if all(o in PLANBENCH_COLOURS for o in objects) else list(objects)
     to_name = dict(zip(objects, names))
 
-    def named(a: _Atom) -> _Atom:
-        return _Atom(a.pred, tuple(to_name[x] for x in a.args), a.line)
+    def named(a: Atom) -> Atom:
+        return Atom(a.pred, tuple(to_name[x] for x in a.args), a.line)
 
     init_n, goal_n = [named(a) for a in init], [named(a) for a in goal]
     # validate now, with line numbers; the payload is rebuilt into a state by ``reset``
-    _build(names, objects, init_n, goal_n, where, init_line=sections[":init"].line, goal_line=goal_sec.line)
+    build_world(names, objects, init_n, goal_n, where, init_line=sections[":init"].line, goal_line=goal_sec.line)
     return {
         "path": source,
         "problem": head.items[1].text,
         "domain": dom[0].text,
         "objects": objects,
         "blocks": names,
-        "init": list(dict.fromkeys(_atom_str(a.pred, a.args) for a in init_n)),
-        "goal": list(dict.fromkeys(_atom_str(a.pred, a.args) for a in goal_n)),
+        "init": list(dict.fromkeys(atom_str(a.pred, a.args) for a in init_n)),
+        "goal": list(dict.fromkeys(atom_str(a.pred, a.args) for a in goal_n)),
     }

@@ -1,4 +1,4 @@
-"""The search's working storage: decision nodes, edges and sampled outcomes in flat
+"""The search's working storage, for tree and graph mode alike: decision nodes, edges and sampled outcomes in flat
 Python lists, with the values (Q, V, the max backup and its propagation). The
 MCTS-Solver's proofs over this storage are in :mod:`treeq.mcts.solver`, its export to
 a flat-array :class:`~treeq.mcts.tree.Tree` in :mod:`treeq.mcts.export`.
@@ -20,12 +20,13 @@ import numpy as np
 
 from ..envs.base import Env, Step, is_success
 from ..errors import ConfigError
+from .codes import DEAD, END, SAMPLED, UNSTEPPED
 from .config import SearchConfig
-from .solver import try_prove
 from .export import export_tree
+from .solver import try_prove
 from .tree import Tree
 
-__all__ = ["SearchGraph", "UNSTEPPED", "END", "DEAD", "SAMPLED"]
+__all__ = ["SearchGraph"]
 
 try:  # the compiled hot path (mcts/_core.c); without it the same search runs in Python
     from . import _core
@@ -35,10 +36,6 @@ if os.environ.get("TREEQ_PURE_PYTHON", "") not in ("", "0"):  # force the Python
     _core = None
 
 _TOL = 1e-12  # a relative change of V below this does not propagate
-UNSTEPPED = -1  # e_child of an edge not stepped yet; n_start of a node not expanded yet
-END = -2  # n_start of a terminal node
-DEAD = -3  # n_start of a dead end: expanded, no action proposed
-SAMPLED = -2  # e_child of an edge whose outcomes are sampled on every visit
 _INF = math.inf
 
 
@@ -52,8 +49,7 @@ class SearchGraph:
         self.solver = bool(cfg.solver) and self.det
         self.eager = self.det and bool(env.step_on_expand)
         self.gamma = float(cfg.gamma)
-        has_bound = type(env).value_bound is not Env.value_bound
-        self._bound = env.value_bound if self.solver and has_bound else None
+        self._bound = env.value_bound if self.solver and env.has_value_bound else None
         # decision nodes
         self.n_state: list[Any] = []
         self.n_key: list[str] = []  # graph mode only (a tree computes keys on export)

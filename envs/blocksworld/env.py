@@ -1,10 +1,9 @@
 """Blocksworld (PlanBench): stack coloured blocks with one hand, four STRIPS operators.
 
-The env over the pieces that live in their own modules: the rules (state, operators,
-goals, action text) in :mod:`treeq.envs.blocksworld_rules`, the PDDL problem reader in
-:mod:`treeq.envs.pddl` and the exact oracle (BFS distances, the admissible bound) in
-:mod:`treeq.envs.blocksworld_exact`. Their public names are re-exported here, where
-callers have always imported them (``treeq.envs.blocksworld.exact_q``).
+The env over the pieces that live in their own modules of this package: the rules
+(state, operators, goals, action text) in :mod:`.rules`, the PDDL problem reader in
+:mod:`.pddl` and the exact oracle (BFS distances, the admissible bound) in :mod:`.exact`.
+The package re-exports their public names (``treeq.envs.blocksworld.exact_q``).
 """
 
 from __future__ import annotations
@@ -14,46 +13,31 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import TaskFileError
-from .base import Env, Step, Task
-from .blocksworld_exact import MAX_EXACT_BLOCKS, exact_q, optimal_plan_length, optimal_value, plan_length_lower_bound
-from .blocksworld_rules import (
+from ...errors import TaskFileError
+from ..base import Env, Step, Task
+from .exact import MAX_EXACT_BLOCKS, exact_q, optimal_plan_length, optimal_value, plan_length_lower_bound
+from .rules import (
     HAND,
     PREDICATES,
     TABLE,
+    Atom,
     BlocksworldState,
     ParsedAction,
-    _Atom,
-    _build,
-    _moves,
-    _world_atoms,
     apply_action,
     atoms,
+    build_world,
     canonical_action,
     is_goal,
     parse_action,
+    successors,
+    world_atoms,
 )
 from .pddl import PLANBENCH_COLOURS, DomainFileError, parse_problem
-from .taskfiles import check_unique_ids, expand_task_path, read_text
+from ..taskfiles import check_unique_ids, expand_task_path, read_text
 
-__all__ = [
-    "BlocksworldEnv",
-    "BlocksworldState",
-    "PLANBENCH_COLOURS",
-    "PREDICATES",
-    "ParsedAction",
-    "TASKS_DIR",
-    "atoms",
-    "is_goal",
-    "parse_action",
-    "parse_problem",
-    "plan_length_lower_bound",
-    "optimal_plan_length",
-    "optimal_value",
-    "exact_q",
-]
+__all__ = ["BlocksworldEnv", "TASKS_DIR"]
 
-TASKS_DIR = Path(__file__).resolve().parent / "tasks" / "blocksworld"
+TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks" / "blocksworld"
 
 # PlanBench's sentences for ground atoms (configs/blocksworld.yaml, ``predicates``). The
 # holding phrase really lacks "the" upstream; kept so that renders match its prompts.
@@ -72,13 +56,14 @@ class BlocksworldEnv(Env):
     """PlanBench Blocksworld: reward 1.0 on the action that reaches the goal, else 0."""
 
     name = "blocksworld"
+    has_value_bound = True
     deterministic = True
     step_on_expand = True  # a step is a few tuple operations; terminal children prove nodes at once
     default_tasks = TASKS_DIR / "3"
     default_gamma = 0.95  # discounting makes shorter plans worth more
     # block configurations are reached by many orders of moves: search the state graph;
     # leaves take the admissible bound, so the graph search runs best-first and finds
-    # the shortest plan (measured, the 111 four/five-block instances of the README at
+    # the shortest plan (measured, the 111 four/five-block instances of docs/measured.md at
     # 1,000 simulations: a tree with rollouts solves 71-76; the graph with rollouts 110-111
     # depending on the seed; the graph with the bound 111, every best path optimal,
     # every proven value BFS-exact, in a quarter of the time)
@@ -106,13 +91,13 @@ class BlocksworldEnv(Env):
             raise TaskFileError(f"task {task.task_id}: payload needs blocks, init and goal ({exc!r})") from None
         if len(objects) != len(names) or not goal:
             raise TaskFileError(f"task {task.task_id}: payload needs as many objects as blocks and a goal")
-        return _build(names, objects, init, goal, where)
+        return build_world(names, objects, init, goal, where)
 
     def legal_actions(self, state: BlocksworldState) -> list[str]:
         """Every applicable action (none once the goal holds), in a fixed order."""
         if is_goal(state):
             return []
-        return list(_moves(state.blocks, state.world))
+        return list(successors(state.blocks, state.world))
 
     def step(self, state: BlocksworldState, action: str, rng: np.random.Generator | None = None) -> Step[BlocksworldState]:
         """Apply ``action`` (PlanBench phrasing or PDDL form).
@@ -146,7 +131,7 @@ class BlocksworldEnv(Env):
         The first two lines equal the ``[STATEMENT]`` of PlanBench's plan-generation
         prompt for the same instance; ``[PLAN END]`` follows once the goal holds.
         """
-        start_atoms = [(p, tuple(state.blocks[i] for i in a)) for p, a in _world_atoms(state.blocks, state.start)]
+        start_atoms = [(p, tuple(state.blocks[i] for i in a)) for p, a in world_atoms(state.blocks, state.start)]
         goal_atoms = [(p, tuple(args)) for p, *args in (g.split() for g in state.goal)]
         obj = dict(zip(state.blocks, state.objects))
         lines = [
@@ -219,11 +204,11 @@ class BlocksworldEnv(Env):
         return tasks
 
 
-def _payload_atom(text: str, known: set[str], where: Callable[[int | None], str]) -> _Atom:
+def _payload_atom(text: str, known: set[str], where: Callable[[int | None], str]) -> Atom:
     pred, *args = str(text).split()
     if pred not in PREDICATES or len(args) != PREDICATES[pred] or not set(args) <= known:
         raise TaskFileError(f"{where(None)}: bad atom {text!r} in payload")
-    return _Atom(pred, tuple(args), None)
+    return Atom(pred, tuple(args), None)
 
 
 def _sentence(atom_list: list[tuple[str, tuple[str, ...]]], obj: dict[str, str]) -> str:

@@ -7,7 +7,7 @@ representation whatever path led to it. Actions use PlanBench's plan phrasing
 use the PDDL form ``(unstack red blue)``.
 
 Shared by the env (:mod:`treeq.envs.blocksworld`), the PDDL reader
-(:mod:`treeq.envs.pddl`) and the exact oracle (:mod:`treeq.envs.blocksworld_exact`).
+(:mod:`.pddl`) and the exact oracle (:mod:`.exact`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Iterable, NamedTuple, Sequence
 
-from ..errors import ActionError, TaskFileError
+from ...errors import ActionError, TaskFileError
 
 __all__ = [
     "BlocksworldState",
@@ -63,7 +63,7 @@ class BlocksworldState:
     steps: tuple[str, ...] = ()
 
 
-def _world_atoms(blocks: Sequence[str], world: World) -> list[tuple[str, tuple[int, ...]]]:
+def world_atoms(blocks: Sequence[str], world: World) -> list[tuple[str, tuple[int, ...]]]:
     covered = {s for s in world if s >= 0}
     out: list[tuple[str, tuple[int, ...]]] = []
     for x, s in enumerate(world):
@@ -78,18 +78,18 @@ def _world_atoms(blocks: Sequence[str], world: World) -> list[tuple[str, tuple[i
     return out
 
 
-def _atom_str(pred: str, args: Iterable[str]) -> str:
+def atom_str(pred: str, args: Iterable[str]) -> str:
     return " ".join((pred, *args))
 
 
 def atoms(state: BlocksworldState) -> frozenset[str]:
     """The current configuration as ground atoms, e.g. ``{"on red blue", "handempty"}``."""
-    return frozenset(_atom_str(p, (state.blocks[i] for i in a)) for p, a in _world_atoms(state.blocks, state.world))
+    return frozenset(atom_str(p, (state.blocks[i] for i in a)) for p, a in world_atoms(state.blocks, state.world))
 
 
 # ----------------------------------------------------------------------------- moves
 @lru_cache(maxsize=1 << 16)
-def _moves(blocks: tuple[str, ...], world: World) -> dict[str, World]:
+def successors(blocks: tuple[str, ...], world: World) -> dict[str, World]:
     """Every applicable action, canonical text -> next world, in a fixed order.
 
     Hand empty: for each clear block in name order, pick it up or unstack it. Holding:
@@ -116,7 +116,7 @@ def _moves(blocks: tuple[str, ...], world: World) -> dict[str, World]:
     return moves
 
 
-class _Goal(NamedTuple):
+class Goal(NamedTuple):
     """A goal compiled to block indices."""
 
     position: tuple[tuple[int, int], ...]  # (block, support) from on / ontable atoms
@@ -126,7 +126,7 @@ class _Goal(NamedTuple):
 
 
 @lru_cache(maxsize=1 << 12)
-def _compile_goal(blocks: tuple[str, ...], goal: tuple[str, ...]) -> _Goal:
+def compile_goal(blocks: tuple[str, ...], goal: tuple[str, ...]) -> Goal:
     index = {b: i for i, b in enumerate(blocks)}
     position, clear, holding, handempty = [], [], [], False
     for atom in goal:
@@ -142,10 +142,10 @@ def _compile_goal(blocks: tuple[str, ...], goal: tuple[str, ...]) -> _Goal:
             holding.append(ix[0])
         else:
             handempty = True
-    return _Goal(tuple(position), tuple(clear), tuple(holding), handempty)
+    return Goal(tuple(position), tuple(clear), tuple(holding), handempty)
 
 
-def _satisfied(g: _Goal, world: World) -> bool:
+def satisfied(g: Goal, world: World) -> bool:
     return (
         all(world[x] == s for x, s in g.position)
         and all(world[x] != HAND and x not in world for x in g.clear)
@@ -156,7 +156,7 @@ def _satisfied(g: _Goal, world: World) -> bool:
 
 def is_goal(state: BlocksworldState) -> bool:
     """Whether every goal atom holds in ``state``."""
-    return _satisfied(_compile_goal(state.blocks, state.goal), state.world)
+    return satisfied(compile_goal(state.blocks, state.goal), state.world)
 
 
 # ----------------------------------------------------------------------------- actions
@@ -273,7 +273,7 @@ def canonical_action(state: BlocksworldState, text: str) -> str:
         ix.append(index[name])
     x, y = ix[0], ix[1] if len(ix) > 1 else None
     canonical = _canonical(p.op, state.blocks, x, y)
-    if canonical not in _moves(state.blocks, state.world):
+    if canonical not in successors(state.blocks, state.world):
         raise ActionError(f"illegal action {text!r}: {_why_illegal(p.op, state.blocks, state.world, x, y)}")
     return canonical
 
@@ -288,7 +288,7 @@ def apply_action(state: BlocksworldState, action: str) -> BlocksworldState:
     """
     if is_goal(state):
         raise ActionError(f"action {action!r} after the goal was reached: the episode is over")
-    moves = _moves(state.blocks, state.world)
+    moves = successors(state.blocks, state.world)
     nxt = moves.get(action)
     if nxt is None:
         action = canonical_action(state, action)
@@ -298,18 +298,18 @@ def apply_action(state: BlocksworldState, action: str) -> BlocksworldState:
 
 # ----------------------------------------------------------------------------- building states
 @dataclass(frozen=True)
-class _Atom:
+class Atom:
     pred: str
     args: tuple[str, ...]
     line: int | None
 
 
 
-def _build(
+def build_world(
     names: Sequence[str],
     objects: Sequence[str],
-    init: Sequence[_Atom],
-    goal: Sequence[_Atom],
+    init: Sequence[Atom],
+    goal: Sequence[Atom],
     where: Callable[[int | None], str],
     init_line: int | None = None,
     goal_line: int | None = None,
@@ -375,7 +375,7 @@ def _build(
         raise TaskFileError(
             f"{where(init_line)}: :init clear atoms disagree with the towers for block(s) {', '.join(bad)}"
         )
-    goal_t = tuple(sorted({_atom_str(a.pred, a.args) for a in goal}))
+    goal_t = tuple(sorted({atom_str(a.pred, a.args) for a in goal}))
     state = BlocksworldState(blocks, world, goal_t, world, objs)
     if is_goal(state):
         raise TaskFileError(f"{where(goal_line)}: the goal already holds in the initial state")

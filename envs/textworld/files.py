@@ -3,7 +3,7 @@
 A task is one game made by TextWorld's ``tw-make``: a Z-machine story file (``.z8``)
 plus the ``.json`` beside it that describes the game's logic (world facts, rules,
 quests, walkthrough). Both are checked here, with one error line each, before the
-interpreter (:mod:`treeq.envs.textworld_runtime`) ever sees them: Frotz ends the whole
+interpreter (:mod:`treeq.envs.textworld.runtime`) ever sees them: Frotz ends the whole
 process on a story file it cannot run.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import TaskFileError
-from .base import Task
-from .taskfiles import check_unique_ids, expand_task_path, loads_json, read_text
+from ...errors import TaskFileError
+from ..base import Task
+from ..taskfiles import check_unique_ids, expand_task_path, loads_json, read_text
 
 __all__ = ["GAME_SUFFIXES", "GENERATE_HINT", "check_story", "find_games", "game_task", "load_games",
            "read_game_json", "read_walkthrough"]

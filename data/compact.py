@@ -27,8 +27,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..data.schema import SCHEMAS
-from ..data.store import PART_PREFIX, connect
+from .schema import SCHEMAS
+from .store import PART_PREFIX, connect
 from ..errors import ConfigError, OutputError, StoreError
 
 __all__ = ["compact"]

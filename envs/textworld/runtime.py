@@ -1,9 +1,9 @@
 """The TextWorld interpreter runtime: one live Frotz per game, snapshots inside the states.
 
 A task is one game made by TextWorld's ``tw-make`` (a ``.z8`` story file and its
-``.json``, checked by :mod:`treeq.envs.textworld_files`). The game runs in Jericho's
+``.json``, checked by :mod:`treeq.envs.textworld.files`). The game runs in Jericho's
 Frotz interpreter; one interpreter per game file is kept alive per env object
-(:class:`~treeq.envs.textworld_env.TextWorldEnv`) and reused by every ``step``: the
+(:class:`~treeq.envs.textworld.TextWorldEnv`) and reused by every ``step``: the
 state handed in is restored into it (``FrotzEnv.set_state``), the command is executed,
 and the new interpreter state (``get_state``) goes into the new, immutable state.
 
@@ -46,9 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from .textworld_files import check_story, read_game_json
+from .files import check_story, read_game_json
 
-__all__ = ["TextWorldState"]
+__all__ = ["TextWorldState", "GameRuntime", "clean_text"]
 
 # Frotz seeds its RNG from this at every reset. TextWorld's Inform7 games reseed their
 # own RNG anyway; a fixed value keeps jericho from falling back to a time-based seed.
@@ -96,7 +96,7 @@ def _split_output(raw: str) -> tuple[str, list[str], dict[str, str]]:
     return text, events, extras
 
 
-def _clean(text: str) -> str:
+def clean_text(text: str) -> str:
     """Drop the prompt/status line, trailing blanks and runs of empty lines."""
     text = _PROMPT_TAIL_RE.sub("", text)
     text = re.sub(r"[ \t]+\n", "\n", text)
@@ -218,7 +218,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-class _GameRuntime:
+class GameRuntime:
     """One game file: its live interpreter, its TextWorld logic and its start state."""
 
     def __init__(self, task_id: str, path: Path, room_and_inventory: bool) -> None:
@@ -258,7 +258,7 @@ class _GameRuntime:
         logic = self.game.world.state.copy()
         valid = tuple(logic.all_applicable_actions(self.rules, self.constants))
         self.start = self._make_state(
-            observation=_clean(intro), extras=extras, score=_parse_count(extras.get("score"), 0),
+            observation=clean_text(intro), extras=extras, score=_parse_count(extras.get("score"), 0),
             moves=_parse_count(extras.get("moves"), 0), won=False, lost=False, logic=logic, valid=valid,
             admissible=None, steps=(), total_reward=0.0, prev=None,
         )
@@ -278,8 +278,8 @@ class _GameRuntime:
         snapshot = _FrotzSnapshot.capture(self.frotz.get_state(), self.base_ram, logic, valid)
         return TextWorldState(
             game_id=self.task_id, game=str(self.path), objective=self.objective, observation=observation,
-            description=_clean(description) if description else None,
-            inventory=_clean(inventory) if inventory else None,
+            description=clean_text(description) if description else None,
+            inventory=clean_text(inventory) if inventory else None,
             score=score, max_score=self.max_score, moves=moves, won=won, lost=lost,
             admissible=admissible, steps=steps, total_reward=total_reward,
             key=self._key(logic, score, won, lost), _snapshot=snapshot, _z8_digest=self.z8_digest,
@@ -328,7 +328,7 @@ class _GameRuntime:
         else:
             reward = 0.0
         nxt = self._make_state(
-            observation=_clean(text), extras=extras, score=score, moves=_parse_count(extras.get("moves"), state.moves),
+            observation=clean_text(text), extras=extras, score=score, moves=_parse_count(extras.get("moves"), state.moves),
             won=won, lost=lost, logic=logic, valid=valid, admissible=admissible, steps=state.steps + (command,),
             total_reward=state.total_reward + reward, prev=state,
         )

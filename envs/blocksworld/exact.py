@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .blocksworld_rules import HAND, TABLE, BlocksworldState, World, _compile_goal, _moves, _satisfied, apply_action, is_goal
+from .rules import HAND, TABLE, BlocksworldState, World, apply_action, compile_goal, is_goal, satisfied, successors
 
 __all__ = ["MAX_EXACT_BLOCKS", "plan_length_lower_bound", "optimal_plan_length", "optimal_value", "exact_q"]
 
@@ -22,8 +22,8 @@ MAX_EXACT_BLOCKS = 7
 
 @lru_cache(maxsize=1 << 16)
 def _lower_bound(blocks: tuple[str, ...], world: World, goal: tuple[str, ...]) -> int:
-    g = _compile_goal(blocks, goal)
-    if _satisfied(g, world):
+    g = compile_goal(blocks, goal)
+    if satisfied(g, world):
         return 0
     # Every action moves exactly one block, so per-block counts of actions that every
     # plan must contain add up to a lower bound on the plan length. "pick" below means
@@ -101,27 +101,27 @@ def _distances(blocks: tuple[str, ...], goal: tuple[str, ...]) -> dict[World, in
     """Exact distance to the goal for every configuration of ``blocks``."""
     if len(blocks) > MAX_EXACT_BLOCKS:
         raise ValueError(f"exact search supports at most {MAX_EXACT_BLOCKS} blocks, got {len(blocks)}")
-    g = _compile_goal(blocks, goal)
+    g = compile_goal(blocks, goal)
     # All configurations of a block set are connected (everything can be put on the
     # table and rebuilt), so enumerating from all-on-the-table finds every one.
     start: World = (TABLE,) * len(blocks)
     seen = {start}
     order = [start]
     for w in order:
-        for nxt in _moves(blocks, w).values():
+        for nxt in successors(blocks, w).values():
             if nxt not in seen:
                 seen.add(nxt)
                 order.append(nxt)
     # Operators are invertible, so the graph is undirected: a forward search from all
     # goal states gives every state's distance *to* the goal.
-    dist = {w: 0 for w in order if _satisfied(g, w)}
+    dist = {w: 0 for w in order if satisfied(g, w)}
     frontier = list(dist)
     d = 0
     while frontier:
         d += 1
         nxt_frontier = []
         for w in frontier:
-            for nxt in _moves(blocks, w).values():
+            for nxt in successors(blocks, w).values():
                 if nxt not in dist:
                     dist[nxt] = d
                     nxt_frontier.append(nxt)

@@ -1,9 +1,8 @@
 """TextWorld games as a functional, reversible env (Jericho snapshots inside the states).
 
-The env is thin: finding and checking games is :mod:`treeq.envs.textworld_files`, the
-interpreter and its snapshots are :mod:`treeq.envs.textworld_runtime` (read its
-docstring for how a state is restored and advanced). ``find_games`` and
-``read_walkthrough`` are re-exported here, where callers import them.
+The env is thin: finding and checking games is :mod:`.files`, the interpreter and its
+snapshots are :mod:`.runtime` (read its docstring for how a state is restored and
+advanced). The package re-exports ``find_games`` and ``read_walkthrough``.
 
 textworld and jericho are imported only when a game is first played, so importing this
 module (and ``python cli.py --help``) stays fast.
@@ -17,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ActionError, ConfigError, EnvFailure, TaskFileError
-from .base import Env, Step, Task
-from .textworld_files import find_games, game_task, load_games, read_walkthrough
-from .textworld_runtime import TextWorldState, _GameRuntime
+from ...errors import ActionError, ConfigError, EnvFailure, TaskFileError
+from ..base import Env, Step, Task
+from .files import find_games, game_task, load_games, read_walkthrough
+from .runtime import GameRuntime, TextWorldState
 
-__all__ = ["TextWorldEnv", "TextWorldState", "find_games", "read_walkthrough"]
+__all__ = ["TextWorldEnv"]
 
 
 # ----------------------------------------------------------------------------- env
@@ -44,6 +43,7 @@ class TextWorldEnv(Env):
     """
 
     name = "textworld"
+    has_value_bound = True
     deterministic = True
     default_gamma = 0.95
     # admissible commands loop back (go east / go west, look): share statistics by state
@@ -61,17 +61,17 @@ class TextWorldEnv(Env):
             raise ConfigError(f"max_games must be a positive integer, got {max_games!r}")
         self.max_games = max_games
         self.room_and_inventory = bool(room_and_inventory)
-        self._runtimes: OrderedDict[str, _GameRuntime] = OrderedDict()
+        self._runtimes: OrderedDict[str, GameRuntime] = OrderedDict()
 
     # -- runtimes
-    def _runtime(self, game: str, task_id: str) -> _GameRuntime:
+    def _runtime(self, game: str, task_id: str) -> GameRuntime:
         rt = self._runtimes.get(game)
         if rt is None:
             path = Path(game)
             if not path.is_file():
                 raise TaskFileError(f"TextWorld game not found: {path}")
             try:
-                rt = _GameRuntime(task_id, path, self.room_and_inventory)
+                rt = GameRuntime(task_id, path, self.room_and_inventory)
             except TaskFileError:
                 raise
             except ImportError as exc:
@@ -86,7 +86,7 @@ class TextWorldEnv(Env):
         self._runtimes.move_to_end(game)
         return rt
 
-    def _runtime_of(self, state: TextWorldState) -> _GameRuntime:
+    def _runtime_of(self, state: TextWorldState) -> GameRuntime:
         rt = self._runtime(state.game, state.game_id)
         if rt.z8_digest != state._z8_digest:
             raise EnvFailure(f"{state.game} changed on disk since this state was made; reset the task")
@@ -114,7 +114,7 @@ class TextWorldEnv(Env):
         """Game (by content) + score + TextWorld's logic facts, hashed.
 
         States reached by different paths with the same world (rooms, objects, doors,
-        inventory) and score share a key; see ``_GameRuntime._key`` for why these parts.
+        inventory) and score share a key; see ``GameRuntime._key`` for why these parts.
         """
         return state.key
 
