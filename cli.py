@@ -24,13 +24,23 @@ import threading
 from dataclasses import MISSING, fields
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 from treeq.mcts.config import SearchConfig
-from treeq.pipelines.config import (DPOConfig, PRMJobConfig, RewardsConfig, RolloutConfig, SearchJobConfig,
-                                    TinyLMConfig)
+from treeq.pipelines.command_config import (
+    CompactConfig,
+    ExportFileConfig,
+    PlotConfig,
+    QueryConfig,
+    ReplayConfig,
+    ScoreConfig,
+    SearchRunConfig,
+    ShowConfig,
+    TextWorldGamesConfig,
+)
+from treeq.pipelines.config import DPOConfig, PRMJobConfig, RewardsConfig, RolloutConfig, SearchJobConfig, TinyLMConfig
 from treeq.pipelines.policies.lm import LMConfig
 from treeq.prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
 
@@ -69,14 +79,18 @@ def _opt(config: type, name: str, *decls: str, **kw: Any) -> Any:
     """A ``typer.Option`` whose default and help are those of ``config``'s field ``name``.
 
     A help text ``"...; None: the env's default_gamma."`` becomes the help ``"..."`` and the
-    shown default ``the env's default_gamma``.
+    shown default ``the env's default_gamma``. ``required=True``: no default, the option must be given.
     """
     f = next(f for f in fields(config) if f.name == name)
     default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
     if isinstance(default, dict):  # given on the command line as JSON
         default = json.dumps(default)
+    elif isinstance(default, tuple):  # a repeated option
+        default = list(default)
     text, _, when_none = f.metadata["help"].partition("; None: ")
-    if default is None:
+    if kw.pop("required", False):  # a command's input: the field's None stands for "not given yet"
+        default = ...
+    elif default is None:
         kw.setdefault("show_default", when_none.rstrip(".") or False)
     return typer.Option(default, *decls, help=text, **kw)
 
@@ -101,7 +115,8 @@ def _root(ctx: typer.Context,
           version: bool = typer.Option(False, "--version", help="Print treeq's version and exit.")) -> None:
     """MCTS search and process-reward data for agent RL. With no command: `search` with its defaults."""
     if version:
-        from importlib.metadata import PackageNotFoundError, version as installed
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as installed
 
         try:
             typer.echo(f"treeq {installed('treeq')}")
@@ -124,45 +139,43 @@ def search(
     ctx: typer.Context,
     env: str = _opt(_J, "env"),
     env_kwargs: str = _opt(_J, "env_kwargs", "--env-kwargs"),
-    tasks: Optional[str] = _opt(_J, "tasks"),
-    limit: Optional[int] = _opt(_J, "limit"),
+    tasks: str | None = _opt(_J, "tasks"),
+    limit: int | None = _opt(_J, "limit"),
     simulations: int = _opt(_S, "simulations"),
-    gamma: Optional[float] = _opt(_S, "gamma"),
-    c: Optional[float] = _opt(_S, "c", "--c"),
+    gamma: float | None = _opt(_S, "gamma"),
+    c: float | None = _opt(_S, "c", "--c"),
     selection: str = _opt(_S, "selection"),
     fpu: float = _opt(_S, "fpu"),
     random_untried: bool = _opt(_S, "random_untried"),
-    evaluator: Optional[str] = _opt(_J, "evaluator"),
-    proposer: Optional[str] = _opt(_J, "proposer", "--proposer", "--policy"),
+    evaluator: str | None = _opt(_J, "evaluator"),
+    proposer: str | None = _opt(_J, "proposer", "--proposer", "--policy"),
     proposals: int = _opt(_S, "proposals"),
-    model: Optional[str] = _opt(LMConfig, "model"),
+    model: str | None = _opt(LMConfig, "model"),
     backend: str = _opt(LMConfig, "backend"),
-    base_url: Optional[str] = _opt(LMConfig, "base_url"),
+    base_url: str | None = _opt(LMConfig, "base_url"),
     lm_mode: str = _opt(LMConfig, "lm_mode"),
     temperature: float = _opt(LMConfig, "temperature"),
     max_new_tokens: int = _opt(LMConfig, "max_new_tokens"),
     feedback: bool = _opt(LMConfig, "feedback"),
     timeout: float = _opt(LMConfig, "timeout"),
-    device: Optional[str] = _opt(LMConfig, "device"),
+    device: str | None = _opt(LMConfig, "device"),
     max_batch_tokens: int = _opt(LMConfig, "max_batch_tokens"),
     rollout_steps: int = _opt(_S, "rollout_steps"),
     solver: bool = _opt(_S, "solver"),
-    transpositions: Optional[bool] = _opt(_S, "transpositions", "--transpositions/--no-transpositions"),
+    transpositions: bool | None = _opt(_S, "transpositions", "--transpositions/--no-transpositions"),
     stop_on_solve: bool = _opt(_S, "stop_on_solve"),
     max_nodes: int = _opt(_S, "max_nodes"),
     max_depth: int = _opt(_S, "max_depth"),
     wave_size: int = _opt(_S, "wave_size"),
-    task_timeout: Optional[float] = _opt(_S, "task_timeout"),
+    task_timeout: float | None = _opt(_S, "task_timeout"),
     seed: int = _opt(_J, "seed"),
     out: Path = _opt(_J, "out"),
     workers: int = _opt(_J, "workers"),
     executor: str = _opt(_J, "executor"),
-    address: Optional[str] = _opt(_J, "address"),
+    address: str | None = _opt(_J, "address"),
     progress: bool = _opt(_J, "progress"),
-    config: Optional[Path] = typer.Option(None, help="A TOML file of search settings: the flags' names as keys "
-                                                     "(simulations = 500, env-kwargs = {...}); flags override it."),
-    resume: bool = typer.Option(False, help="Resume the run recorded in --out: its settings unless flags are given, "
-                                            "which must agree; finished tasks are skipped."),
+    config: Path | None = _opt(SearchRunConfig, "config"),
+    resume: bool = _opt(SearchRunConfig, "resume"),
 ) -> None:
     """Search every task with MCTS and write the trees to Parquet."""
     from treeq.pipelines.search import run_search
@@ -244,7 +257,7 @@ def _search_job(v: dict) -> SearchJobConfig:
 def query(
     out: Path = typer.Argument(..., help="Output directory of a search."),
     sql: str = typer.Argument(..., help="SQL over the views nodes, trees, runs (read-only: SELECT, EXPLAIN)."),
-    format: OutFormat = typer.Option(OutFormat.table, "--format", help="table, csv or json."),
+    format: OutFormat = _opt(QueryConfig, "format", "--format"),
 ) -> None:
     """Run read-only SQL (DuckDB) over a tree store's views `nodes`, `trees` and `runs`."""
     from treeq.data.store import run_query
@@ -257,11 +270,11 @@ def query(
 @app.command()
 def replay(
     env: str = _opt(_J, "env"),
-    action: list[str] = typer.Option([], "--action", "-a", help="An action as text; repeat for a sequence."),
-    tasks: Optional[str] = _opt(_J, "tasks"),
-    task_id: Optional[str] = typer.Option(None, help="Which task (default: the first)."),
+    action: list[str] = _opt(ReplayConfig, "action", "--action", "-a"),
+    tasks: str | None = _opt(_J, "tasks"),
+    task_id: str | None = _opt(ReplayConfig, "task_id"),
     env_kwargs: str = _opt(_J, "env_kwargs", "--env-kwargs"),
-    seed: int = typer.Option(0, help="Seed for reset and stochastic steps."),
+    seed: int = _opt(ReplayConfig, "seed"),
 ) -> None:
     """Apply actions written as text to a task and print what the env answers."""
     from treeq.pipelines.replay import replay as run_replay
@@ -280,16 +293,13 @@ def replay(
 @app.command()
 def show(
     out: Path = typer.Argument(..., help="Output directory of a search."),
-    task: str = typer.Option(..., "--task", help="Task id whose tree to draw."),
-    file: Optional[Path] = typer.Option(None, "--out", help="File to write; default tree-<task>.<format>."),
-    format: Optional[str] = typer.Option(None, help="html (interactive), svg or dot; default: by --out's "
-                                                    "extension, else html."),
-    run: Optional[str] = typer.Option(None, help="Run id, where several runs searched the task."),
-    min_visits: int = typer.Option(0, help="Draw only nodes with at least this many visits."),
-    max_depth: Optional[int] = typer.Option(None, help="Draw only nodes down to this depth."),
-    columns: Optional[int] = typer.Option(None, help="Breadth drawn: the best path, then the most visited nodes "
-                                                     "that fit this many columns, the other children as '+N'; 0: "
-                                                     "every node. Default: 30 (svg, dot), the window's width (html)."),
+    task: str = _opt(ShowConfig, "task", "--task", required=True),
+    file: Path | None = _opt(ShowConfig, "out", "--out"),
+    format: str | None = _opt(ShowConfig, "format"),
+    run: str | None = _opt(ShowConfig, "run"),
+    min_visits: int = _opt(ShowConfig, "min_visits"),
+    max_depth: int | None = _opt(ShowConfig, "max_depth"),
+    columns: int | None = _opt(ShowConfig, "columns"),
 ) -> None:
     """Draw one task's tree: nodes sized by visits, coloured by value, the best path highlighted."""
     from treeq.pipelines.show import show as run_show
@@ -302,8 +312,8 @@ def show(
 @app.command()
 def compact(
     out: Path = typer.Argument(..., help="Output directory of a search."),
-    rows_per_file: int = typer.Option(2_000_000, help="Rows per merged file at most."),
-    row_group: int = typer.Option(262_144, help="Rows per Parquet row group."),
+    rows_per_file: int = _opt(CompactConfig, "rows_per_file"),
+    row_group: int = _opt(CompactConfig, "row_group"),
 ) -> None:
     """Merge the per-task shards of finished runs into large files (fast DuckDB scans on millions of nodes)."""
     from treeq.data.compact import compact as run_compact
@@ -315,9 +325,9 @@ def compact(
 @app.command()
 def plot(
     out: Path = typer.Argument(..., help="Output directory of a search."),
-    file: Path = typer.Option(Path("treeq-plot.png"), "--out", help="PNG file to write."),
-    tasks: int = typer.Option(4, help="Tasks whose root-value convergence is drawn (searched again, same seed)."),
-    run: Optional[str] = typer.Option(None, help="Run id; default: the latest run."),
+    file: Path = _opt(PlotConfig, "out", "--out"),
+    tasks: int = _opt(PlotConfig, "tasks"),
+    run: str | None = _opt(PlotConfig, "run"),
 ) -> None:
     """Plot root-value convergence over simulations and the solved-rate table (matplotlib PNG)."""
     from treeq.pipelines.plot import plot as run_plot
@@ -331,12 +341,12 @@ def plot(
 @app.command("make-textworld-games")
 def make_textworld_games(
     out: Path = typer.Argument(..., help="Directory for the games (<prefix>-<seed>.z8 plus .json)."),
-    seeds: str = typer.Option("0:5", help="Seeds as 'A:B' (A..B-1) or 'A,B,C'; one game per seed."),
-    quest_length: int = typer.Option(3, help="Actions the quest needs."),
-    world_size: int = typer.Option(3, help="Rooms in the world."),
-    nb_objects: int = typer.Option(5, help="Minimum number of objects."),
-    jobs: int = typer.Option(0, help="tw-make processes at once; 0 = one per core."),
-    force: bool = typer.Option(False, "--force", help="Remake games that exist."),
+    seeds: str = _opt(TextWorldGamesConfig, "seeds"),
+    quest_length: int = _opt(TextWorldGamesConfig, "quest_length"),
+    world_size: int = _opt(TextWorldGamesConfig, "world_size"),
+    nb_objects: int = _opt(TextWorldGamesConfig, "nb_objects"),
+    jobs: int = _opt(TextWorldGamesConfig, "jobs"),
+    force: bool = _opt(TextWorldGamesConfig, "force", "--force"),
 ) -> None:
     """Generate TextWorld games offline with TextWorld's own tw-make (fixed seeds, cached)."""
     from treeq.envs.base import parse_seed_spec
@@ -362,12 +372,12 @@ _P, _D, _T, _M = PRMJobConfig, StepDatasetConfig, TrainConfig, TinyModelConfig
 def train_prm(
     sources: list[Path] = typer.Argument(..., help="Search output directories (their trees are the training data)."),
     out: Path = _opt(_P, "out"),
-    model: Optional[str] = _opt(_P, "model"),
+    model: str | None = _opt(_P, "model"),
     loss: str = _opt(_T, "loss"),
     epochs: float = _opt(_T, "epochs"),
-    max_steps: Optional[int] = _opt(_T, "max_steps"),
+    max_steps: int | None = _opt(_T, "max_steps"),
     batch_size: int = _opt(_T, "batch_size"),
-    lr: Optional[float] = _opt(_T, "lr"),
+    lr: float | None = _opt(_T, "lr"),
     min_visits: int = _opt(_D, "min_visits"),
     threshold: float = _opt(_D, "threshold"),
     val_fraction: float = _opt(_D, "val_fraction"),
@@ -380,7 +390,7 @@ def train_prm(
     layers: int = _opt(_M, "layers"),
     heads: int = _opt(_M, "heads"),
     vocab_size: int = _opt(_M, "vocab_size"),
-    window: Optional[int] = _opt(_M, "window"),
+    window: int | None = _opt(_M, "window"),
     best_of_n: int = _opt(_P, "best_of_n"),
     eval_paths: int = _opt(_P, "eval_paths"),
     seed: int = _opt(_T, "seed"),
@@ -433,10 +443,10 @@ def _prm_summary(m: dict) -> str:
 @app.command("score-steps")
 def score_steps(
     model_dir: Path = typer.Argument(..., help="A directory written by train-prm."),
-    input: Path = typer.Option(..., "--input", help="JSONL rows: {prompt, steps} or {env, task, steps}."),
-    output: Optional[Path] = typer.Option(None, "--output", help="JSONL with a 'scores' list per row (default: stdout)."),
-    tasks: Optional[str] = typer.Option(None, help="Task file for rows that name a task id (default: the env's shipped set)."),
-    batch_size: int = typer.Option(32, help="Paths per forward pass."),
+    input: Path = _opt(ScoreConfig, "input", "--input", required=True),
+    output: Path | None = _opt(ScoreConfig, "output", "--output"),
+    tasks: str | None = _opt(ScoreConfig, "tasks"),
+    batch_size: int = _opt(ScoreConfig, "batch_size"),
 ) -> None:
     """Score every step of each row with a trained PRM (one forward pass per path)."""
     from treeq.data.store import check_outside_store, write_text_atomic
@@ -457,12 +467,12 @@ def score_steps(
 @app.command("export-prm-data")
 def export_prm_data(
     sources: list[Path] = typer.Argument(..., help="Search output directories."),
-    out: str = typer.Option(..., "--out", help="Output file: .parquet or .jsonl."),
+    out: str = _opt(ExportFileConfig, "out", "--out", required=True),
     min_visits: int = _opt(_D, "min_visits"),
     threshold: float = _opt(_D, "threshold"),
     val_fraction: float = _opt(_D, "val_fraction"),
     seed: int = _opt(_D, "seed"),
-    progress: bool = typer.Option(True, help="Show a progress bar over tasks."),
+    progress: bool = _opt(ExportFileConfig, "progress"),
 ) -> None:
     """Write PRM rows in the stepwise format (prompt, completions, labels; hard labels beside).
 
@@ -478,14 +488,14 @@ def export_prm_data(
 @app.command("export-dpo")
 def export_dpo(
     sources: list[Path] = typer.Argument(..., help="Search output directories."),
-    out: str = typer.Option(..., "--out", help="Output file: .parquet or .jsonl."),
+    out: str = _opt(ExportFileConfig, "out", "--out", required=True),
     rule: str = _opt(DPOConfig, "rule"),
     theta: float = _opt(DPOConfig, "theta"),
     alpha: float = _opt(DPOConfig, "alpha"),
     delta: float = _opt(DPOConfig, "delta"),
     min_visits: int = _opt(DPOConfig, "min_visits"),
     format: str = _opt(DPOConfig, "format"),
-    progress: bool = typer.Option(True, help="Show a progress bar over tasks."),
+    progress: bool = _opt(ExportFileConfig, "progress"),
 ) -> None:
     """Write DPO preference pairs (TRL's format) from sibling steps of the trees."""
     from treeq.pipelines.dpo import export_dpo as run
@@ -499,13 +509,13 @@ def export_dpo(
 def rollouts(
     env: str = _opt(RolloutConfig, "env"),
     env_kwargs: str = _opt(RolloutConfig, "env_kwargs", "--env-kwargs"),
-    tasks: Optional[str] = _opt(RolloutConfig, "tasks"),
-    limit: Optional[int] = _opt(RolloutConfig, "limit"),
+    tasks: str | None = _opt(RolloutConfig, "tasks"),
+    limit: int | None = _opt(RolloutConfig, "limit"),
     group_size: int = _opt(RolloutConfig, "group_size"),
     policy: str = _opt(RolloutConfig, "policy"),
-    model: Optional[str] = _opt(LMConfig, "model"),
+    model: str | None = _opt(LMConfig, "model"),
     backend: str = _opt(LMConfig, "backend"),
-    base_url: Optional[str] = _opt(LMConfig, "base_url"),
+    base_url: str | None = _opt(LMConfig, "base_url"),
     max_steps: int = _opt(RolloutConfig, "max_steps"),
     seed: int = _opt(RolloutConfig, "seed"),
     out: str = _opt(RolloutConfig, "out"),
@@ -525,7 +535,7 @@ def rollouts(
 def make_tiny_model(
     env: str = _opt(TinyLMConfig, "env"),
     env_kwargs: str = _opt(TinyLMConfig, "env_kwargs", "--env-kwargs"),
-    tasks: Optional[str] = _opt(TinyLMConfig, "tasks"),
+    tasks: str | None = _opt(TinyLMConfig, "tasks"),
     limit: int = _opt(TinyLMConfig, "limit"),
     hidden_size: int = _opt(TinyLMConfig, "hidden_size"),
     layers: int = _opt(TinyLMConfig, "layers"),
@@ -548,14 +558,14 @@ def export_rewards(
     sources: list[Path] = typer.Argument(..., help="Trajectory files (Parquet) written by rollouts."),
     out: str = _opt(RewardsConfig, "out"),
     estimators: str = typer.Option(",".join(RewardsConfig.estimators), help=_help(RewardsConfig, "estimators")),
-    gamma: Optional[float] = _opt(RewardsConfig, "gamma"),
+    gamma: float | None = _opt(RewardsConfig, "gamma"),
     lam: float = _opt(RewardsConfig, "lam"),
     weight: float = _opt(RewardsConfig, "weight"),
     gigpo_mode: str = _opt(RewardsConfig, "gigpo_mode"),
     mc_rollouts: int = _opt(RewardsConfig, "mc_rollouts"),
     value: str = _opt(RewardsConfig, "value"),
-    trees: Optional[list[Path]] = typer.Option(None, help=_help(RewardsConfig, "trees")),
-    prm: Optional[str] = _opt(RewardsConfig, "prm"),
+    trees: list[Path] | None = typer.Option(None, help=_help(RewardsConfig, "trees")),
+    prm: str | None = _opt(RewardsConfig, "prm"),
     seed: int = _opt(RewardsConfig, "seed"),
     progress: bool = _opt(RewardsConfig, "progress"),
 ) -> None:

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from treeq.envs.base import Task, parse_seed_spec
 from treeq.envs.blocksworld import is_goal
 from treeq.envs.blocksworld.exact import exact_q, optimal_plan_length, optimal_value

@@ -50,7 +50,7 @@ def build_store(root: Path, nodes: int, per_tree: int, seed: int) -> None:
         return
     rng = np.random.default_rng(seed)
     store = TreeStore(root)
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     store.write("runs", "bench", {"run_id": ["bench"], "config": [json.dumps({"search": {"gamma": 1.0}})],
                                   "versions": ["{}"], "seed": [seed], "started_at": [now], "ended_at": [now]})
     for t in range(nodes // per_tree):

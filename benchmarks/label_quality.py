@@ -43,7 +43,7 @@ def evaluate(out: Path, min_visits: int) -> dict:
     per_depth: dict[int, tuple[list, list]] = {}
     proven_checked = proven_wrong = 0
     env = Game24Env()
-    for task_id, node_id, depth, visits, q, proven, key, parent_key, action in nodes:
+    for _task_id, _node_id, depth, visits, q, proven, key, parent_key, action in nodes:
         nums, target = _numbers(key)
         if proven is not None:
             proven_checked += 1

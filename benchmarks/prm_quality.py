@@ -30,7 +30,7 @@ import argparse
 import sys
 import time
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -42,7 +42,7 @@ from treeq.prm.metrics import auroc, auroc_by_depth
 TARGET = Fraction(24)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reachable(numbers: tuple[Fraction, ...]) -> bool:
     if len(numbers) == 1:
         return numbers[0] == TARGET

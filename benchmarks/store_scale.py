@@ -82,14 +82,14 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="folder for the store (default: a temporary one, removed)")
     args = ap.parse_args()
 
-    from treeq.data.store import TreeStore
     from treeq.data.compact import compact
+    from treeq.data.store import TreeStore
 
     work = Path(args.work or tempfile.mkdtemp(prefix="treeq-scale-"))
     root = work / "store"
     shutil.rmtree(root, ignore_errors=True)
     store = TreeStore(root)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     store.write("runs", "bench", {"run_id": ["bench"], "config": [json.dumps({})], "versions": ["{}"], "seed": [0],
                                   "started_at": [now], "ended_at": [now]})
     per_task = args.nodes // args.tasks

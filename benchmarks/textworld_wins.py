@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+
 from treeq.envs.checker import check_env
 from treeq.envs.registry import make_env
 from treeq.mcts import SearchConfig

@@ -63,7 +63,7 @@ def main() -> None:
     env = Game24Env()
     tasks = env.load_tasks(None)[900 : 900 + args.puzzles]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {get_backend(lm).device}; "
-          f"model {'a tiny Llama, %d layers, %d wide' % (args.layers, args.hidden) if not args.model else model}")
+          f"model {f'a tiny Llama, {args.layers} layers, {args.hidden} wide' if not args.model else model}")
 
     # ---- Y: the policy on 16 states at once vs one at a time
     rng = np.random.default_rng(0)

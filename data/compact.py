@@ -27,9 +27,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import ConfigError, OutputError, StoreError
 from .schema import SCHEMAS
 from .store import PART_PREFIX, connect
-from ..errors import ConfigError, OutputError, StoreError
 
 __all__ = ["compact"]
 

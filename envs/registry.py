@@ -9,7 +9,8 @@ optional extra ``treeq[openspiel]``).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import ConfigError, UnknownEnvError
 from .base import Env

@@ -21,8 +21,9 @@ import codecs
 import glob
 import json
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..errors import TaskFileError
 from .base import Task, parse_seed_spec

@@ -99,7 +99,7 @@ class SearchResult:
         waves: Waves run (each made at most one propose and one evaluate call).
     """
 
-    tree: "Tree"
+    tree: Tree
     simulations: int
     solved: bool
     stop_reason: str

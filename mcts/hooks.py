@@ -20,9 +20,10 @@ on and what the registry wraps.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ class Proposer:
         return self.fn(states, k)
 
     @staticmethod
-    def of(hook: "Proposer | ProposeFn | None") -> "Proposer | None":
+    def of(hook: Proposer | ProposeFn | None) -> Proposer | None:
         """``hook`` as a declared proposer: a plain function becomes an untrusted one."""
         return hook if hook is None or isinstance(hook, Proposer) else Proposer(hook)
 
@@ -80,7 +81,7 @@ class Evaluator:
         return self.fn(states)
 
     @staticmethod
-    def of(hook: "Evaluator | EvaluateFn | None") -> "Evaluator | None":
+    def of(hook: Evaluator | EvaluateFn | None) -> Evaluator | None:
         """``hook`` as a declared evaluator: a plain function becomes one the loop calls as it is."""
         return hook if hook is None or isinstance(hook, Evaluator) else Evaluator(hook)
 

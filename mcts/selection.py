@@ -16,7 +16,7 @@ its branch to :func:`explore` and :func:`select`.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["RULES", "explore", "select", "grow_tables"]
 

@@ -18,7 +18,7 @@ Conventions shared with verl / verl-agent, whose code these follow:
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 

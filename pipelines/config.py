@@ -15,16 +15,12 @@ from ..prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig, check_
 from .policies import DEFAULT_PROPOSER, EVALUATORS, PROPOSERS, check_name
 from .policies.lm import LMConfig
 
-__all__ = ["SearchJobConfig", "PRMJobConfig", "DPOConfig", "DPO_RULES", "RolloutConfig", "RewardsConfig", "ESTIMATORS", "TinyLMConfig"]
+__all__ = ["TaskSelection", "SearchJobConfig", "PRMJobConfig", "DPOConfig", "DPO_RULES", "RolloutConfig", "RewardsConfig", "ESTIMATORS", "TinyLMConfig"]
 
 
 @dataclass(frozen=True)
-class SearchJobConfig:
-    """A batch search over a task set.
-
-    The ``help`` metadata is the CLI's help text (``cli.py`` builds its options from
-    these fields); ``; None: ...`` says what an open (None) default means.
-    """
+class TaskSelection:
+    """Which tasks of which env a job works on: the fields every task-reading job shares."""
 
     env: str = field(default="game24", metadata={"help": "Env: game24, countdown, blocksworld, textworld, llm-steps, gym:<id> or "
                                                           "openspiel:<game>."})
@@ -35,7 +31,23 @@ class SearchJobConfig:
         default=None,
         metadata={"help": "Task file, directory or glob (gym: start seeds 'A:B' or 'A,B'); "
                           "None: the env's shipped set."})
-    limit: int | None = field(default=None, metadata={"help": "Search only the first N tasks; None: all."})
+    limit: int | None = field(default=None, metadata={"help": "Only the first N tasks; None: all."})
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit!r}")
+        if not isinstance(self.env_kwargs, dict):
+            raise ConfigError(f"env_kwargs must be a JSON object, got {self.env_kwargs!r}")
+
+
+@dataclass(frozen=True)
+class SearchJobConfig(TaskSelection):
+    """A batch search over a task set.
+
+    The ``help`` metadata is the CLI's help text (``cli.py`` builds its options from
+    these fields); ``; None: ...`` says what an open (None) default means.
+    """
+
     search: SearchConfig = field(default_factory=SearchConfig, metadata={"help": "Per-task search settings."})
     evaluator: str | None = field(
         default=None,
@@ -58,8 +70,7 @@ class SearchJobConfig:
     progress: bool = field(default=True, metadata={"help": "Show a progress bar over tasks."})
 
     def __post_init__(self) -> None:
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit must be >= 1, got {self.limit!r}")
+        super().__post_init__()
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed!r}")
         if self.workers < 0:
@@ -70,8 +81,6 @@ class SearchJobConfig:
             check_name("evaluator", self.evaluator)
         if self.proposer is not None:
             check_name("proposer", self.proposer)
-        if not isinstance(self.env_kwargs, dict):
-            raise ConfigError(f"env_kwargs must be a JSON object, got {self.env_kwargs!r}")
 
 
 @dataclass(frozen=True)
@@ -137,14 +146,9 @@ class DPOConfig:
             raise ConfigError(f"min_visits must be >= 0, got {self.min_visits}")
 
 @dataclass(frozen=True)
-class RolloutConfig:
+class RolloutConfig(TaskSelection):
     """A ``rollouts`` job."""
 
-    env: str = field(default="game24", metadata={"help": "Env name, as for search."})
-    env_kwargs: dict = field(default_factory=dict, metadata={"help": "Env options as a JSON object."})
-    tasks: str | None = field(default=None, metadata={"help": "Task file, directory or glob; None: the env's "
-                                                             "shipped set."})
-    limit: int | None = field(default=None, metadata={"help": "Only the first N tasks; None: all."})
     group_size: int = field(default=8, metadata={"help": "Trajectories per task (the group)."})
     policy: str = field(default="uniform", metadata={"help": "Registered proposer whose priors pick the actions."})
     max_steps: int = field(default=100, metadata={"help": "Longest trajectory; a longer one is cut (truncated)."})
@@ -154,14 +158,13 @@ class RolloutConfig:
     progress: bool = field(default=True, metadata={"help": "Show a progress bar over trajectories."})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.group_size < 1:
             raise ConfigError(f"group_size must be >= 1, got {self.group_size}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.max_steps < 1:
             raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit must be >= 1, got {self.limit}")
         if not self.out.endswith(".parquet"):
             raise ConfigError(f"out must end in .parquet, got {self.out!r}")
         check_name("proposer", self.policy)
@@ -228,13 +231,9 @@ class RewardsConfig:
 
 
 @dataclass(frozen=True)
-class TinyLMConfig:
+class TinyLMConfig(TaskSelection):
     """A ``make-tiny-model`` run: a small causal LM and a tokenizer trained on an env's texts."""
 
-    env: str = field(default="game24", metadata={"help": "Env whose texts train the tokenizer."})
-    env_kwargs: dict = field(default_factory=dict, metadata={"help": "Env options as a JSON object."})
-    tasks: str | None = field(default=None, metadata={"help": "Task file, directory or glob; None: the env's "
-                                                             "shipped set."})
     limit: int = field(default=200, metadata={"help": "Tasks whose walks give texts, at most."})
     walks: int = field(default=2, metadata={"help": "Random walks per task."})
     walk_steps: int = field(default=8, metadata={"help": "Steps per walk at most."})
@@ -247,11 +246,10 @@ class TinyLMConfig:
     out: str = field(default="tiny-model", metadata={"help": "Output directory (new or empty)."})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("limit", "walks", "walk_steps", "hidden_size", "layers", "heads", "max_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
         check_model_shape(self.hidden_size, self.heads, self.vocab_size)
-        if not isinstance(self.env_kwargs, dict):
-            raise ConfigError(f"env_kwargs must be a JSON object, got {self.env_kwargs!r}")

@@ -50,11 +50,11 @@ def solved_table(out: str | Path) -> list[dict[str, Any]]:
 def convergence(out: str | Path, tasks: int = 4, run_id: str | None = None) -> tuple[str, dict[str, list]]:
     """``(run_id, {task_id: [(simulations, root value), ...]})`` for the first ``tasks`` tasks of a run
     (first in the order the search took them) that ended ``ok``."""
+    from ..data.runs import recorded_runs
     from ..envs.registry import make_env
     from ..mcts.search import search
     from ..mcts.tree import ROOT
     from .policies import make_hooks
-    from ..data.runs import recorded_runs
     from .search import job_from_record, task_rng
 
     runs = recorded_runs(out)

@@ -94,10 +94,11 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer
 
+    from ..prm.augment import first_steps, positive_siblings, reworded
     from ..prm.dataset import DEFAULT_RANGE, build_step_dataset
     from ..prm.model import PRMMeta, add_separator, local_window, quiet_transformers, tiny_model, train_tokenizer
     from ..prm.train import PackedDataset, PairDataset, fit, last_checkpoint, run_fingerprint, sibling_pairs
-    from .prm_eval import TaskSource, first_steps, positive_siblings, reworded
+    from .prm_eval import TaskSource
 
     started = time.perf_counter()
     out = Path(job.out).expanduser()
@@ -156,10 +157,10 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
         tokenizer.save_pretrained(ckpt / "tokenizer")
     write_text_atomic(ckpt / _RUN_FILE, json.dumps({"fingerprint": fingerprint, "base": base}) + "\n")
 
-    train_examples = reworded(source, ds.train, job.train.rewrite, job.train.seed, job.train.rewordings)
-    train_examples += first_steps(source, ds.train, job.train.rewrite, job.train.seed, job.train.first_passes,
+    train_examples = reworded(source.env, ds.train, job.train.rewrite, job.train.seed, job.train.rewordings)
+    train_examples += first_steps(source.env, ds.train, job.train.rewrite, job.train.seed, job.train.first_passes,
                                   skip=job.train.rewordings)
-    train_examples += positive_siblings(source, ds.train, job.dataset.threshold, job.train.rewrite, job.train.seed,
+    train_examples += positive_siblings(source.env, ds.train, job.dataset.threshold, job.train.rewrite, job.train.seed,
                                         job.train.positive_passes, skip=job.train.rewordings + job.train.first_passes)
     if job.train.loss == "pairwise":
         def pairs_of(examples):

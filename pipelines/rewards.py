@@ -35,8 +35,9 @@ import json
 import shutil
 import tempfile
 import zlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -148,7 +149,6 @@ class _Replay:
     def __init__(self, settings: dict, cfg: RewardsConfig, source: Path) -> None:
         from ..envs.registry import make_env
         from ..mcts.config import SearchConfig, resolve_defaults
-
         from .policies.lm import LMConfig
 
         known = {k: v for k, v in settings.items() if k in RolloutConfig.__dataclass_fields__}
@@ -211,7 +211,7 @@ class _Replay:
         qs, vs = [], []
         for rows, pairs in zip(trajectories, states):
             q_row, v_row = [], []
-            for t, ((state, nxt), action) in enumerate(zip(pairs, rows["action"])):
+            for t, ((state, _next), action) in enumerate(zip(pairs, rows["action"])):
                 if want_q:
                     q_row.append(q_of(state, action, horizon - t))
                 if want_v:
@@ -451,7 +451,7 @@ class _TreeLookup:
         self.con.unregister("_steps")
         return table.combine_chunks().to_batches()[0] if table.num_rows else batch
 
-    def __enter__(self) -> "_TreeLookup":
+    def __enter__(self) -> _TreeLookup:
         return self
 
     def __exit__(self, *exc) -> None:

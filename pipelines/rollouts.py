@@ -18,9 +18,10 @@ settings (``treeq.rollouts``) and the env's discount (``gamma``), from which
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa

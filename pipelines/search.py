@@ -30,13 +30,12 @@ import re
 import time
 import zlib
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..data.schema import SCHEMA_VERSION
 from ..data.runs import finished_tasks, recorded_runs
+from ..data.schema import SCHEMA_VERSION
 from ..data.store import Staged, TreeStore
 from ..envs.base import Env, Task
 from ..envs.registry import make_env
@@ -46,7 +45,7 @@ from ..mcts.search import search
 from ..mcts.tree import ROOT
 from .config import SearchJobConfig
 from .policies import DEFAULT_PROPOSER, make_hooks
-from .workers import Inline, Workers, WorkerDied, sigint_deferred, sigint_ignored
+from .workers import Inline, WorkerDied, Workers, sigint_deferred, sigint_ignored
 
 __all__ = ["SearchJobConfig", "SearchSummary", "run_search", "task_rng", "tree_columns", "tree_row",
            "job_from_record", "latest_settings"]
@@ -290,7 +289,7 @@ def _check_policy(job: SearchJobConfig, env: Env, tasks: list[Task]) -> None:
 
 
 def _utcnow() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 def _run_row(job: SearchJobConfig, env_name: str, run_id: str) -> dict[str, list]:

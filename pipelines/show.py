@@ -70,8 +70,7 @@ def load_tree(out: str | Path, task_id: str, run_id: str | None = None, min_visi
         con.close()
     cols = {name: list(col) for name, col in zip(names, zip(*rows))} if rows else {name: [] for name in names}
     keep: set[int] = set()
-    for i, (node, parent, depth, visits) in enumerate(zip(cols["node_id"], cols["parent_id"], cols["depth"],
-                                                        cols["visits"])):
+    for node, parent, depth, visits in zip(cols["node_id"], cols["parent_id"], cols["depth"], cols["visits"]):
         if parent < 0 or (parent in keep and visits >= min_visits and (max_depth is None or depth <= max_depth)):
             keep.add(node)
     idx = [i for i, n in enumerate(cols["node_id"]) if n in keep]

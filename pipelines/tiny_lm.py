@@ -53,10 +53,7 @@ def make_tiny_model(cfg: TinyLMConfig) -> Path:
     Raises:
         OutputError: ``cfg.out`` exists and is not an empty directory, or cannot be written.
     """
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from ..prm.model import quiet_transformers, train_tokenizer
+    from ..prm.model import quiet_transformers, small_llama, train_tokenizer
 
     out = Path(cfg.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -64,14 +61,7 @@ def make_tiny_model(cfg: TinyLMConfig) -> Path:
     quiet_transformers()
     tok = train_tokenizer(env_texts(cfg), cfg.vocab_size)
     tok.add_special_tokens({"eos_token": EOS})
-    config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=4 * cfg.hidden_size,
-        num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
-        max_position_embeddings=cfg.max_length, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-        bos_token_id=None, tie_word_embeddings=True,
-    )
-    torch.manual_seed(cfg.seed)
-    model = LlamaForCausalLM(config).eval()
+    model = small_llama(tok, cfg.hidden_size, cfg.layers, cfg.heads, cfg.max_length, cfg.seed, head="causal").eval()
     try:
         out.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out, safe_serialization=True)

@@ -22,9 +22,10 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 __all__ = ["Inline", "Workers", "WorkerDied", "sigint_ignored", "sigint_deferred"]
 
@@ -125,7 +126,7 @@ class Inline:
     def close(self) -> None:
         """Nothing to end."""
 
-    def __enter__(self) -> "Inline":
+    def __enter__(self) -> Inline:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -212,7 +213,7 @@ class Workers:
         for conn in self._conns:
             conn.close()
 
-    def __enter__(self) -> "Workers":
+    def __enter__(self) -> Workers:
         return self
 
     def __exit__(self, *exc: object) -> None:

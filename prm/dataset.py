@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -304,7 +304,7 @@ def iter_task_examples(sources: Sequence[str | Path], config: StepDatasetConfig,
         yield finish()
 
 
-def _add_rows(cols: dict[str, list], trie: "_Trie", min_visits: int, value_range: tuple[float, float]) -> None:
+def _add_rows(cols: dict[str, list], trie: _Trie, min_visits: int, value_range: tuple[float, float]) -> None:
     """Add one tree's rows (sorted by node id) to its task's trie, labels scaled by ``value_range``."""
     trie_node: dict[int, int] = {}  # tree node id -> trie node (-1: the root)
     for i in range(len(cols["node_id"])):

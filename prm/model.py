@@ -23,9 +23,9 @@ ignore the rest of the path (docs/measured.md gives the figures).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -34,7 +34,7 @@ from .config import TinyModelConfig
 from .format import SEPARATOR, path_text
 
 __all__ = [
-    "SEPARATOR", "META_FILE", "TinyModelConfig", "PRMMeta", "path_text", "train_tokenizer", "tiny_model",
+    "SEPARATOR", "META_FILE", "TinyModelConfig", "PRMMeta", "path_text", "train_tokenizer", "small_llama", "tiny_model",
     "add_separator", "encode_paths", "score_batch", "load_prm", "quiet_transformers",
 ]
 
@@ -64,7 +64,7 @@ class PRMMeta:
         write_text_atomic(directory / META_FILE, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def load(cls, directory: Path) -> "PRMMeta":
+    def load(cls, directory: Path) -> PRMMeta:
         path = directory / META_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -91,24 +91,43 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, additional_special_tokens=[SEPARATOR])
 
 
-def tiny_model(tokenizer, cfg: TinyModelConfig, seed: int, window: int = 0):
-    """A small Llama token classifier (one label) for ``tokenizer``, initialised from ``seed``.
+def small_llama(tokenizer, hidden_size: int, layers: int, heads: int, max_length: int, seed: int,
+                head: str = "token", window: int = 0):
+    """A small Llama for ``tokenizer``, initialised from ``seed``: the one builder of treeq's own models.
 
-    ``window`` > 0: each token attends to the last ``window`` tokens only (a Mistral, the
-    Llama with a sliding window, so that plain transformers applies the same window).
+    ``head``: ``"token"`` (a token classifier with one label: the default PRM) or
+    ``"causal"`` (a causal LM with tied embeddings: ``make-tiny-model``'s policy).
+    ``window`` > 0 (token head): each token attends to the last ``window`` tokens only (a
+    Mistral, the Llama with a sliding window, so that plain transformers applies the same window).
     """
-    from transformers import LlamaConfig, LlamaForTokenClassification, MistralConfig, MistralForTokenClassification
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        LlamaForTokenClassification,
+        MistralConfig,
+        MistralForTokenClassification,
+    )
 
     shape = dict(
-        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=4 * cfg.hidden_size,
-        num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
-        max_position_embeddings=cfg.max_length, pad_token_id=tokenizer.pad_token_id, num_labels=1,
-        tie_word_embeddings=False,
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=4 * hidden_size,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+        max_position_embeddings=max_length, pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
+    if head == "causal":
+        return LlamaForCausalLM(LlamaConfig(**shape, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+                                            tie_word_embeddings=True))
+    if head != "token":
+        raise ValueError(f"head must be 'token' or 'causal', got {head!r}")
     if window:
-        return MistralForTokenClassification(MistralConfig(**shape, sliding_window=window))
-    return LlamaForTokenClassification(LlamaConfig(**shape))
+        return MistralForTokenClassification(MistralConfig(**shape, num_labels=1, tie_word_embeddings=False,
+                                                           sliding_window=window))
+    return LlamaForTokenClassification(LlamaConfig(**shape, num_labels=1, tie_word_embeddings=False))
+
+
+def tiny_model(tokenizer, cfg: TinyModelConfig, seed: int, window: int = 0):
+    """The default PRM: :func:`small_llama` with a token head, shaped by ``cfg``."""
+    return small_llama(tokenizer, cfg.hidden_size, cfg.layers, cfg.heads, cfg.max_length, seed, "token", window)
 
 
 def local_window(tokenizer, steps: Iterable[str], layers: int) -> int:
@@ -152,7 +171,7 @@ def encode_paths(tokenizer, paths: Sequence[tuple[str, Sequence[str]]], max_leng
     """
     texts = [path_text(p, s) for p, s in paths]
     ids = tokenizer(texts, add_special_tokens=True)["input_ids"]
-    for (prompt, steps), row in zip(paths, ids):
+    for (_prompt, steps), row in zip(paths, ids):
         if max_length is not None and len(row) > max_length:
             raise ConfigError(f"a path of {len(steps)} steps is {len(row)} tokens, over the model's {max_length}")
     return ids

@@ -17,8 +17,8 @@ import typer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from treeq.cli import app, main
 from tests.test_cli import assert_one_line_error
+from treeq.cli import app, main
 
 # Flags where a negative number is a meaningful setting, not a mistake.
 NEGATIVE_OK = {("search", "fpu")}  # the Q assumed for unvisited actions: returns can be negative
@@ -104,7 +104,7 @@ def test_every_float_flag_is_covered():
 # ------------------------------------------------------------------------- bad input files
 def path_inputs(inp: dict, scratch: Path, bad: str) -> list[list[str]]:
     """Every invocation that reads a user-given path, with ``bad`` in that place."""
-    store, rollouts = str(inp["store"]), str(inp["rollouts"])
+    rollouts = str(inp["rollouts"])
     out = str(scratch / "out")
     return [
         ["query", bad, "SELECT count(*) FROM nodes"],

@@ -8,32 +8,29 @@ The package re-exports their public names (``treeq.envs.blocksworld.exact_q``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ...errors import TaskFileError
 from ..base import Env, Step, Task
-from .exact import MAX_EXACT_BLOCKS, exact_q, optimal_plan_length, optimal_value, plan_length_lower_bound
+from ..taskfiles import check_unique_ids, expand_task_path, read_text
+from .exact import MAX_EXACT_BLOCKS, optimal_value, plan_length_lower_bound
+from .pddl import DomainFileError, parse_problem
 from .rules import (
     HAND,
     PREDICATES,
     TABLE,
     Atom,
     BlocksworldState,
-    ParsedAction,
     apply_action,
-    atoms,
     build_world,
     canonical_action,
     is_goal,
-    parse_action,
     successors,
     world_atoms,
 )
-from .pddl import PLANBENCH_COLOURS, DomainFileError, parse_problem
-from ..taskfiles import check_unique_ids, expand_task_path, read_text
 
 __all__ = ["BlocksworldEnv", "TASKS_DIR"]
 

@@ -12,12 +12,12 @@ PlanBench's ``encoded_objects``), otherwise the object names themselves.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ...errors import TaskFileError
-from .rules import PREDICATES, Atom, atom_str, build_world
 from ..taskfiles import MAX_DEPTH
+from .rules import PREDICATES, Atom, atom_str, build_world
 
 __all__ = ["PLANBENCH_COLOURS", "DomainFileError", "parse_problem"]
 

@@ -13,9 +13,10 @@ Shared by the env (:mod:`treeq.envs.blocksworld`), the PDDL reader
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 from ...errors import ActionError, TaskFileError
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ...errors import ActionError, ConfigError, EnvFailure, TaskFileError
 from ..base import Env, Step, Task
-from .files import find_games, game_task, load_games, read_walkthrough
+from .files import game_task, load_games, read_walkthrough
 from .runtime import GameRuntime, TextWorldState
 
 __all__ = ["TextWorldEnv"]

@@ -152,7 +152,7 @@ class _FrotzSnapshot:
     valid_actions: tuple[Any, ...]
 
     @classmethod
-    def capture(cls, frotz_state: tuple, base_ram: np.ndarray, logic: Any, valid: tuple) -> "_FrotzSnapshot":
+    def capture(cls, frotz_state: tuple, base_ram: np.ndarray, logic: Any, valid: tuple) -> _FrotzSnapshot:
         ram, stack, pc, sp, fp, frame_count, opcode, rng, narrative = frotz_state
         return cls(
             zlib.compress(np.bitwise_xor(ram, base_ram).tobytes(), 1),

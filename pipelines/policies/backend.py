@@ -3,7 +3,8 @@ that provide it (``lm.HFBackend``, ``openai.OpenAIBackend``), so that neither im
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 __all__ = ["LMBackend", "STEP_STOP"]
 

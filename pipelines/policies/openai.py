@@ -31,7 +31,8 @@ import math
 import os
 import urllib.error
 import urllib.request
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ...errors import ModelError
 from .backend import STEP_STOP

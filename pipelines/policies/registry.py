@@ -23,8 +23,9 @@ it: a model should be cached per process, not loaded per task.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

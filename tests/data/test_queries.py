@@ -106,8 +106,8 @@ def test_best_path_query_continues_from_a_shared_states_listing_row(tmp_path):
     """Synthetic graph-mode trees written as rows: the query and Tree.best_path agree,
     including the jump to the listing row and the stop at a state already passed."""
     from treeq.data.store import TreeStore
-    from treeq.pipelines.search import tree_columns, tree_row
     from treeq.mcts import SearchResult
+    from treeq.pipelines.search import tree_columns, tree_row
 
     class Env:
         def render(self, state):

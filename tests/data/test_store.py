@@ -26,7 +26,7 @@ def node_columns(task_id: str = "t", run_id: str = "r1") -> dict[str, list]:
 
 
 def run_columns(run_id: str = "r1") -> dict[str, list]:
-    now = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     return {"run_id": [run_id], "config": ["{}"], "versions": ["{}"], "seed": [0],
             "started_at": [now], "ended_at": [None]}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from fractions import Fraction as F
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -26,7 +26,7 @@ def _state(env, numbers, target=24):
     return env.reset(Task("t", {"numbers": [str(x) for x in numbers], "target": str(target)}))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _brute(numbers: tuple, target: F) -> bool:
     """Independent brute force: every ordered pair, both subtraction orders, negatives allowed."""
     if len(numbers) == 1:

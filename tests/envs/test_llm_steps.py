@@ -13,6 +13,7 @@ from fractions import Fraction as F
 
 import numpy as np
 import pytest
+
 from treeq.envs.base import Env, Task, is_success
 from treeq.envs.checker import EnvCheckError, check_env
 from treeq.envs.llm_steps import (

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from graph_toys import (
     CoinEnv,
     DiamondEnv,
@@ -19,6 +18,7 @@ from graph_toys import (
     TwoRoomsEnv,
     constant_evaluate,
 )
+
 from treeq.envs.base import Task
 from treeq.mcts.hooks import zero_evaluate
 from treeq.mcts.search import SearchConfig, search

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
-
 from toy_envs import TwoStepEnv, constant_evaluate
+
 from treeq.envs.base import Task
 from treeq.envs.countdown import CountdownState, Game24Env, exact_q, optimal_value, solvable
 from treeq.errors import ConfigError

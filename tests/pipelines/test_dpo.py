@@ -40,7 +40,7 @@ def write_store(root, rows=ROWS, env=None):
         "visits": [r[3] for r in rows], "value_sum": [0.0] * n, "q": [r[4] for r in rows], "reward": [r[8] for r in rows],
         "terminal": [r[7] for r in rows], "proven": [r[5] for r in rows], "feedback": [r[6] for r in rows],
     }, "t")
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     store.write("runs", "r1", {"run_id": ["r1"], "config": ["{}"], "versions": ["{}"], "seed": [0],
                                "started_at": [now], "ended_at": [now]})
     return root

@@ -19,7 +19,8 @@ WORDS = "the a cat dog sat on mat ran to box step one two three four done".split
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory) -> Path:
     """A one-layer Llama and a word-level tokenizer built on the spot, saved like a checkpoint."""
-    from tokenizers import Tokenizer, models as tok_models, pre_tokenizers
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers import models as tok_models
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     vocab = {token: i for i, token in enumerate(["<unk>", "<pad>", "<s>", "</s>", *WORDS])}

@@ -45,7 +45,7 @@ def write_tree(root, backup="mean"):
     store.write("trees", "r1", {"run_id": ["r1"], "task_id": ["t"], "env": ["game24"], "simulations": [10],
                                 "nodes": [n], "root_value": [0.5], "best_action": ["x"], "solved": [True],
                                 "seconds": [0.1], "backup": [backup], "status": ["ok"], "error": [None]})
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     store.write("runs", "r1", {"run_id": ["r1"], "config": [json.dumps({"search": {"gamma": 1.0}})],
                                "versions": ["{}"], "seed": [0], "started_at": [now], "ended_at": [now]})
     return root

@@ -60,8 +60,8 @@ def test_a_large_group_is_written_in_chunks_as_one_group(tmp_path, run_cli):
     """A group beyond one write (600 trajectories) gives the rows of the whole group, ids 0..599 in order."""
     import pyarrow as pa
 
-    from treeq.pipelines.config import RolloutConfig
     from treeq.mcts import SearchConfig, resolve_defaults
+    from treeq.pipelines.config import RolloutConfig
     from treeq.pipelines.rollouts import ROLLOUT_SCHEMA, group_rows, sample_group
 
     out = tmp_path / "r.parquet"

@@ -33,7 +33,7 @@ def write_tree(root, parents, q=None, visits=None, task="t", proven=None):
         "observation": [""] * n, "prior": [1.0] * n, "visits": list(visits), "value_sum": [0.0] * n, "q": list(q),
         "reward": [0.0] * n, "terminal": [False] * n, "proven": proven or [None] * n, "feedback": [None] * n,
     }, task)
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     store.write("runs", "r1", {"run_id": ["r1"], "config": ["{}"], "versions": ["{}"], "seed": [0],
                                "started_at": [now], "ended_at": [now]})
     return root

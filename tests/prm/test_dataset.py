@@ -47,7 +47,7 @@ def write_tree(root, task_id="t1", run_id="r1", rows=TREE, backup="mean", prompt
         "root_value": [0.5], "best_action": ["a"], "solved": [True], "seconds": [0.1], "backup": [backup],
         "status": ["ok"], "error": [None],
     }, task_id)
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     store.write("runs", run_id, {"run_id": [run_id], "config": [json.dumps({"env": env})], "versions": ["{}"],
                                  "seed": [0], "started_at": [now], "ended_at": [now]})
     return root

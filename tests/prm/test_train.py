@@ -7,12 +7,19 @@ import math
 import pytest
 import torch
 
+from treeq.errors import ConfigError
 from treeq.prm.config import TinyModelConfig, TrainConfig
 from treeq.prm.dataset import StepExample
-from treeq.prm.model import (SEPARATOR, attention_window, local_window, path_text, score_batch, tiny_model,
-                             train_tokenizer)
+from treeq.prm.model import (
+    SEPARATOR,
+    attention_window,
+    local_window,
+    path_text,
+    score_batch,
+    tiny_model,
+    train_tokenizer,
+)
 from treeq.prm.train import PackedDataset, forward_logits, make_collator, prm_loss, sibling_pairs
-from treeq.errors import ConfigError
 
 
 def example(task, steps, labels, nodes, parents, owned=None):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from treeq.envs.countdown import parse_step
-from treeq.pipelines.prm_eval import TaskSource, first_steps, positive_siblings, reworded
+from treeq.pipelines.prm_eval import TaskSource
+from treeq.prm.augment import first_steps, positive_siblings, reworded
 from treeq.prm.dataset import StepExample
 
 RUNS = {"g": {"env": "game24"}, "f": {"env": "gym:FrozenLake-v1"}}
@@ -23,21 +24,21 @@ def _numbers(step: str) -> tuple:
 
 def test_copies_reword_independently_and_keep_the_transition():
     examples = [_example("g", STEPS, 0), _example("f", ["left", "down"], 10)]
-    one = reworded(TaskSource(RUNS), examples, 1.0, seed=3)
-    two = reworded(TaskSource(RUNS), examples, 1.0, seed=3, copies=2)
+    one = reworded(TaskSource(RUNS).env, examples, 1.0, seed=3)
+    two = reworded(TaskSource(RUNS).env, examples, 1.0, seed=3, copies=2)
     assert two[:2] == one  # the first copy is what one wording gives (resumes and old runs agree)
     assert len(two) == 3  # the gym env does not reword: no second, identical copy
     assert two[2].nodes == examples[0].nodes and two[2].labels == examples[0].labels
     for copy in (two[0], two[2]):  # every wording describes the same transition
         assert [_numbers(s) for s in copy.steps] == [_numbers(s) for s in STEPS]
-    seen = {tuple(reworded(TaskSource(RUNS), examples[:1], 1.0, seed=s, copies=2)[1].steps) for s in range(20)}
+    seen = {tuple(reworded(TaskSource(RUNS).env, examples[:1], 1.0, seed=s, copies=2)[1].steps) for s in range(20)}
     assert len(seen) > 1  # the second copy's wording varies with the seed
     assert two[1].steps == ["left", "down"]
 
 
 def test_share_zero_is_the_examples_unchanged():
     examples = [_example("g", STEPS, 0)]
-    assert reworded(TaskSource(RUNS), examples, 0.0, seed=0, copies=3) == examples
+    assert reworded(TaskSource(RUNS).env, examples, 0.0, seed=0, copies=3) == examples
 
 
 def test_rewordings_must_be_a_positive_integer():
@@ -59,15 +60,15 @@ def test_first_steps_are_one_step_paths_once_per_distinct_step_and_pass():
     examples = [_example("g", STEPS, 0), _example("g", [STEPS[0], "8 + 18 = 26 (left: 26)"], 0),
                 _example("f", ["left", "down"], 10)]
     examples[0].labels[0] = examples[1].labels[0] = 1.0
-    out = first_steps(TaskSource(RUNS), examples, 1.0, seed=3, passes=2, skip=1)
+    out = first_steps(TaskSource(RUNS).env, examples, 1.0, seed=3, passes=2, skip=1)
     assert [ex.nodes for ex in out] == [[0], [10], [0], [10]]
     assert all(len(ex.steps) == len(ex.labels) == len(ex.owned) == 1 and ex.owned == [True] for ex in out)
     assert [ex.labels for ex in out] == [[1.0], [0.0], [1.0], [0.0]] and out[0].parents == [-1]
     assert out[1].steps == out[3].steps == ["left"]  # an env that does not reword: the step as written
     assert all(_numbers(ex.steps[0]) == _numbers(STEPS[0]) for ex in (out[0], out[2]))
-    words = {first_steps(TaskSource(RUNS), examples[:1], 1.0, seed=s, passes=1, skip=1)[0].steps[0] for s in range(20)}
+    words = {first_steps(TaskSource(RUNS).env, examples[:1], 1.0, seed=s, passes=1, skip=1)[0].steps[0] for s in range(20)}
     assert len(words) > 1  # each pass is worded anew, its wording following the seed
-    assert first_steps(TaskSource(RUNS), examples, 1.0, seed=3, passes=0, skip=1) == []
+    assert first_steps(TaskSource(RUNS).env, examples, 1.0, seed=3, passes=0, skip=1) == []
 
 
 def test_positive_siblings_repeat_the_groups_holding_a_positive_last_step():
@@ -78,16 +79,16 @@ def test_positive_siblings_repeat_the_groups_holding_a_positive_last_step():
     examples[0].labels[1] = 1.0
     examples[1].nodes[1], examples[1].parents[1] = 2, 0  # a sibling of examples[0]'s last step
     examples[3].labels[1] = 0.9
-    out = positive_siblings(TaskSource(RUNS), examples, 0.5, 1.0, seed=3, passes=2, skip=1)
+    out = positive_siblings(TaskSource(RUNS).env, examples, 0.5, 1.0, seed=3, passes=2, skip=1)
     assert [ex.nodes for ex in out] == [[0, 1], [0, 2], [10, 11]] * 2
     assert all(ex.owned == [False, True] for ex in out)  # the prefix's label counts on its own path only
     assert [ex.labels[-1] for ex in out[:3]] == [1.0, 0.0, 0.9]
     assert out[2].steps == out[5].steps == ["left", "down"]  # not reworded: repeated as written
     assert [_numbers(s) for s in out[0].steps] == [_numbers(s) for s in STEPS]
-    words = {tuple(positive_siblings(TaskSource(RUNS), examples[:2], 0.5, 1.0, seed=s, passes=1, skip=1)[0].steps)
+    words = {tuple(positive_siblings(TaskSource(RUNS).env, examples[:2], 0.5, 1.0, seed=s, passes=1, skip=1)[0].steps)
              for s in range(20)}
     assert len(words) > 1  # each pass is worded anew, its wording following the seed
-    assert positive_siblings(TaskSource(RUNS), examples, 0.95, 1.0, seed=3, passes=2, skip=1) == [ex for ex in out
+    assert positive_siblings(TaskSource(RUNS).env, examples, 0.95, 1.0, seed=3, passes=2, skip=1) == [ex for ex in out
                                                                                               if ex.nodes[0] == 0]
 
 
@@ -95,7 +96,7 @@ def test_positive_siblings_keep_each_tasks_first_steps_apart():
     """One-step paths all have parent -1 (their task's root): a positive in one task must not pull in another's."""
     a = StepExample("a", "game24", "P", [STEPS[0]], [1.0], [1], [True], [0], [-1], "g")
     b = StepExample("b", "game24", "Q", ["6 * 8 = 48 (left: 4 8 48)"], [0.0], [1], [True], [1], [-1], "g")
-    out = positive_siblings(TaskSource(RUNS), [a, b], 0.5, 0.0, seed=0, passes=1, skip=1)
+    out = positive_siblings(TaskSource(RUNS).env, [a, b], 0.5, 0.0, seed=0, passes=1, skip=1)
     assert [ex.task_id for ex in out] == ["a"]
 
 
@@ -105,8 +106,8 @@ def test_positive_siblings_take_the_negatives_where_positives_are_the_majority()
                 _example("f", ["right", "down"], 20), _example("f", ["up", "up"], 30)]
     examples[1].nodes[1], examples[1].parents[1] = 13, 10  # a sibling of examples[0]'s last step
     examples[0].labels[1] = examples[2].labels[1] = examples[3].labels[1] = 1.0
-    out = positive_siblings(TaskSource(RUNS), examples, 0.5, 0.0, seed=0, passes=2, skip=1)
+    out = positive_siblings(TaskSource(RUNS).env, examples, 0.5, 0.0, seed=0, passes=2, skip=1)
     assert [ex.nodes for ex in out] == [[10, 11], [10, 13]] * 2
     examples[2].labels[1] = 0.0  # two of four: positives are not the majority, so they are the rarer label
-    out = positive_siblings(TaskSource(RUNS), examples, 0.5, 0.0, seed=0, passes=1, skip=1)
+    out = positive_siblings(TaskSource(RUNS).env, examples, 0.5, 0.0, seed=0, passes=1, skip=1)
     assert [ex.nodes for ex in out] == [[10, 11], [10, 13], [30, 31]]
