@@ -199,8 +199,7 @@ class CountdownEnv(Env):
     """
 
     name = "countdown"
-    has_value_bound = True
-    rewrites_steps = True
+    has_value_bound = rewrites_steps = True  # value_bound and rewrite_step below
     deterministic = True
     step_on_expand = True  # a step is a dict lookup; the solver proves nodes from their children at once
     default_tasks = TASKS_DIR / "countdown" / "countdown_cd3_test.jsonl"

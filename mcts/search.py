@@ -80,11 +80,17 @@ class _Engine(SearchGraph):
                  evaluate: Evaluator | EvaluateFn | None) -> None:
         super().__init__(env, cfg, rng)
         propose, evaluate = Proposer.of(propose), Evaluator.of(evaluate)
-        self.propose, self.evaluate = propose, evaluate
+        # the bare functions, called on the hot path (the declarations are read here, once)
+        self.propose = propose.fn if propose is not None else None
+        self.evaluate = evaluate.fn if evaluate is not None else None
         self._check_proposals = not (propose is not None and propose.trusted)
         self.c = float(cfg.c)
         self.rule = cfg.selection
         self.uct = cfg.selection == "uct"
+        # what _select reads, bound once (the lists grow in place)
+        self._selecting = (self.rule, self.c, self.e_n, self.e_w, self.q if self.graph else None, self.e_prior,
+                           float(cfg.fpu), self.e_dead, self.e_child, self.n_solved if self.solver else None,
+                           self.graph and self.det)
         self._plain_uct = self.uct and not self.graph and not self.solver
         self._draw = uniform_stream(rng, 256).__next__ if self.uct and cfg.random_untried else None
         # the lists the descent reads, bound once (they grow in place)
@@ -112,14 +118,10 @@ class _Engine(SearchGraph):
         without the solver, where nothing is skipped, goes to the rule directly from
         :meth:`_descend_py`.)
         """
+        rule, c, e_n, e_w, q, e_prior, fpu, e_dead, e_child, n_solved, cycles = self._selecting
         s = self.n_start[node]
-        e_dead, e_child, n_solved = self.e_dead, self.e_child, self.n_solved
-        solver, cycles = self.solver, self.graph and self.det
-        live = [e for e in range(s, s + self.n_count[node])
-                if not e_dead[e] and not ((child := e_child[e]) >= 0 and (
-                    (solver and n_solved[child] is not None) or (cycles and child in on_path)))]
-        return selection.select(self.rule, live, selection.explore(self.rule, self.c, self.n_visits[node]),
-                                self.e_n, self.e_w, self.q if self.graph else None, self.e_prior, self.cfg.fpu)
+        return selection.select(rule, s, s + self.n_count[node], c, self.n_visits[node], e_n, e_w, q, e_prior, fpu,
+                                (e_dead, e_child, n_solved, on_path if cycles else None))
 
     # ------------------------------------------------------------------ one descent
     def _descend(self) -> list | None:
@@ -141,7 +143,7 @@ class _Engine(SearchGraph):
         max_depth = self.cfg.max_depth
         n_visits, n_start, n_count, n_next, n_off, e_n, e_w, e_child, e_reward = self._lists
         uct, plain = self.uct, self._plain_uct
-        c, select, explore = self.c, selection.select, selection.explore
+        c, select = self.c, selection.select
         depth = 0
         while True:
             s = n_start[node]
@@ -165,7 +167,7 @@ class _Engine(SearchGraph):
                 k += n_off[node]
                 e = s + (k if k < cnt else k - cnt)
             elif plain:  # UCT in a tree without the solver: nothing to skip (the hot path)
-                e = select("uct", range(s, s + cnt), explore("uct", c, n_visits[node]), e_n, e_w, None, (), 0.0)
+                e = select("uct", s, s + cnt, c, n_visits[node], e_n, e_w, None, (), 0.0)
             else:
                 e = self._select(node, on_path)
             child = e_child[e] if e >= 0 else UNSTEPPED
@@ -268,8 +270,12 @@ class _Engine(SearchGraph):
         """One propose call for the wave's new leaves, one evaluate call for those not
         settled by their expansion (dead ends, proofs) and for leaves at ``max_depth``;
         then every descent's leaf value is known."""
-        new = list(dict.fromkeys(d[0][-1] for d in descents if d[3] == NEW))
-        leaves = list(dict.fromkeys(d[0][-1] for d in descents if d[3] == EVAL))
+        if len(descents) == 1:  # one leaf a wave (the default): no duplicates to drop
+            leaf, how = descents[0][0][-1], descents[0][3]
+            new, leaves = [leaf] if how == NEW else [], [leaf] if how == EVAL else []
+        else:
+            new = list(dict.fromkeys(d[0][-1] for d in descents if d[3] == NEW))
+            leaves = list(dict.fromkeys(d[0][-1] for d in descents if d[3] == EVAL))
         if not new and not leaves:
             return
         n_state = self.n_state
