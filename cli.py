@@ -349,16 +349,11 @@ def make_textworld_games(
     force: bool = _opt(TextWorldGamesConfig, "force", "--force"),
 ) -> None:
     """Generate TextWorld games offline with TextWorld's own tw-make (fixed seeds, cached)."""
-    from treeq.envs.base import parse_seed_spec
-    from treeq.errors import ConfigError
     from treeq.pipelines.textworld_games import make_games
 
-    if jobs < 0:
-        raise ConfigError(f"--jobs must be >= 0 (0: one per core), got {jobs}")
-    seed_list = parse_seed_spec(seeds)
-    if seed_list is None:
-        raise ConfigError(f"--seeds must look like 'A:B' or 'A,B,C', got {seeds!r}")
-    paths = make_games(out, seed_list, quest_length=quest_length, world_size=world_size, nb_objects=nb_objects,
+    cfg = TextWorldGamesConfig(seeds=seeds, quest_length=quest_length, world_size=world_size, nb_objects=nb_objects,
+                               jobs=jobs, force=force)
+    paths = make_games(out, cfg.seed_list(), quest_length=quest_length, world_size=world_size, nb_objects=nb_objects,
                        jobs=jobs or None, force=force)
     for p in paths:
         typer.echo(str(p))
@@ -612,8 +607,11 @@ def main(argv: list[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as exc:  # Ctrl-C inside any DuckDB query that no `interruptible()` block wraps
-        if not (type(exc).__module__.lstrip("_").startswith("duckdb") and type(exc).__name__ == "InterruptException"
-                or isinstance(exc, RuntimeError) and str(exc) == "Query interrupted"):
+        if "duckdb" not in sys.modules:  # no query ran: not DuckDB's
+            raise
+        from treeq.data.store import is_interrupt
+
+        if not is_interrupt(exc):
             raise
         return _interrupted("interrupted", argv)
 

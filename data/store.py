@@ -38,7 +38,7 @@ from .schema import BACKUPS, READABLE_VERSIONS, SCHEMAS, STATUSES, VERSION_KEY
 
 __all__ = ["EXPORT_MEMORY", "PART_PREFIX", "TreeStore", "Staged", "write_parquet_atomic", "write_text_atomic", "RecordWriter", "check_record_path",
            "check_outside_store", "task_ranges", "group_batches", "iter_tasks", "iter_store_tasks", "shard_names", "connect",
-           "interruptible", "run_query"]
+           "interruptible", "is_interrupt", "run_query"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_STEM = 100  # file names stay far below the usual 255-byte limit, temp suffix included
@@ -391,20 +391,21 @@ def _check_versions(con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
                              f"versions {', '.join(sorted(readable))}")
 
 
+def is_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` is DuckDB's answer to Ctrl-C: ``RuntimeError("Query interrupted")`` for a
+    pending SIGINT, ``InterruptException`` (a ``duckdb.Error``) for ``interrupt()``."""
+    return isinstance(exc, duckdb.InterruptException) or (
+        isinstance(exc, RuntimeError) and str(exc) == "Query interrupted")
+
+
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """Ctrl-C inside a DuckDB query ends as ``KeyboardInterrupt`` (exit 130), never as a traceback or a store error.
-
-    DuckDB's Python client answers a pending SIGINT with ``RuntimeError("Query interrupted")``
-    and ``interrupt()`` with ``InterruptException``, a ``duckdb.Error`` that callers would
-    report as a broken store.
-    """
+    """Ctrl-C inside a DuckDB query ends as ``KeyboardInterrupt`` (exit 130), never as a traceback
+    or a store error (:func:`is_interrupt`; callers would report a ``duckdb.Error`` as a broken store)."""
     try:
         yield
-    except duckdb.InterruptException:
-        raise KeyboardInterrupt from None
-    except RuntimeError as exc:
-        if str(exc) != "Query interrupted":
+    except (duckdb.InterruptException, RuntimeError) as exc:
+        if not is_interrupt(exc):
             raise
         raise KeyboardInterrupt from None
 

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 
 from ..envs.base import Env
 from ..errors import ConfigError
+from .selection import RULES
 
 if TYPE_CHECKING:
     from .tree import Tree
 
 __all__ = ["SearchConfig", "SearchResult", "resolve_defaults", "SELECTIONS"]
 
-SELECTIONS = ("uct", "puct")
+SELECTIONS = RULES  # the selection rules, named where they are written
 
 
 def _is_int(x: object) -> bool:
@@ -66,7 +67,7 @@ class SearchConfig:
         if self.c is not None and not (isinstance(self.c, (int, float)) and self.c >= 0.0 and math.isfinite(self.c)):
             raise ConfigError(f"c must be a finite number >= 0, got {self.c!r}")
         if self.selection not in SELECTIONS:
-            raise ConfigError(f"selection must be 'uct' or 'puct', got {self.selection!r}")
+            raise ConfigError(f"selection must be {' or '.join(repr(r) for r in SELECTIONS)}, got {self.selection!r}")
         if not math.isfinite(self.fpu):
             raise ConfigError(f"fpu must be a finite number, got {self.fpu!r}")
         if not _is_int(self.max_nodes) or self.max_nodes < 2:

@@ -105,9 +105,9 @@ class _Engine(SearchGraph):
                                  not self._check_proposals, self.eager, min(cfg.max_depth, _MAX_C),
                                  min(cfg.max_nodes, _MAX_C))
             legal = propose is not None and propose.legal_of is env  # declared: the loop asks the env itself
-            self._core_hooks = (env.step, self.rng, propose and propose.fn, evaluate and evaluate.fn, cfg.proposals,
+            self._core_hooks = (env.step, self.rng, self.propose, self.evaluate, cfg.proposals,
                                 ConfigError, self._draw, self._node_lists, self._edge_lists,
-                                env.legal_actions if legal else None, evaluate and evaluate.rollout)
+                                env.legal_actions if legal else None, evaluate.rollout if evaluate else None)
 
     # ------------------------------------------------------------------ selection
     def _select(self, node: int, on_path: set[int] | None) -> int:

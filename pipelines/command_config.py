@@ -2,12 +2,16 @@
 ``make-textworld-games``, ``score-steps``, the export files): one frozen dataclass each,
 whose fields give the CLI its options' defaults and help texts (``cli.py`` reads them, as
 it reads :mod:`treeq.pipelines.config` for the jobs). ``; None: ...`` says what an open
-default means.
+default means. The commands whose inputs need checks beyond the types check them in the
+job they call (``show``, ``compact``, ``plot``, ``score-steps``, the exports), or here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from ..envs.base import parse_seed_spec
+from ..errors import ConfigError
 
 __all__ = ["SearchRunConfig", "QueryConfig", "ReplayConfig", "ShowConfig", "CompactConfig", "PlotConfig",
            "TextWorldGamesConfig", "ScoreConfig", "ExportFileConfig"]
@@ -85,6 +89,18 @@ class TextWorldGamesConfig:
     nb_objects: int = field(default=5, metadata={"help": "Minimum number of objects."})
     jobs: int = field(default=0, metadata={"help": "tw-make processes at once; 0 = one per core."})
     force: bool = field(default=False, metadata={"help": "Remake games that exist."})
+
+    def __post_init__(self) -> None:
+        if self.jobs < 0:
+            raise ConfigError(f"--jobs must be >= 0 (0: one per core), got {self.jobs}")
+        self.seed_list()
+
+    def seed_list(self) -> list[int]:
+        """The seeds ``seeds`` names."""
+        seeds = parse_seed_spec(self.seeds)
+        if seeds is None:
+            raise ConfigError(f"--seeds must look like 'A:B' or 'A,B,C', got {self.seeds!r}")
+        return seeds
 
 
 @dataclass(frozen=True)

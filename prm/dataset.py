@@ -189,19 +189,21 @@ WHERE v IS NOT NULL AND NOT isnan(v) GROUP BY t.env
 """
 
 
-def value_ranges(sources: Sequence[str | Path]) -> dict[str, tuple[float, float]]:
+def value_ranges(sources: Sequence[str | Path], con=None) -> dict[str, tuple[float, float]]:
     """The value range (lo, hi) of each env of the stores, by env name.
 
     The range the env declares (``Env.value_range``, built from its runs' configs). Where
     it declares none or cannot be built here (its package missing, no runs row), the
     lowest and highest ``coalesce(proven, q)`` of its rows, widened to hold [0, 1] (so
     values in [0, 1] keep their labels). Runs of one env that declare different ranges
-    (other options) share their union: one scale per env.
+    (other options) share their union: one scale per env. ``con``: a connection to the
+    stores already open (left open); None: one is opened here.
     """
     from ..envs.registry import make_env
     from ..errors import TreeqError
 
-    con = connect([str(s) for s in sources])
+    own = con is None
+    con = connect([str(s) for s in sources]) if own else con
     try:
         pairs = con.execute("SELECT DISTINCT t.env, r.config FROM trees t LEFT JOIN runs r ON r.run_id = t.run_id"
                             ).fetchall()
@@ -224,7 +226,8 @@ def value_ranges(sources: Sequence[str | Path]) -> dict[str, tuple[float, float]
                 if declared.get(env, ()) is None:
                     declared[env] = (min(0.0, lo), max(1.0, hi))
     finally:
-        con.close()
+        if own:
+            con.close()
     return {env: DEFAULT_RANGE if r is None else r for env, r in declared.items()}
 
 
@@ -241,9 +244,9 @@ def build_step_dataset(sources: Sequence[str | Path], config: StepDatasetConfig 
     try:
         runs = {run_id: json.loads(cfg) for run_id, cfg in con.execute("SELECT run_id, config FROM runs").fetchall()}
         rows = con.execute("SELECT count(*) FROM nodes").fetchall()[0][0]
+        ranges = value_ranges(sources, con)
     finally:
         con.close()
-    ranges = value_ranges(sources)
     train: list[StepExample] = []
     val: list[StepExample] = []
     for split, examples in iter_task_examples(sources, config, ranges):
