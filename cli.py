@@ -40,7 +40,15 @@ from treeq.pipelines.command_config import (
     ShowConfig,
     TextWorldGamesConfig,
 )
-from treeq.pipelines.config import DPOConfig, PRMJobConfig, RewardsConfig, RolloutConfig, SearchJobConfig, TinyLMConfig
+from treeq.pipelines.config import (
+    DPOConfig,
+    PRMJobConfig,
+    RewardsConfig,
+    RolloutConfig,
+    SearchJobConfig,
+    SelfTrainConfig,
+    TinyLMConfig,
+)
 from treeq.pipelines.policies.lm import LMConfig
 from treeq.prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
 
@@ -146,6 +154,7 @@ def search(
     c: float | None = _opt(_S, "c", "--c"),
     selection: str = _opt(_S, "selection"),
     fpu: float = _opt(_S, "fpu"),
+    gumbel_k: int = _opt(_S, "gumbel_k"),
     random_untried: bool = _opt(_S, "random_untried"),
     evaluator: str | None = _opt(_J, "evaluator"),
     proposer: str | None = _opt(_J, "proposer", "--proposer", "--policy"),
@@ -160,6 +169,9 @@ def search(
     timeout: float = _opt(LMConfig, "timeout"),
     device: str | None = _opt(LMConfig, "device"),
     max_batch_tokens: int = _opt(LMConfig, "max_batch_tokens"),
+    prm: str | None = _opt(LMConfig, "prm"),
+    value_mix: float = _opt(LMConfig, "value_mix"),
+    prm_batch_size: int = _opt(LMConfig, "prm_batch_size"),
     rollout_steps: int = _opt(_S, "rollout_steps"),
     solver: bool = _opt(_S, "solver"),
     transpositions: bool | None = _opt(_S, "transpositions", "--transpositions/--no-transpositions"),
@@ -546,6 +558,55 @@ def make_tiny_model(
                        hidden_size=hidden_size, layers=layers, heads=heads, vocab_size=vocab_size, seed=seed, out=out)
     path = run(cfg)
     typer.echo(f"wrote a {layers}-layer, {hidden_size}-wide causal LM to {path}; use it with --policy hf --model {path}")
+
+
+_ST = SelfTrainConfig
+
+
+@app.command("self-train")
+def self_train(
+    env: str = _opt(_ST, "env"),
+    env_kwargs: str = _opt(_ST, "env_kwargs", "--env-kwargs"),
+    tasks: str | None = _opt(_ST, "tasks"),
+    limit: int | None = _opt(_ST, "limit"),
+    eval_tasks: str | None = _opt(_ST, "eval_tasks"),
+    holdout: int = _opt(_ST, "holdout"),
+    split_seed: int = _opt(_ST, "split_seed"),
+    eval_limit: int | None = _opt(_ST, "eval_limit"),
+    rounds: int = _opt(_ST, "rounds"),
+    model: str | None = _opt(_ST, "model"),
+    method: str = _opt(_ST, "method"),
+    selection: str = _opt(_ST, "selection"),
+    simulations: int = _opt(_ST, "simulations"),
+    eval_budgets: str = typer.Option(",".join(map(str, _ST.eval_budgets)), help=_help(_ST, "eval_budgets")),
+    stop_on_solve: bool = _opt(_ST, "stop_on_solve"),
+    wave_size: int = _opt(_ST, "wave_size"),
+    prm_steps: int = _opt(_ST, "prm_steps"),
+    policy_steps: int = _opt(_ST, "policy_steps"),
+    seed: int = _opt(_ST, "seed"),
+    workers: int = _opt(_ST, "workers"),
+    out: str = _opt(_ST, "out"),
+    progress: bool = _opt(_ST, "progress"),
+) -> None:
+    """Expert iteration: search, train the PRM and the policy on the trees, search with both; each round
+    evaluated on held-out tasks (rounds.parquet, rounds.md, rounds.png)."""
+    from treeq.errors import ConfigError
+    from treeq.pipelines.self_train import self_train as run
+
+    try:
+        budgets = tuple(int(b) for b in eval_budgets.split(",") if b.strip())
+    except ValueError:
+        raise ConfigError(f"--eval-budgets must be integers separated by commas, got {eval_budgets!r}") from None
+    cfg = SelfTrainConfig(env=env, env_kwargs=_json_object(env_kwargs, "--env-kwargs"), tasks=tasks, limit=limit,
+                          eval_tasks=eval_tasks, holdout=holdout, split_seed=split_seed, eval_limit=eval_limit,
+                          rounds=rounds, model=model, method=method, selection=selection, simulations=simulations,
+                          eval_budgets=budgets, stop_on_solve=stop_on_solve, wave_size=wave_size, prm_steps=prm_steps,
+                          policy_steps=policy_steps, seed=seed, workers=workers, out=out, progress=progress)
+    rows = run(cfg, say=typer.echo)
+    from treeq.pipelines.self_train import rounds_markdown
+
+    typer.echo(rounds_markdown(rows), nl=False)
+    typer.echo(f"wrote {out}/rounds.parquet, rounds.md and rounds.png")
 
 
 @app.command("export-rewards")

@@ -35,8 +35,12 @@ class SearchConfig:
         default=None, metadata={"help": "Discount factor in [0, 1]; None: the env's default_gamma."})
     c: float | None = field(
         default=None, metadata={"help": "Exploration constant of UCT / PUCT; None: the env's default_c."})
-    selection: str = field(default="uct", metadata={"help": "'uct' (UCB1 on trees) or 'puct' (AlphaZero, uses priors)."})
+    selection: str = field(default="uct", metadata={
+        "help": "'uct' (UCB1 on trees), 'puct' (AlphaZero, uses priors) or 'gumbel' (Gumbel MuZero: Gumbel-top-k and "
+                "Sequential Halving at the root, uses priors)."})
     fpu: float = field(default=0.0, metadata={"help": "PUCT only: Q assumed for actions not yet visited."})
+    gumbel_k: int = field(default=16, metadata={
+        "help": "gumbel only: root actions sampled without replacement (Gumbel-top-k) for Sequential Halving."})
     random_untried: bool = field(
         default=True,
         metadata={"help": "UCT: try a node's unvisited actions from a random one on (as OpenSpiel's MCTSBot "
@@ -70,6 +74,8 @@ class SearchConfig:
             raise ConfigError(f"selection must be {' or '.join(repr(r) for r in SELECTIONS)}, got {self.selection!r}")
         if not math.isfinite(self.fpu):
             raise ConfigError(f"fpu must be a finite number, got {self.fpu!r}")
+        if not _is_int(self.gumbel_k) or self.gumbel_k < 1:
+            raise ConfigError(f"gumbel_k must be a positive integer, got {self.gumbel_k!r}")
         if not _is_int(self.max_nodes) or self.max_nodes < 2:
             raise ConfigError(f"max_nodes must be an integer >= 2 (the root and one child), got {self.max_nodes!r}")
         if not _is_int(self.wave_size) or self.wave_size < 1:

@@ -72,13 +72,19 @@ class Evaluator:
         rollout: Set when the value is one random playout (:func:`random_rollout`):
             ``(env.playout, draw, gamma, max_steps, rng)``, which the compiled loop then
             calls itself, with the same results. None: the loop calls ``fn``.
+        reads_path: The value depends on how the state was reached (a PRM scores the
+            path's steps): the engine calls ``fn(states, paths)``, ``paths[i]`` being
+            ``(root_state, actions, rewards)``, the actions from the root on the descent
+            that reached ``states[i]`` and their rewards. The search then runs in Python (the compiled loop
+            passes states only).
     """
 
     fn: EvaluateFn
     rollout: tuple | None = None
+    reads_path: bool = False
 
-    def __call__(self, states: Sequence[Any]) -> list[float]:
-        return self.fn(states)
+    def __call__(self, states: Sequence[Any], paths: Sequence[tuple] | None = None) -> list[float]:
+        return self.fn(states, paths) if self.reads_path else self.fn(states)
 
     @staticmethod
     def of(hook: Evaluator | EvaluateFn | None) -> Evaluator | None:

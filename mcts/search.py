@@ -1,7 +1,7 @@
 """The search engine: one batched loop for tree search and graph search (MCGS).
 
 A search runs in waves. Each wave descends up to ``wave_size`` times from the root
-with UCT or PUCT, counting visits on the way down (so later descents of the wave
+with UCT, PUCT or Gumbel (:mod:`treeq.mcts.selection`), counting visits on the way down (so later descents of the wave
 spread out: a virtual visit, which is a virtual loss for the mean backup); then one
 ``propose`` call expands every new leaf of the wave and one ``evaluate`` call values
 them; then each path is backed up. ``wave_size = 1`` is plain sequential MCTS.
@@ -43,8 +43,8 @@ whole (:mod:`treeq.mcts.solver`).
 
 The engine keeps its working storage in Python lists (the hot path reads single
 elements, which lists serve several times faster than numpy arrays) and exports a
-flat-array :class:`~treeq.mcts.tree.Tree` at the end. In tree mode the descent and
-(one leaf a wave) the whole loop run compiled (``mcts/_core.c``) over
+flat-array :class:`~treeq.mcts.tree.Tree` at the end. In tree mode (UCT and PUCT; Gumbel
+selection runs in Python) the descent and (one leaf a wave) the whole loop run compiled (``mcts/_core.c``) over
 the same lists, calling the env and the hooks as this module does; ``_descend_py``,
 ``_backup``, ``_expand_and_evaluate`` and the loop in :meth:`_Engine.run` are the reference the C
 code follows, and serve installs without a C compiler (``TREEQ_PURE_PYTHON=1``).
@@ -83,6 +83,7 @@ class _Engine(SearchGraph):
         # the bare functions, called on the hot path (the declarations are read here, once)
         self.propose = propose.fn if propose is not None else None
         self.evaluate = evaluate.fn if evaluate is not None else None
+        self._reads_path = evaluate is not None and evaluate.reads_path
         self._check_proposals = not (propose is not None and propose.trusted)
         self.c = float(cfg.c)
         self.rule = cfg.selection
@@ -92,13 +93,19 @@ class _Engine(SearchGraph):
                            float(cfg.fpu), self.e_dead, self.e_child, self.n_solved if self.solver else None,
                            self.graph and self.det)
         self._plain_uct = self.uct and not self.graph and not self.solver
+        # gumbel: its own _select, chosen once here (the UCT / PUCT path never tests for it); the root's
+        # Gumbel draws are made at its first selection, so the other rules' random streams are untouched
+        self._gumbel_root: list[float] | None = None
+        self._gumbel_k = 0
+        if cfg.selection == "gumbel":
+            self._select = self._select_gumbel
         self._draw = uniform_stream(rng, 256).__next__ if self.uct and cfg.random_untried else None
         # the lists the descent reads, bound once (they grow in place)
         self._lists = (self.n_visits, self.n_start, self.n_count, self.n_next, self.n_off,
                        self.e_n, self.e_w, self.e_child, self.e_reward)
         # tree mode runs the descent (and, one leaf a wave, the whole loop) compiled where _core is built
-        # (graph mode's Q reads the outcome model: Python)
-        self._tree_core = None if self.graph else self._core
+        # (graph mode's Q reads the outcome model, gumbel is not in the compiled loop: Python)
+        self._tree_core = None if self.graph or self._reads_path or cfg.selection == "gumbel" else self._core
         if self._tree_core is not None:
             self._core_lists = self._lists + (self.e_dead, self.e_prior, self.n_solved, self.n_eval_n)
             self._core_params = (self.c, float(cfg.fpu), self.uct, self._plain_uct, self.solver, self.det,
@@ -122,6 +129,31 @@ class _Engine(SearchGraph):
         s = self.n_start[node]
         return selection.select(rule, s, s + self.n_count[node], c, self.n_visits[node], e_n, e_w, q, e_prior, fpu,
                                 (e_dead, e_child, n_solved, on_path if cycles else None))
+
+    def _select_gumbel(self, node: int, on_path: set[int] | None) -> int:
+        """:meth:`_select` under ``selection = "gumbel"`` (:func:`treeq.mcts.selection.select_gumbel`).
+
+        At the root, Sequential Halving over ``k = min(gumbel_k, root edges)`` actions: the
+        simulation index is the sum of the root edges' visit counts (mctx's; the virtual
+        visits of the descents earlier in this wave included, the descents that expanded the
+        root not); one Gumbel(0, 1) per root edge is drawn from the search's generator at
+        the root's first selection. The node's own evaluation completes the Q of unvisited
+        actions (V, :meth:`value`, for a node never evaluated: proven on expansion).
+        """
+        _, _, e_n, e_w, q, e_prior, _, e_dead, e_child, n_solved, cycles = self._selecting
+        s = self.n_start[node]
+        stop = s + self.n_count[node]
+        evals = self.n_eval_n[node]
+        raw = self.n_eval_sum[node] / evals if evals else self.value(node)
+        root = None
+        if node == 0:
+            if self._gumbel_root is None:
+                self._gumbel_root = self.rng.gumbel(size=stop - s).tolist()
+                self._gumbel_k = min(self.cfg.gumbel_k, stop - s)
+            done = sum(e_n[s:stop])
+            root = (self._gumbel_root, selection.considered_visit_at(self._gumbel_k, self.cfg.simulations, done))
+        return selection.select_gumbel(s, stop, e_n, e_w, q, e_prior, raw,
+                                       (e_dead, e_child, n_solved, on_path if cycles else None), root)
 
     # ------------------------------------------------------------------ one descent
     def _descend(self) -> list | None:
@@ -289,7 +321,14 @@ class _Engine(SearchGraph):
         values: dict[int, float] = {n: n_solved[n] for n in new if n_solved[n] is not None}  # proven on expansion
         live = [n for n in new if not n_term[n] and n_solved[n] is None] + leaves
         if live:
-            got = self.evaluate([n_state[n] for n in live])
+            if self._reads_path:  # the actions of the descent that reached each leaf (the first one, if several)
+                e_action, root = self.e_action, n_state[0]
+                path_of = {}
+                for d in descents:
+                    path_of.setdefault(d[0][-1], (root, tuple(e_action[e] for e in d[1]), tuple(d[2])))
+                got = self.evaluate([n_state[n] for n in live], [path_of[n] for n in live])
+            else:
+                got = self.evaluate([n_state[n] for n in live])
             if len(got) != len(live):
                 raise ConfigError(f"an evaluate hook returned {len(got)} values for {len(live)} states")
             n_eval_sum, n_eval_n = self.n_eval_sum, self.n_eval_n

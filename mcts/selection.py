@@ -2,14 +2,20 @@
 
 * UCT (UCB1 on trees, Kocsis & Szepesvari 2006): ``Q + c sqrt(ln N / n)``, an unvisited
   edge scoring +inf (the engine tries those first, in turn, without scoring them);
-* PUCT (AlphaZero): ``Q + c P sqrt(N) / (1 + n)``, with ``fpu`` for Q at ``n = 0``.
+* PUCT (AlphaZero): ``Q + c P sqrt(N) / (1 + n)``, with ``fpu`` for Q at ``n = 0``;
+* Gumbel (Gumbel MuZero, Danihelka et al. 2022, as DeepMind's mctx ``gumbel_muzero_policy``):
+  at the root, Gumbel-top-k and Sequential Halving (:func:`select_gumbel` with ``root``,
+  :func:`considered_visit_at`); below it, the deterministic
+  ``argmax_a pi'(a) - n(a) / (1 + N)``, ``pi' = softmax(log P + sigma(completed Q))``
+  (:func:`improved_policy`).
 
 ``N`` is the node's visit count, ``n`` the edge's, ``P`` its prior. The engine
-(:mod:`treeq.mcts.search`) asks :func:`select` for the best of a node's live edges (dead
-self-loops, proven children and cycles passed over). The compiled loop (``_core.c``:
-``uct_explore``, ``uct_score``, ``puct_explore``, ``puct_score``) computes the same scores in
-the same floating-point order; ``tests/mcts/test_core.py`` holds the two to the same trees. A new rule (Gumbel is next) adds its name to ``RULES`` here and
-its branch to :func:`select`.
+(:mod:`treeq.mcts.search`) asks :func:`select` (UCT, PUCT) or :func:`select_gumbel` for the
+best of a node's live edges (dead self-loops, proven children and cycles passed over). The
+compiled loop (``_core.c``: ``uct_explore``, ``uct_score``, ``puct_explore``, ``puct_score``)
+computes the UCT and PUCT scores in the same floating-point order; ``tests/mcts/test_core.py``
+holds the two to the same trees. Gumbel runs in Python only (the engine leaves the compiled
+loop aside for it). A new rule adds its name to ``RULES`` here and its function beside these.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-__all__ = ["RULES", "select", "grow_tables"]
+__all__ = ["RULES", "select", "grow_tables", "completed_sigma", "improved_policy", "logits_of", "considered_visits",
+           "considered_visit_at", "select_gumbel"]
 
-RULES = ("uct", "puct")
+RULES = ("uct", "puct", "gumbel")
 
 # 1 / sqrt(n) and sqrt(ln n) by table: a list read is cheaper than a call on the hot path. The
 # tables stop at _TABLED (about 4 MB): a count beyond it is computed by the same expression, so
@@ -39,7 +46,8 @@ def grow_tables(size: int) -> None:
 def select(rule: str, start: int, stop: int, c: float, parent_n: int, e_n: list[int], e_w: list[float],
            q: Callable[[int], float] | None, e_prior: list[float], fpu: float, skip: tuple | None = None) -> int:
     """The best of the edges ``start:stop`` of a node visited ``parent_n`` times, by ``rule``
-    with exploration constant ``c``: the first of the highest score; -1 when none is live.
+    (``"uct"`` or ``"puct"``; Gumbel is :func:`select_gumbel`) with exploration constant ``c``:
+    the first of the highest score; -1 when none is live.
 
     Q of an edge is ``e_w[e] / e_n[e]`` (tree mode, ``q`` None) or ``q(e)`` (graph mode).
     ``skip``: ``(e_dead, e_child, n_solved, on_path)``, the edges passed over (dead
@@ -72,3 +80,146 @@ def select(rule: str, start: int, stop: int, c: float, parent_n: int, e_n: list[
         if score > best:
             best, best_e = score, e
     return best_e
+
+
+# ---------------------------------------------------------------------------- Gumbel (Danihelka et al. 2022)
+GUMBEL_C_VISIT = 50.0  # sigma(q) = (c_visit + max_b N(b)) * c_scale * q, mctx's defaults
+GUMBEL_C_SCALE = 0.1
+
+
+def completed_sigma(priors: list[float], q: list[float], visits: list[int], raw_value: float) -> list[float]:
+    """sigma(completed Q) of a node's actions: the transformed values Gumbel search adds to the logits.
+
+    An unvisited action's Q is completed with the mixed value ``(v + sum_b N(b) * sum_{a visited}
+    P(a) Q(a) / sum_{a visited} P(a)) / (1 + sum_b N(b))`` (``v`` the node's own evaluation); the
+    completed values are rescaled to [0, 1] by their min and max over the node, then multiplied
+    by ``(c_visit + max_b N(b)) * c_scale``. ``q[i]`` is read only where ``visits[i] > 0``.
+    """
+    total = sum(visits)
+    seen = [i for i, n in enumerate(visits) if n > 0]
+    mass = sum(max(priors[i], 1e-300) for i in seen)
+    weighted = sum(max(priors[i], 1e-300) * q[i] for i in seen) / mass if seen else 0.0
+    mixed = (raw_value + total * weighted) / (total + 1)
+    done = [q[i] if visits[i] > 0 else mixed for i in range(len(priors))]
+    lo, hi = min(done, default=0.0), max(done, default=0.0)
+    scale = (GUMBEL_C_VISIT + max(visits, default=0)) * GUMBEL_C_SCALE / max(hi - lo, 1e-8)
+    return [(x - lo) * scale for x in done]
+
+
+def logits_of(priors: list[float]) -> list[float]:
+    """log P, a zero prior at a large negative logit (mctx's floor)."""
+    return [math.log(p) if p > 0 else -1e9 for p in priors]
+
+
+def improved_policy(priors: list[float], q: list[float], visits: list[int], raw_value: float) -> list[float]:
+    """Gumbel search's improved policy at a node: ``softmax(logits + sigma(completed Q))``.
+
+    What the interior selection follows and what a distilled policy learns from trees
+    searched with ``--selection gumbel``.
+    """
+    x = [a + b for a, b in zip(logits_of(priors), completed_sigma(priors, q, visits, raw_value))]
+    if not x:
+        return []
+    top = max(x)
+    e = [math.exp(v - top) for v in x]
+    s = sum(e)
+    return [v / s for v in e]
+
+
+def considered_visits(k: int, simulations: int) -> tuple[int, ...]:
+    """Sequential Halving's schedule at the root: for each simulation, the visit count an action
+    must have to be considered (mctx ``get_sequence_of_considered_visits``).
+
+    ``k`` actions first get ``max(1, int(simulations / (ceil(log2 k) * k)))`` visits each, then
+    the better half of them (at least 2) as many again, with ``k`` halved each time, until the
+    sequence holds ``simulations`` entries. ``k <= 1``: ``0, 1, 2, ...`` (one action, every visit).
+    """
+    if k <= 1:
+        return tuple(range(simulations))
+    log2max = math.ceil(math.log2(k))
+    sequence: list[int] = []
+    visits = [0] * k
+    num_considered = k
+    while len(sequence) < simulations:
+        extra = max(1, int(simulations / (log2max * num_considered)))
+        for _ in range(extra):
+            sequence.extend(visits[:num_considered])
+            for i in range(num_considered):
+                visits[i] += 1
+        num_considered = max(2, num_considered // 2)
+    return tuple(sequence[:simulations])
+
+
+def considered_visit_at(k: int, simulations: int, i: int) -> int:
+    """``considered_visits(k, simulations)[i]`` without building the sequence (memory follows the
+    tree, not the budget). In each halving phase the considered actions all have the same count,
+    so the phase's entries are that count repeated ``num_considered`` times, then one more, and so on."""
+    if k <= 1:
+        return i
+    log2max = math.ceil(math.log2(k))
+    num_considered, start, visit = k, 0, 0
+    while True:
+        extra = max(1, int(simulations / (log2max * num_considered)))
+        span = extra * num_considered
+        if i < start + span:
+            return visit + (i - start) // num_considered
+        start += span
+        visit += extra
+        num_considered = max(2, num_considered // 2)
+
+
+_LOW_LOGIT = -1e9  # mctx's floor of a root score
+
+
+def select_gumbel(start: int, stop: int, e_n: list[int], e_w: list[float], q: Callable[[int], float] | None,
+                  e_prior: list[float], raw_value: float, skip: tuple | None = None,
+                  root: tuple[list[float], int] | None = None) -> int:
+    """Gumbel search's best of the edges ``start:stop`` of a node: the first of the highest
+    score among the live ones; -1 when none is live.
+
+    Q, ``skip`` as in :func:`select`; ``raw_value`` the node's own evaluation (what completes an
+    unvisited action's Q, :func:`completed_sigma`). Below the root (``root`` None), mctx's
+    ``gumbel_muzero_interior_action_selection``: ``pi'(a) - n(a) / (1 + sum_b n(b))``,
+    ``pi'`` the :func:`improved_policy`. At the root, ``root = (gumbel, considered)``: one
+    Gumbel(0, 1) draw per edge and the visit count Sequential Halving considers now
+    (:func:`considered_visit_at`); the score is mctx's ``score_considered``,
+    ``max(-1e9, g(a) + logit(a) - max_b logit(b) + sigma(a))``, over the live edges with
+    ``n(a) == considered`` (where none is, over every live edge). Unvisited actions share one
+    completed value, so the first ``k`` root visits go to the top ``k`` of ``g + logits``
+    (Gumbel-top-k: ``k`` actions sampled without replacement from the prior).
+    """
+    edges = range(start, stop)
+    visits = e_n[start:stop]
+    priors = e_prior[start:stop]
+    qs = [(e_w[e] / n if q is None else q(e)) if n else 0.0 for e, n in zip(edges, visits)]
+    e_dead, e_child, n_solved, on_path = skip or (None, None, None, None)
+    live = []
+    for i, e in enumerate(edges):
+        if e_dead is not None:
+            if e_dead[e]:
+                continue
+            child = e_child[e]
+            if child >= 0 and ((n_solved is not None and n_solved[child] is not None)
+                               or (on_path is not None and child in on_path)):
+                continue
+        live.append(i)
+    if not live:
+        return -1
+    if root is None:
+        policy = improved_policy(priors, qs, visits, raw_value)
+        total = 1 + sum(visits)
+        score = [p - n / total for p, n in zip(policy, visits)]
+        pool = live
+    else:
+        gumbel, considered = root
+        logits = logits_of(priors)
+        top = max(logits)
+        sigma = completed_sigma(priors, qs, visits, raw_value)
+        score = [max(_LOW_LOGIT, g + (lg - top) + sg) for g, lg, sg in zip(gumbel, logits, sigma)]
+        pool = [i for i in live if visits[i] == considered] or live
+    best_i = pool[0]
+    best = score[best_i]
+    for i in pool:
+        if score[i] > best:
+            best, best_i = score[i], i
+    return start + best_i

@@ -15,7 +15,8 @@ from ..prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig, check_
 from .policies import DEFAULT_PROPOSER, EVALUATORS, PROPOSERS, check_name
 from .policies.lm import LMConfig
 
-__all__ = ["TaskSelection", "SearchJobConfig", "PRMJobConfig", "DPOConfig", "DPO_RULES", "RolloutConfig", "RewardsConfig", "ESTIMATORS", "TinyLMConfig"]
+__all__ = ["TaskSelection", "SearchJobConfig", "PRMJobConfig", "DPOConfig", "DPO_RULES", "RolloutConfig", "RewardsConfig", "ESTIMATORS", "TinyLMConfig",
+           "SelfTrainConfig", "POLICY_METHODS"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class SearchJobConfig(TaskSelection):
             check_name("evaluator", self.evaluator)
         if self.proposer is not None:
             check_name("proposer", self.proposer)
+        if self.lm.prm is not None and self.evaluator != "prm":
+            raise ConfigError("--prm is the prm evaluator's model: add --evaluator prm")
 
 
 @dataclass(frozen=True)
@@ -253,3 +256,68 @@ class TinyLMConfig(TaskSelection):
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
         check_model_shape(self.hidden_size, self.heads, self.vocab_size)
+
+
+POLICY_METHODS = ("distill", "sft", "dpo")
+
+
+@dataclass(frozen=True)
+class SelfTrainConfig(TaskSelection):
+    """A ``self-train`` run: rounds of search, PRM and policy training, each evaluated on held-out tasks.
+
+    Round 0 searches the training tasks with the starting policy (``model``, or uniform
+    priors) and the env's default evaluator; every round trains the PRM on every tree so
+    far and the policy on its own trees; round r > 0 searches with round r - 1's policy
+    and PRM. Round 0's evaluation is the starting point; round r's uses its own models.
+    """
+
+    tasks: str | None = field(default=None, metadata={
+        "help": "Training tasks (a task file, or a directory of PDDL files); None: the env's shipped set."})
+    eval_tasks: str | None = field(default=None, metadata={
+        "help": "Held-out tasks (must not overlap the training tasks); None: --holdout tasks drawn from --tasks."})
+    holdout: int = field(default=200, metadata={
+        "help": "Without --eval-tasks: tasks drawn (by --split-seed) from --tasks and kept out of training."})
+    split_seed: int = field(default=0, metadata={"help": "Seed of the held-out draw."})
+    eval_limit: int | None = field(default=None, metadata={"help": "Held-out tasks evaluated at most; None: all."})
+    rounds: int = field(default=2, metadata={"help": "Rounds after round 0: --rounds 2 ends after round 2."})
+    out: str = field(default="treeq-self-train", metadata={
+        "help": "Output directory: each round's trees, PRM, policy and evaluation, rounds.parquet, rounds.md, "
+                "rounds.png; rerunning resumes it."})
+    model: str | None = field(default=None, metadata={
+        "help": "Starting policy: a local directory, a hub id or smollm2; None: uniform priors in round 0 and a "
+                "tiny model (as make-tiny-model makes it) to train."})
+    method: str = field(default="distill", metadata={"help": "How the policy learns from the trees: distill, sft "
+                                                             "or dpo (see train-policy)."})
+    selection: str = field(default="puct", metadata={"help": "Selection rule of every search: puct, gumbel or uct."})
+    simulations: int = field(default=100, metadata={"help": "Simulations per training task in each round's search."})
+    eval_budgets: tuple[int, ...] = field(default=(8, 16, 32, 64), metadata={
+        "help": "Simulation budgets of the held-out evaluation."})
+    stop_on_solve: bool = field(default=True, metadata={
+        "help": "Held-out searches stop at their first solution (simulations to it are reported)."})
+    wave_size: int = field(default=16, metadata={
+        "help": "Leaves per wave in searches with a model (one batched policy and PRM call a wave)."})
+    prm_steps: int = field(default=600, metadata={"help": "Optimisation steps of each round's PRM training."})
+    policy_steps: int = field(default=300, metadata={"help": "Optimisation steps of each round's policy training."})
+    seed: int = field(default=0, metadata={"help": "Seed of every search and training run."})
+    workers: int = field(default=0, metadata={"help": "Worker processes of searches without a model (0: one per "
+                                                      "core); searches with a model run in this process."})
+    progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.rounds, int) or self.rounds < 1:
+            raise ConfigError(f"rounds must be >= 1 (round 0 is the start; --rounds 1 trains once), got {self.rounds!r}")
+        if self.method not in POLICY_METHODS:
+            raise ConfigError(f"method must be one of {', '.join(POLICY_METHODS)}, got {self.method!r}")
+        if not self.eval_budgets or any(not isinstance(b, int) or b < 1 for b in self.eval_budgets):
+            raise ConfigError(f"eval_budgets must be positive integers, got {self.eval_budgets!r}")
+        for name in ("holdout", "simulations", "wave_size", "prm_steps", "policy_steps"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise ConfigError(f"eval_limit must be >= 1, got {self.eval_limit!r}")
+        if self.seed < 0 or self.split_seed < 0:
+            raise ConfigError("seeds must be >= 0")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers!r}")
+        SearchConfig(selection=self.selection)  # the rule's own check

@@ -29,6 +29,7 @@ import platform
 import re
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -196,7 +197,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-_LM_PLACE = ("base_url", "timeout", "device", "max_batch_tokens")  # where and how fast a model is served
+_LM_PLACE = ("base_url", "timeout", "device", "max_batch_tokens", "prm_batch_size")  # where and how fast
+_PRM_VALUE = ("prm", "value_mix")  # the prm evaluator's settings, recorded with it
 
 
 def _settings(job: SearchJobConfig, env_name: str) -> dict[str, Any]:
@@ -210,7 +212,12 @@ def _settings(job: SearchJobConfig, env_name: str) -> dict[str, Any]:
         "seed": job.seed,
     }
     if job.proposer == "hf":  # another model, another run (where it is served and how fast do not count)
-        ident["lm"] = {k: v for k, v in asdict(job.lm).items() if k not in _LM_PLACE}
+        ident["lm"] = {k: v for k, v in asdict(job.lm).items() if k not in _LM_PLACE + _PRM_VALUE}
+    if job.evaluator == "prm":  # another PRM (its training data), another run
+        from .policies.prm_value import prm_fingerprint
+
+        ident["lm"] = ident.get("lm", {}) | {k: getattr(job.lm, k) for k in _PRM_VALUE}
+        ident["prm_data"] = prm_fingerprint(job.lm.prm)
     return ident
 
 
@@ -225,7 +232,8 @@ def _flat_settings(job: SearchJobConfig, env_name: str) -> dict[str, Any]:
     """:func:`_settings` plus the task selection, flat: keyed by the search flags' names."""
     out: dict[str, Any] = {}
     for k, v in (_settings(job, env_name) | {"tasks": job.tasks, "limit": job.limit}).items():
-        out |= v if k in ("search", "lm") else {k: v}
+        if k != "prm_data":  # the PRM's identity, not a flag
+            out |= v if k in ("search", "lm") else {k: v}
     return out
 
 
@@ -304,8 +312,11 @@ def _run_row(job: SearchJobConfig, env_name: str, run_id: str) -> dict[str, list
     }
 
 
-def run_search(cfg: SearchJobConfig, resume: bool = False) -> SearchSummary:
+def run_search(cfg: SearchJobConfig, resume: bool = False, tasks: Sequence[Task] | None = None) -> SearchSummary:
     """Search every task of ``cfg`` and write the tree store.
+
+    ``tasks``: these tasks instead of ``cfg.tasks`` and ``cfg.limit`` (a library caller's
+    split of a task file, as ``self-train`` makes; ``runs.config`` still names the file).
 
     Rerunning the same job into the same ``out`` resumes it: tasks already on disk are
     skipped (:func:`~treeq.data.runs.finished_tasks`), the rest searched. ``resume`` insists on that: the run must
@@ -325,10 +336,14 @@ def run_search(cfg: SearchJobConfig, resume: bool = False) -> SearchSummary:
     from ..data.store import write_text_atomic
 
     env = _env(cfg.env, cfg.env_kwargs)
-    tasks = list(env.load_tasks(cfg.tasks))[: cfg.limit]
+    tasks = list(env.load_tasks(cfg.tasks))[: cfg.limit] if tasks is None else list(tasks)
     job = replace(cfg, search=resolve_defaults(cfg.search, env), evaluator=cfg.evaluator or env.default_evaluator,
                   proposer=cfg.proposer or DEFAULT_PROPOSER)
     _check_policy(job, env, tasks)
+    if job.evaluator == "prm":  # a PRM that cannot serve this env fails every task: refuse before the store
+        from .policies.prm_value import check_prm
+
+        check_prm(job.lm.prm, env.name)
     run_id = _run_id(job, env.name, tasks)
     if resume:
         _check_resume(str(cfg.out), run_id, job, env.name)

@@ -50,7 +50,8 @@ BACKENDS = ("hf", "openai")
 
 @dataclass(frozen=True)
 class LMConfig:
-    """The language model behind the ``hf`` policy (``--policy hf``)."""
+    """The models behind the model-backed hooks: the ``hf`` policy's language model (``--policy hf``)
+    and the ``prm`` evaluator's PRM (``--evaluator prm``)."""
 
     model: str | None = field(default=None, metadata={
         "help": "Causal LM: a local directory, a hub id or smollm2 (SmolLM2-135M-Instruct from PyPI); "
@@ -68,6 +69,12 @@ class LMConfig:
     timeout: float = field(default=60.0, metadata={"help": "openai: seconds to wait for one request."})
     device: str | None = field(default=None, metadata={"help": "hf: torch device; None: cuda when present, else cpu."})
     max_batch_tokens: int = field(default=16384, metadata={"help": "hf: padded tokens per forward pass at most."})
+    prm: str | None = field(default=None, metadata={
+        "help": "The prm evaluator's model: a directory train-prm wrote (trained on this env)."})
+    value_mix: float = field(default=1.0, metadata={
+        "help": "prm evaluator: lambda in lambda * PRM + (1 - lambda) * one random rollout; 1: the PRM alone."})
+    prm_batch_size: int = field(default=32, metadata={
+        "help": "prm evaluator: paths per forward pass (the tree is the same at any size)."})
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -84,6 +91,10 @@ class LMConfig:
             raise ConfigError(f"timeout must be > 0, got {self.timeout}")
         if self.max_batch_tokens < 64:
             raise ConfigError(f"max_batch_tokens must be >= 64, got {self.max_batch_tokens}")
+        if not (isinstance(self.value_mix, (int, float)) and 0.0 <= self.value_mix <= 1.0):
+            raise ConfigError(f"value_mix must lie in [0, 1], got {self.value_mix!r}")
+        if not isinstance(self.prm_batch_size, int) or self.prm_batch_size < 1:
+            raise ConfigError(f"prm_batch_size must be a positive integer, got {self.prm_batch_size!r}")
         if self.backend == "openai" and not self.base_url:
             raise ConfigError("the openai backend needs --base-url (e.g. http://127.0.0.1:8000/v1)")
 

@@ -13,7 +13,7 @@ function, which the engine treats as untrusted:
 Registering one is a single call; heavy imports (torch, transformers) belong inside
 the factory, so that listing the names stays fast::
 
-    register_evaluator("prm", lambda env, cfg, rng, lm: prm_value(...), help="a trained PRM's value of the state")
+    register_evaluator("mine", lambda env, cfg, rng, lm: my_value(...), help="my value of the state")
 
 Make the call in a module this package imports (``policies/__init__.py``), so that the
 name is known wherever a job runs (spawned workers import the package afresh) and
@@ -34,6 +34,7 @@ from ...errors import ConfigError
 from ...mcts.config import SearchConfig
 from ...mcts.hooks import Evaluator, Proposer, bound_evaluate, random_rollout, uniform_propose, zero_evaluate
 from .lm import LMConfig, lm_propose
+from .prm_value import prm_evaluate
 
 __all__ = [
     "HookFactory", "Hook", "EVALUATORS", "PROPOSERS", "DEFAULT_PROPOSER", "register_evaluator",
@@ -125,6 +126,8 @@ register_evaluator(
     "bound", lambda env, cfg, rng, lm: bound_evaluate(env, cfg.gamma),
     help="the env's optimistic value_bound, best-first search",
 )
+register_evaluator("prm", prm_evaluate,
+                   help="a trained PRM's score of the step that reached the leaf (--prm DIR, --value-mix)")
 register_proposer("uniform", lambda env, cfg, rng, lm: uniform_propose(env),
                   help="every legal action, prior 1/#actions")
 register_proposer("hf", lambda env, cfg, rng, lm: lm_propose(env, rng, lm),

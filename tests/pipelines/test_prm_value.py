@@ -1,0 +1,138 @@
+"""``--evaluator prm``: a trained PRM (a real one, trained here) as the search's value function."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import duckdb
+import numpy as np
+import pytest
+
+from treeq.envs.registry import make_env
+from treeq.mcts.config import SearchConfig, resolve_defaults
+from treeq.pipelines.policies.lm import LMConfig
+from treeq.pipelines.policies.prm_value import prm_evaluate
+
+TINY = ["--hidden-size", "32", "--layers", "1", "--heads", "2", "--vocab-size", "300"]
+
+
+def train_tiny_prm(run_cli, trees, out) -> None:
+    got = run_cli("train-prm", trees, "--out", out, "--max-steps", "20", "--val-fraction", "0.3", "--best-of-n", "0",
+                  "--no-progress", *TINY)
+    assert got.rc == 0, got.err
+
+
+@pytest.fixture(scope="module")
+def game24_prm(game24_store, tmp_path_factory):
+    from treeq.cli import main
+
+    out = tmp_path_factory.mktemp("prm-value") / "prm"
+    assert main(["train-prm", str(game24_store), "--out", str(out), "--max-steps", "20", "--val-fraction", "0.3",
+                 "--best-of-n", "0", "--no-progress", *TINY]) == 0
+    return out
+
+
+def rows(out) -> list[tuple]:
+    return duckdb.sql(f"SELECT task_id, node_id, parent_id, action, visits, q, proven FROM "
+                      f"read_parquet('{out}/nodes/**/*.parquet', hive_partitioning = false) ORDER BY 1, 2").fetchall()
+
+
+def search_args(out, prm, *extra) -> list[str]:
+    return ["search", "--env", "game24", "--limit", "3", "--simulations", "40", "--selection", "puct",
+            "--evaluator", "prm", "--prm", prm, "--workers", "1", "--no-progress", "--out", out, *extra]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("graph", [False, True])
+def test_the_tree_is_the_same_at_any_prm_batch_size(run_cli, game24_prm, tmp_path, graph):
+    """Waves of 8 leaves scored 1 path a forward pass or 16: the same tree, in tree and in graph search."""
+    mode = ["--transpositions"] if graph else []
+    trees = []
+    for b in (1, 16):
+        got = run_cli(*search_args(tmp_path / f"b{b}", game24_prm, "--prm-batch-size", str(b), "--wave-size", "8",
+                                   *mode))
+        assert got.rc == 0, got.err
+        trees.append(rows(tmp_path / f"b{b}"))
+    assert len(trees[0]) > 40 and trees[0] == trees[1]
+
+
+def test_the_value_is_the_prm_score_of_the_last_step_in_the_env_range(game24_prm):
+    """lo + s (hi - lo), minus the step's reward, over gamma: checked against score_batch on the same text."""
+    from treeq.prm.model import load_prm, score_batch
+
+    env = make_env("game24")
+    task = env.load_tasks(None)[0]
+    root = env.reset(task)
+    a1 = env.legal_actions(root)[3]
+    s1 = env.step(root, a1).state
+    a2 = env.legal_actions(s1)[0]
+    s2 = env.step(s1, a2).state
+    cfg = resolve_defaults(SearchConfig(), env)
+    hook = prm_evaluate(env, cfg, np.random.default_rng(0), LMConfig(prm=str(game24_prm)))
+    assert hook.reads_path
+    got = hook([root, s1, s2], [(root, (), ()), (root, (a1,), (0.0,)), (root, (a1, a2), (0.0, 0.0))])
+    tok, model, meta = load_prm(game24_prm)
+    want = score_batch(model, tok, [(env.render(root), [a1]), (env.render(root), [a1, a2])], meta.max_length)
+    assert got[0] == 0.5  # the root: no step to score, the middle of [0, 1]
+    assert got[1] == pytest.approx(want[0][-1], abs=1e-6)
+    assert got[2] == pytest.approx(want[1][-1], abs=1e-6)
+    # a step with reward 1 at gamma 1: the value after it is Q - 1
+    last = hook([s2], [(root, (a1, a2), (0.0, 1.0))])
+    assert last[0] == pytest.approx(want[1][-1] - 1.0, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_value_mix_zero_is_the_rollout_search(run_cli, game24_prm, tmp_path):
+    """lambda = 0: 0 * PRM + 1 * the same rollout, so the tree is the rollout evaluator's, node for node."""
+    got = run_cli(*search_args(tmp_path / "mix0", game24_prm, "--value-mix", "0"))
+    assert got.rc == 0, got.err
+    base = ["search", "--env", "game24", "--limit", "3", "--simulations", "40", "--selection", "puct",
+            "--evaluator", "rollout", "--workers", "1", "--no-progress", "--out", tmp_path / "rollout"]
+    assert run_cli(*base).rc == 0
+    assert rows(tmp_path / "mix0") == rows(tmp_path / "rollout")
+    got = run_cli(*search_args(tmp_path / "mix5", game24_prm, "--value-mix", "0.5"))
+    assert got.rc == 0, got.err
+    assert rows(tmp_path / "mix5") != rows(tmp_path / "rollout")
+
+
+def test_bad_prm_directories_are_one_line(run_cli, game24_prm, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(game24_prm, other)
+    meta = json.loads((other / "treeq_prm.json").read_text())
+    meta["value_range"] = {"blocksworld": [0.0, 1.0]}
+    (other / "treeq_prm.json").write_text(json.dumps(meta))
+    (tmp_path / "empty").mkdir()
+    cases = {
+        "trained on blocksworld, not game24": search_args(tmp_path / "o1", other),
+        "not a treeq PRM directory": search_args(tmp_path / "o2", tmp_path / "empty"),
+        "no such directory": search_args(tmp_path / "o3", tmp_path / "missing"),
+        "needs --prm": ["search", "--env", "game24", "--limit", "1", "--evaluator", "prm", "--out", tmp_path / "o4"],
+        "add --evaluator prm": ["search", "--env", "game24", "--limit", "1", "--prm", game24_prm, "--out",
+                                tmp_path / "o5"],
+        "value_mix must lie in [0, 1]": search_args(tmp_path / "o6", game24_prm, "--value-mix", "1.5"),
+    }
+    for said, argv in cases.items():
+        got = run_cli(*argv)
+        assert got.rc == 2, (said, got.out, got.err)
+        assert said in got.err and len(got.err.strip().splitlines()) == 1, (said, got.err)
+        assert not (tmp_path / argv[argv.index("--out") + 1]).exists()  # refused before the store
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env,extra", [
+    ("countdown", ["--limit", "2"]),
+    ("blocksworld", ["--limit", "2"]),
+])
+def test_every_trainable_env_searches_with_its_prm(run_cli, tmp_path, env, extra):
+    """Search, train a tiny PRM on the trees, search again with it as the value: tree and graph search."""
+    trees = tmp_path / "trees"
+    assert run_cli("search", "--env", env, *extra, "--simulations", "60", "--workers", "1", "--no-progress",
+                   "--out", trees).rc == 0
+    train_tiny_prm(run_cli, trees, tmp_path / "prm")
+    for mode in ("--no-transpositions", "--transpositions"):
+        got = run_cli("search", "--env", env, *extra, "--simulations", "20", "--evaluator", "prm", "--prm",
+                      tmp_path / "prm", "--wave-size", "4", "--workers", "1", "--no-progress", mode,
+                      "--out", tmp_path / f"again{mode}")
+        assert got.rc == 0, got.err
+        assert len(rows(tmp_path / f"again{mode}")) > 3
