@@ -50,6 +50,7 @@ from treeq.pipelines.config import (
     TinyLMConfig,
 )
 from treeq.pipelines.policies.lm import LMConfig
+from treeq.pipelines.train_policy import PolicyTrainConfig
 from treeq.prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
 
 # typer >= 0.29 ships its own copy of click; older releases raise click's own classes.
@@ -558,6 +559,41 @@ def make_tiny_model(
                        hidden_size=hidden_size, layers=layers, heads=heads, vocab_size=vocab_size, seed=seed, out=out)
     path = run(cfg)
     typer.echo(f"wrote a {layers}-layer, {hidden_size}-wide causal LM to {path}; use it with --policy hf --model {path}")
+
+
+_P = PolicyTrainConfig
+
+
+@app.command("train-policy")
+def train_policy(
+    sources: list[Path] = typer.Argument(..., help=_help(_P, "sources")),
+    model: str = _opt(_P, "model", required=True),
+    method: str = _opt(_P, "method"),
+    out: str = _opt(_P, "out"),
+    epochs: float = _opt(_P, "epochs"),
+    max_steps: int | None = _opt(_P, "max_steps"),
+    learning_rate: float | None = _opt(_P, "learning_rate", "--lr"),
+    batch_size: int = _opt(_P, "batch_size"),
+    min_visits: int = _opt(_P, "min_visits"),
+    temperature: float = _opt(_P, "temperature"),
+    beta: float = _opt(_P, "beta"),
+    seed: int = _opt(_P, "seed"),
+    max_length: int | None = _opt(_P, "max_length"),
+    save_every: int = _opt(_P, "save_every"),
+    device: str | None = _opt(_P, "device"),
+    progress: bool = _opt(_P, "progress"),
+) -> None:
+    """Train a policy on searched trees (distill, sft or dpo); the directory serves --policy hf --model DIR."""
+    from treeq.pipelines.train_policy import train_policy as run
+
+    cfg = PolicyTrainConfig(sources=tuple(str(s) for s in sources), model=model, method=method, out=out,
+                            epochs=epochs, max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size,
+                            min_visits=min_visits, temperature=temperature, beta=beta, seed=seed,
+                            max_length=max_length, save_every=save_every, device=device, progress=progress)
+    s = run(cfg)
+    typer.echo(f"trained {s.get('method')} on {s.get('examples', 0):,} examples in {s.get('steps', 0):,} steps "
+               f"({s.get('seconds', 0.0):.1f} s, final loss {s.get('final_loss', float('nan')):.4f}); "
+               f"wrote {out}: use it with --policy hf --model {out}")
 
 
 _ST = SelfTrainConfig
