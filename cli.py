@@ -561,27 +561,27 @@ def make_tiny_model(
     typer.echo(f"wrote a {layers}-layer, {hidden_size}-wide causal LM to {path}; use it with --policy hf --model {path}")
 
 
-_P = PolicyTrainConfig
+_PT = PolicyTrainConfig
 
 
 @app.command("train-policy")
 def train_policy(
-    sources: list[Path] = typer.Argument(..., help=_help(_P, "sources")),
-    model: str = _opt(_P, "model", required=True),
-    method: str = _opt(_P, "method"),
-    out: str = _opt(_P, "out"),
-    epochs: float = _opt(_P, "epochs"),
-    max_steps: int | None = _opt(_P, "max_steps"),
-    learning_rate: float | None = _opt(_P, "learning_rate", "--lr"),
-    batch_size: int = _opt(_P, "batch_size"),
-    min_visits: int = _opt(_P, "min_visits"),
-    temperature: float = _opt(_P, "temperature"),
-    beta: float = _opt(_P, "beta"),
-    seed: int = _opt(_P, "seed"),
-    max_length: int | None = _opt(_P, "max_length"),
-    save_every: int = _opt(_P, "save_every"),
-    device: str | None = _opt(_P, "device"),
-    progress: bool = _opt(_P, "progress"),
+    sources: list[Path] = typer.Argument(..., help=_help(_PT, "sources")),
+    model: str = _opt(_PT, "model", required=True),
+    method: str = _opt(_PT, "method"),
+    out: str = _opt(_PT, "out"),
+    epochs: float = _opt(_PT, "epochs"),
+    max_steps: int | None = _opt(_PT, "max_steps"),
+    learning_rate: float | None = _opt(_PT, "learning_rate", "--lr"),
+    batch_size: int = _opt(_PT, "batch_size"),
+    min_visits: int = _opt(_PT, "min_visits"),
+    temperature: float = _opt(_PT, "temperature"),
+    beta: float = _opt(_PT, "beta"),
+    seed: int = _opt(_PT, "seed"),
+    max_length: int | None = _opt(_PT, "max_length"),
+    save_every: int = _opt(_PT, "save_every"),
+    device: str | None = _opt(_PT, "device"),
+    progress: bool = _opt(_PT, "progress"),
 ) -> None:
     """Train a policy on searched trees (distill, sft or dpo); the directory serves --policy hf --model DIR."""
     from treeq.pipelines.train_policy import train_policy as run

@@ -3,7 +3,8 @@
 Three methods (``--method``):
 
 * **distill** (AlphaZero, Expert Iteration): at every node with at least ``min_visits``
-  visits and two or more children, the model's prior over the children's actions is pulled
+  visits (or, outside Gumbel trees, with every child proven by the solver: an exact
+  target at any visit count) and two or more children, the model's prior over the children's actions is pulled
   towards the search's target by cross-entropy. The target (:func:`distill_target`) is
   Gumbel search's improved policy where the run searched with ``selection = "gumbel"``;
   else, where the solver proved a child, ``softmax(v / temperature)`` of the children's
@@ -101,7 +102,8 @@ class PolicyTrainConfig:
         "help": "Examples per optimisation step: nodes (distill), prompt-completion pairs (sft) or preference "
                 "pairs (dpo)."})
     min_visits: int = field(default=10, metadata={
-        "help": "distill: nodes with at least this many visits (a visit distribution over fewer is mostly noise)."})
+        "help": "distill: nodes with at least this many visits (a visit distribution over fewer is mostly noise); "
+                "a node whose children the solver all proved qualifies at any count (its target is exact)."})
     temperature: float = field(default=0.1, metadata={
         "help": "distill with solver values: the target is softmax(v / temperature), v = coalesce(proven, q) scaled "
                 "to [0, 1] by the env's value range (0.1: a proven win outweighs a proven loss e^10 to 1)."})
@@ -205,7 +207,7 @@ def distill_target(children: Sequence[ChildStats], selection: str, temperature: 
 
 # ---------------------------------------------------------------------------- reading the trees
 _NODES_SQL = """
-SELECT n.run_id, n.task_id, n.node_id, n.parent_id, n.action, n.state_key, n.observation, n.prior, n.visits, n.q,
+SELECT n.run_id, n.task_id, n.node_id, n.parent_id, n.depth, n.action, n.state_key, n.observation, n.prior, n.visits, n.q,
        n.proven, n.feedback, n.terminal, n.reward, t.env, t.backup
 FROM nodes n JOIN trees t ON t.run_id = n.run_id AND t.task_id = n.task_id
 ORDER BY n.task_id, n.run_id, n.node_id
@@ -336,6 +338,7 @@ class _Data:
 
     examples: list[Any]
     fingerprint: str
+    depths: list[int] | None = None  # distill: each node's depth (batches draw every depth equally often)
 
 
 def _hash(items: Iterable[Any]) -> str:
@@ -362,24 +365,27 @@ def _distill_data(cfg: PolicyTrainConfig, runs: dict[str, dict], envs: list[str]
         value_range = ranges.get(cols["env"][0], DEFAULT_RANGE)
         for node, rows in kids.items():
             visits = int(cols["visits"][node])
-            if visits < cfg.min_visits:
-                continue
             children = _merged(cols, rows)
             if len(children) < 2:
                 continue
+            exact = selection != "gumbel" and all(c.proven is not None for c in children)
+            if visits < cfg.min_visits and not exact:  # exact values need no visits to be a target
+                continue
+            visits = max(visits, 1)
             target = distill_target(children, selection, cfg.temperature, value_range)
             order = sorted(range(len(children)), key=lambda k: children[k].action)
             key = (prompts.of(cols, node, index), tuple(children[k].action for k in order))
-            acc = merged.setdefault(key, [0.0, np.zeros(len(order))])
+            acc = merged.setdefault(key, [0.0, np.zeros(len(order)), int(cols["depth"][node])])
             acc[0] += visits
             acc[1] += visits * np.asarray([target[k] for k in order])
         prompts.forget()
     if not merged:
         raise StoreError(f"no node has {cfg.min_visits} or more visits and two or more children in "
                          f"{', '.join(cfg.sources)}: lower --min-visits or search with more simulations")
-    examples = [(prompt, list(actions), (total / weight).tolist())
-                for (prompt, actions), (weight, total) in sorted(merged.items(), key=lambda kv: kv[0])]
-    return _Data(examples, _hash([p, a, [round(x, 9) for x in t]] for p, a, t in examples))
+    items = sorted(merged.items(), key=lambda kv: kv[0])
+    examples = [(prompt, list(actions), (total / weight).tolist()) for (prompt, actions), (weight, total, _) in items]
+    return _Data(examples, _hash([p, a, [round(x, 9) for x in t]] for p, a, t in examples),
+                 [depth for _, (_, _, depth) in items])
 
 
 def _success(cols: dict[str, list], i: int) -> bool:
@@ -621,7 +627,7 @@ def train_policy(cfg: PolicyTrainConfig) -> dict[str, Any]:
     run = _Run(cfg, tokenizer, model, lr, max_length, device, ckpt)
     try:
         if cfg.method == "distill":
-            result = run.distill(data.examples)
+            result = run.distill(data.examples, data.depths)
         elif cfg.method == "sft":
             result = run.sft(data.examples)
         else:
@@ -680,21 +686,30 @@ class _Run:
         self.joiner = joiner_of(tokenizer)
 
     # ------------------------------------------------------------------------ distill: a plain torch loop
-    def distill(self, examples: list[tuple[str, list[str], list[float]]]) -> dict[str, Any]:
+    def distill(self, examples: list[tuple[str, list[str], list[float]]], depths: list[int] | None = None
+                ) -> dict[str, Any]:
+        """Cross-entropy to the targets. Batches draw nodes so that every depth is drawn equally often (a
+        tree has a few nodes near its root and many below: uniform draws would teach the last steps alone)."""
         import inspect
 
         import torch
         from tqdm import tqdm
 
         cfg, tok = self.cfg, self.tokenizer
-        nodes = []  # (rows of (prompt ids, action ids), target)
+        nodes, kept_depths = [], []  # (rows of (prompt ids, action ids), target)
         dropped = 0
-        for prompt, actions, target in examples:
+        for k, (prompt, actions, target) in enumerate(examples):
             rows = split_ids(tok, format_prompt(tok, prompt), [self.joiner + a for a in actions])
             if max(len(p) + len(c) for p, c in rows) > self.max_length or any(not p for p, _ in rows):
                 dropped += 1
                 continue
             nodes.append((rows, torch.tensor(target, dtype=torch.float32)))
+            kept_depths.append(depths[k] if depths is not None else 0)
+        counts: dict[int, int] = {}
+        for d in kept_depths:
+            counts[d] = counts.get(d, 0) + 1
+        weights = np.array([1.0 / counts[d] for d in kept_depths])
+        weights /= weights.sum()
         if not nodes:
             raise StoreError(f"every node's prompt and actions are longer than {self.max_length} tokens: "
                              f"raise --max-length")
@@ -715,7 +730,7 @@ class _Run:
                   dynamic_ncols=True) as bar:
             while step < total:
                 epoch, b = divmod(step, per_epoch)
-                order = np.random.default_rng([cfg.seed, epoch]).permutation(len(nodes))
+                order = np.random.default_rng([cfg.seed, epoch]).choice(len(nodes), size=len(nodes), p=weights)
                 batch = [nodes[k] for k in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
                 for group in optimizer.param_groups:  # linear decay to 0 over the run
                     group["lr"] = self.lr * (1.0 - step / total)

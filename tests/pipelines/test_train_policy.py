@@ -158,17 +158,20 @@ def test_distill_target_by_hand():
 
 
 def test_distill_examples_from_trees(trees, tiny):
-    """Nodes with >= min_visits visits and >= 2 children; with the solver on, the targets are the softmax of the
-    children's proven values at the temperature (game24's values lie in [0, 1])."""
+    """Nodes with >= 2 children and >= min_visits visits, or any visits where the solver proved every child; with
+    the solver on, the targets are the softmax of the children's proven values at the temperature (game24's
+    values lie in [0, 1])."""
     examples = training_examples(config(trees, tiny, min_visits=10, temperature=0.2))
     rows = nodes(trees, "task_id, node_id, parent_id, observation, visits, action, proven, q")
     by_parent: dict[tuple, list] = {}
+    exact: dict[tuple, bool] = {}
     for t, _, p, _, _, a, proven, q in rows:
         by_parent.setdefault((t, p), []).append((a, proven if proven is not None else q))
+        exact[t, p] = exact.get((t, p), True) and proven is not None
     want = {}
     for t, n, _, obs, v, *_ in rows:
         kids = by_parent.get((t, n), [])
-        if v >= 10 and len(kids) >= 2:
+        if (v >= 10 or exact.get((t, n))) and len(kids) >= 2:
             kids = sorted(kids)
             floor = min(x for _, x in kids if x is not None)
             x = np.array([floor if x is None else x for _, x in kids]) / 0.2
@@ -203,12 +206,14 @@ def test_distill_moves_the_prior_towards_the_targets(trees, tiny, tmp_path):
 
     cfg = config(trees, tiny, tmp_path / "policy", max_steps=30)
     examples = training_examples(cfg)
+    roots = [ex for ex in examples if ex[0].endswith("Steps:\nNext action:")]  # a third of the draws (by depth)
+    assert len(roots) == 4
 
     def kl(model_dir: Path) -> float:
-        """Mean KL(target || the hf policy's priors) over the trained nodes, scored as the search scores them."""
+        """Mean KL(target || the hf policy's priors) over the roots, scored as the search scores them."""
         backend = HFBackend(str(model_dir))
         out = []
-        for prompt, actions, target in examples:
+        for prompt, actions, target in roots:
             (scores,) = backend.score([backend.format_prompt(prompt)], [[backend.joiner + a for a in actions]])
             p, t = np.array(priors_from_scores(scores)), np.array(target)
             out.append(float(np.sum(np.where(t > 0, t * np.log(np.maximum(t, 1e-300) / p), 0.0))))
