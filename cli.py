@@ -156,6 +156,7 @@ def search(
     selection: str = _opt(_S, "selection"),
     fpu: float = _opt(_S, "fpu"),
     gumbel_k: int = _opt(_S, "gumbel_k"),
+    gumbel_scale: float = _opt(_S, "gumbel_scale"),
     random_untried: bool = _opt(_S, "random_untried"),
     evaluator: str | None = _opt(_J, "evaluator"),
     proposer: str | None = _opt(_J, "proposer", "--proposer", "--policy"),

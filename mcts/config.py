@@ -40,7 +40,11 @@ class SearchConfig:
                 "Sequential Halving at the root, uses priors)."})
     fpu: float = field(default=0.0, metadata={"help": "PUCT only: Q assumed for actions not yet visited."})
     gumbel_k: int = field(default=16, metadata={
-        "help": "gumbel only: root actions sampled without replacement (Gumbel-top-k) for Sequential Halving."})
+        "help": "gumbel only: most root actions sampled without replacement (Gumbel-top-k) for Sequential Halving; "
+                "never more than a quarter of the simulations (4 simulations: one action, 8: two)."})
+    gumbel_scale: float = field(default=1.0, metadata={
+        "help": "gumbel only: scale of the root's Gumbel noise (mctx's gumbel_scale); 0: the top-k of the prior, "
+                "deterministic, what mctx advises for evaluation in perfect-information games."})
     random_untried: bool = field(
         default=True,
         metadata={"help": "UCT: try a node's unvisited actions from a random one on (as OpenSpiel's MCTSBot "
@@ -76,6 +80,9 @@ class SearchConfig:
             raise ConfigError(f"fpu must be a finite number, got {self.fpu!r}")
         if not _is_int(self.gumbel_k) or self.gumbel_k < 1:
             raise ConfigError(f"gumbel_k must be a positive integer, got {self.gumbel_k!r}")
+        if not (isinstance(self.gumbel_scale, (int, float)) and math.isfinite(self.gumbel_scale)
+                and self.gumbel_scale >= 0):
+            raise ConfigError(f"gumbel_scale must be a finite number >= 0, got {self.gumbel_scale!r}")
         if not _is_int(self.max_nodes) or self.max_nodes < 2:
             raise ConfigError(f"max_nodes must be an integer >= 2 (the root and one child), got {self.max_nodes!r}")
         if not _is_int(self.wave_size) or self.wave_size < 1:

@@ -133,11 +133,11 @@ class _Engine(SearchGraph):
     def _select_gumbel(self, node: int, on_path: set[int] | None) -> int:
         """:meth:`_select` under ``selection = "gumbel"`` (:func:`treeq.mcts.selection.select_gumbel`).
 
-        At the root, Sequential Halving over ``k = min(gumbel_k, root edges)`` actions: the
+        At the root, Sequential Halving over ``k`` (:func:`treeq.mcts.selection.considered_count`) actions: the
         simulation index is the sum of the root edges' visit counts (mctx's; the virtual
         visits of the descents earlier in this wave included, the descents that expanded the
         root not); one Gumbel(0, 1) per root edge is drawn from the search's generator at
-        the root's first selection. The node's own evaluation completes the Q of unvisited
+        the root's first selection (times ``gumbel_scale``). The node's own evaluation completes the Q of unvisited
         actions (V, :meth:`value`, for a node never evaluated: proven on expansion).
         """
         _, _, e_n, e_w, q, e_prior, _, e_dead, e_child, n_solved, cycles = self._selecting
@@ -148,8 +148,8 @@ class _Engine(SearchGraph):
         root = None
         if node == 0:
             if self._gumbel_root is None:
-                self._gumbel_root = self.rng.gumbel(size=stop - s).tolist()
-                self._gumbel_k = min(self.cfg.gumbel_k, stop - s)
+                self._gumbel_root = (self.cfg.gumbel_scale * self.rng.gumbel(size=stop - s)).tolist()
+                self._gumbel_k = selection.considered_count(self.cfg.gumbel_k, stop - s, self.cfg.simulations)
             done = sum(e_n[s:stop])
             root = (self._gumbel_root, selection.considered_visit_at(self._gumbel_k, self.cfg.simulations, done))
         return selection.select_gumbel(s, stop, e_n, e_w, q, e_prior, raw,

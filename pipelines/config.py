@@ -297,7 +297,7 @@ class SelfTrainConfig(TaskSelection):
     wave_size: int = field(default=16, metadata={
         "help": "Leaves per wave in searches with a model (one batched policy and PRM call a wave)."})
     prm_steps: int = field(default=600, metadata={"help": "Optimisation steps of each round's PRM training."})
-    policy_steps: int = field(default=300, metadata={"help": "Optimisation steps of each round's policy training."})
+    policy_steps: int = field(default=600, metadata={"help": "Optimisation steps of each round's policy training."})
     seed: int = field(default=0, metadata={"help": "Seed of every search and training run."})
     workers: int = field(default=0, metadata={"help": "Worker processes of searches without a model (0: one per "
                                                       "core); searches with a model run in this process."})

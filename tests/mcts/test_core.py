@@ -147,7 +147,7 @@ def test_compiled_loop_stops_at_the_task_timeout():
     cfg = SearchConfig(simulations=100_000, transpositions=False, task_timeout=0.1)
     for result in _on_both(lambda: search(env, root, cfg, np.random.default_rng(0), evaluate=slow)):
         assert result.stop_reason == "timeout"
-        assert 3 <= result.simulations <= 40  # about 0.1 s / 0.01 s a leaf, whatever the path
+        assert 1 <= result.simulations <= 40  # about 0.1 s / 0.01 s a leaf, whatever the path (fewer on a loaded machine)
 
 
 def test_proposals_as_lists_are_taken_as_tuples_are():
