@@ -136,3 +136,36 @@ def test_every_trainable_env_searches_with_its_prm(run_cli, tmp_path, env, extra
                       "--out", tmp_path / f"again{mode}")
         assert got.rc == 0, got.err
         assert len(rows(tmp_path / f"again{mode}")) > 3
+
+
+@pytest.mark.slow
+def test_textworld_searches_with_its_prm(run_cli, tw_games, tmp_path):
+    """TextWorld (games made by tw-make): trees, a tiny PRM on them, tree and graph search with it."""
+    trees = tmp_path / "trees"
+    assert run_cli("search", "--env", "textworld", "--tasks", tw_games, "--simulations", "60", "--workers", "1",
+                   "--no-progress", "--out", trees).rc == 0
+    train_tiny_prm(run_cli, trees, tmp_path / "prm")
+    for mode in ("--no-transpositions", "--transpositions"):
+        got = run_cli("search", "--env", "textworld", "--tasks", tw_games, "--limit", "1", "--simulations", "20",
+                      "--evaluator", "prm", "--prm", tmp_path / "prm", "--wave-size", "4", "--workers", "1",
+                      "--no-progress", mode, "--out", tmp_path / f"again{mode}")
+        assert got.rc == 0, got.err
+        assert len(rows(tmp_path / f"again{mode}")) > 3
+
+
+@pytest.mark.slow
+def test_llm_steps_searches_with_its_prm(run_cli, tmp_path):
+    """Open-text steps a tiny model proposes: trees, a tiny PRM on them, a search with it as the value."""
+    tiny = tmp_path / "tiny"
+    assert run_cli("make-tiny-model", "--env", "game24", "--out", tiny, "--limit", "50").rc == 0
+    lm = ["--policy", "hf", "--model", tiny, "--proposals", "3", "--max-new-tokens", "12", "--selection", "puct",
+          "--workers", "1", "--no-progress"]
+    trees = tmp_path / "trees"
+    got = run_cli("search", "--env", "llm-steps", *lm, "--limit", "4", "--simulations", "12", "--out", trees)
+    assert got.rc == 0, got.err
+    train_tiny_prm(run_cli, trees, tmp_path / "prm")
+    got = run_cli("search", "--env", "llm-steps", *lm, "--limit", "1", "--simulations", "8", "--wave-size", "4",
+                  "--evaluator", "prm",
+                  "--prm", tmp_path / "prm", "--out", tmp_path / "again")
+    assert got.rc == 0, got.err
+    assert len(rows(tmp_path / "again")) > 3
