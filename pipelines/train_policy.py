@@ -180,7 +180,8 @@ def distill_target(children: Sequence[ChildStats], selection: str, temperature: 
       its visited children (an unvisited child's Q is not read);
     * else, where a child is proven: ``softmax(v / temperature)``, ``v = coalesce(proven, q)``
       scaled by ``value_range`` to [0, 1], a child with neither at its siblings' lowest value;
-    * else the visit distribution.
+    * else the visit distribution; none (an empty list) where the children hold no visit (in
+      graph search a node can be visited often while its children are not).
     """
     if selection == "gumbel":
         from ..mcts.selection import improved_policy
@@ -202,7 +203,8 @@ def distill_target(children: Sequence[ChildStats], selection: str, temperature: 
         x = np.exp(x - x.max())
         return (x / x.sum()).tolist()
     visits = np.array([c.visits for c in children], dtype=np.float64)
-    return (visits / visits.sum()).tolist()
+    total = visits.sum()
+    return (visits / total).tolist() if total > 0 else []
 
 
 # ---------------------------------------------------------------------------- reading the trees
@@ -373,6 +375,8 @@ def _distill_data(cfg: PolicyTrainConfig, runs: dict[str, dict], envs: list[str]
                 continue
             visits = max(visits, 1)
             target = distill_target(children, selection, cfg.temperature, value_range)
+            if not target:
+                continue
             order = sorted(range(len(children)), key=lambda k: children[k].action)
             key = (prompts.of(cols, node, index), tuple(children[k].action for k in order))
             acc = merged.setdefault(key, [0.0, np.zeros(len(order)), int(cols["depth"][node])])
@@ -720,7 +724,7 @@ class _Run:
         keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=cfg.weight_decay)
-        step, losses = 0, []
+        step, losses, skipped = 0, [], 0
         last = _last_checkpoint(self.ckpt)
         if last is not None:
             step, losses = self._load_distill(last, model, optimizer)
@@ -740,16 +744,19 @@ class _Run:
                     loss = _distill_loss(model, micro, pad, self.device, keep_arg) / len(batch)
                     loss.backward()
                     step_loss += float(loss.detach())
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
+                norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+                if math.isfinite(step_loss) and math.isfinite(float(norm)):
+                    optimizer.step()
+                else:  # a non-finite loss or gradient would turn every weight into NaN: the step is left out
+                    skipped += 1
                 step += 1
                 losses.append(step_loss)
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
                 if step % cfg.save_every == 0 and step < total:
                     self._save_distill(step, losses, model, optimizer)
-        return {"steps": step, "dropped": dropped, "first_loss": losses[0], "final_loss": losses[-1],
-                "losses": losses}
+        return {"steps": step, "dropped": dropped, "skipped_steps": skipped, "first_loss": losses[0],
+                "final_loss": losses[-1], "losses": losses}
 
     def _save_distill(self, step: int, losses: list[float], model, optimizer) -> None:
         """A checkpoint: weights (safetensors), optimizer state (tensors and numbers only) and the step."""

@@ -143,6 +143,9 @@ def test_distill_target_by_hand():
     # no proof anywhere: the visit distribution
     kids4 = [ChildStats("a", 0.5, 6, 0.3, None), ChildStats("b", 0.3, 2, 0.1, None), ChildStats("c", 0.2, 0, None, None)]
     assert distill_target(kids4, "puct", 0.1) == pytest.approx([0.75, 0.25, 0.0])
+    # children never visited (a graph-search node visited through its transpositions): no target
+    kids0 = [ChildStats("a", 0.5, 0, None, None), ChildStats("b", 0.5, 0, None, None)]
+    assert distill_target(kids0, "puct", 0.1) == []
     # gumbel: the improved policy, the raw value the prior-weighted mean q of the visited children
     from treeq.mcts.selection import improved_policy
 
