@@ -78,6 +78,10 @@ def base_invocation(command: str, inp: dict, scratch: Path) -> list[str]:
                      "--out", str(scratch / "r.parquet")],
         "make-tiny-model": ["make-tiny-model", "--limit", "2", "--out", str(scratch / "tiny")],
         "export-rewards": ["export-rewards", rollouts, "--no-progress", "--out", str(scratch / "rw.parquet")],
+        "train-policy": ["train-policy", str(scratch / "no-such-store"), "--model", str(scratch / "no-model"),
+                         "--no-progress", "--out", str(scratch / "policy")],
+        "self-train": ["self-train", "--tasks", str(scratch / "no-such-tasks.csv"), "--no-progress",
+                       "--out", str(scratch / "st")],
     }[command]
 
 
