@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -37,13 +36,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args(argv)
 
-    from treeq.data.store import connect
     from treeq.envs.registry import make_env
     from treeq.mcts.config import SearchConfig
     from treeq.pipelines.config import SearchJobConfig, SelfTrainConfig
     from treeq.pipelines.policies.lm import LMConfig
     from treeq.pipelines.search import run_search
-    from treeq.pipelines.self_train import split_tasks
+    from treeq.pipelines.self_train import sims_to_solve, split_tasks
 
     run = Path(args.run)
     settings = json.loads((run / "self_train.json").read_text())["settings"]
@@ -78,12 +76,9 @@ def main(argv: list[str]) -> int:
                                   evaluator="prm", proposer="hf", lm=LMConfig(model=policy, prm=prm, value_mix=mix),
                                   seed=cfg.seed, out=str(out), workers=1, progress=args.progress)
             summary = run_search(job, tasks=held)
-            with connect([str(out)]) as con:
-                sims = con.execute("SELECT avg(simulations) FROM trees WHERE run_id = ? AND solved",
-                                   [summary.run_id]).fetchone()[0]
             counts.append(summary.solved)
             print(f"  {name((sel, mix, scale))}, value mix {mix:g} @{b}: {summary.solved}/{summary.tasks} solved, "
-                  f"{sims if sims is not None else math.nan:.1f} simulations to solve "
+                  f"{sims_to_solve(str(out), summary.run_id):.1f} simulations to solve "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
         solved[(sel, mix, scale)] = counts
 

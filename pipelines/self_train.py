@@ -209,7 +209,6 @@ def _evaluate(cfg: SelfTrainConfig, env: Env, held: Sequence[Task], where: Path,
 def _search(cfg: SelfTrainConfig, env: Env, tasks: Sequence[Task], out: str, budget: int, policy: str | None,
             prm: str | None, stop: bool, wave: int) -> dict[str, Any]:
     """Search ``tasks`` into ``out``; (tasks, solved, mean simulations of the solved ones)."""
-    from ..data.store import connect
     from .search import run_search
 
     model = policy is not None or prm is not None
@@ -221,11 +220,16 @@ def _search(cfg: SelfTrainConfig, env: Env, tasks: Sequence[Task], out: str, bud
         lm=LMConfig(model=policy, prm=prm), seed=cfg.seed, out=out,
         workers=1 if model else cfg.workers, progress=cfg.progress)
     summary = run_search(job, tasks=tasks)
+    return {"tasks": summary.tasks, "solved": summary.solved, "sims_to_solve": sims_to_solve(out, summary.run_id)}
+
+
+def sims_to_solve(out: str, run_id: str) -> float:
+    """Mean simulations of the solved tasks of run ``run_id`` in the store ``out`` (NaN: none solved)."""
+    from ..data.store import connect
+
     with connect([out]) as con:
-        solved = con.execute("SELECT avg(simulations) FROM trees WHERE run_id = ? AND solved",
-                             [summary.run_id]).fetchone()[0]
-    return {"tasks": summary.tasks, "solved": summary.solved,
-            "sims_to_solve": float(solved) if solved is not None else math.nan}
+        got = con.execute("SELECT avg(simulations) FROM trees WHERE run_id = ? AND solved", [run_id]).fetchone()[0]
+    return float(got) if got is not None else math.nan
 
 
 def _train_prm(cfg: SelfTrainConfig, sources: list[str], out: str) -> dict[str, Any]:

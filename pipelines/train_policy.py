@@ -50,6 +50,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -709,9 +710,7 @@ class _Run:
                 continue
             nodes.append((rows, torch.tensor(target, dtype=torch.float32)))
             kept_depths.append(depths[k] if depths is not None else 0)
-        counts: dict[int, int] = {}
-        for d in kept_depths:
-            counts[d] = counts.get(d, 0) + 1
+        counts = Counter(kept_depths)
         weights = np.array([1.0 / counts[d] for d in kept_depths])
         weights /= weights.sum()
         if not nodes:
