@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--selections", default="puct,gumbel", help="selection rules, the first one the baseline")
     ap.add_argument("--budgets", default="4,8,16,32,64,128,256")
     ap.add_argument("--value-mix", default="1.0", help="values of --value-mix (comma-separated)")
-    ap.add_argument("--gumbel-scale", default="1.0", help="values of --gumbel-scale for gumbel (comma-separated)")
+    ap.add_argument("--gumbel-scale", default="0", help="values of --gumbel-scale for gumbel (comma-separated)")
     ap.add_argument("--noise", type=int, default=1, help="tasks of noise allowed between neighbouring budgets")
     ap.add_argument("--limit", type=int, default=None, help="only the first N held-out tasks")
     ap.add_argument("--tag", default="", help="a name for this measurement's searches (RUN/budget-curve/TAG...)")

@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     out = argv[argv.index("--out") + 1] if "--out" in argv else "treeq-self-train"
     t0 = time.perf_counter()
     rc = cli(["self-train", *argv])
-    if rc:
+    if rc or "--help" in argv or "-h" in argv:
         return rc
     rows = pq.read_table(Path(out) / "rounds.parquet").to_pylist()
     recorded = json.loads((Path(out) / "self_train.json").read_text())["stages"]

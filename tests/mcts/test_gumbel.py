@@ -201,20 +201,22 @@ def test_select_gumbel_root_by_hand():
 # ----------------------------------------------------------------------------- the root in a search
 @pytest.mark.parametrize("seed", range(8))
 def test_root_visits_the_top_k_of_gumbel_plus_logits_first(seed):
-    """8 actions, gumbel_k = 4, capped at a quarter of the budget (considered_count): 5
-    simulations (4 root visits after the root's expansion) consider 1 action, 9 consider 2
-    (schedule 0, 0, 1, 1, 2, 2, 3, 3), 17 consider 4 (0, 0, 0, 0, 1, 1, 1, 1, then the better
-    two 2, 2, 3, 3, 4, 4, 5, 5). The first root visits go to the highest g + log P, highest first."""
+    """8 actions, gumbel_k = 4, capped at half the budget (considered_count): 3 simulations
+    (2 root visits after the root's expansion) consider 1 action, 5 consider 2 (schedule 0, 0,
+    1, 1), 9 consider 4 (0, 0, 0, 0, then the better two 1, 1, 2, 2), 17 consider 4 (0, 0, 0,
+    0, 1, 1, 1, 1, then the better two 2, 2, 3, 3, 4, 4, 5, 5). With the noise on (scale 1),
+    the first root visits go to the highest g + log P, highest first."""
     priors = [0.05, 0.3, 0.1, 0.15, 0.02, 0.2, 0.08, 0.1]
     rewards = [0.3, 0.1, 0.9, 0.5, 0.7, 0.2, 0.4, 0.6]
     # nothing else draws from the search's generator before the root's first selection (the
     # env is deterministic, the hooks are given): the draw is the generator's first
     g = np.random.default_rng(seed).gumbel(size=8)
     order = [int(i) for i in np.argsort(-(g + np.log(priors)), kind="stable")]
-    for sims, k, visits in ((5, 1, [4]), (9, 2, [4, 4]), (17, 4, [2, 2, 6, 6])):
+    for sims, k, visits in ((3, 1, [2]), (5, 2, [2, 2]), (9, 4, [1, 1, 3, 3]), (17, 4, [2, 2, 6, 6])):
         assert considered_count(4, 8, sims) == k
         env = BanditEnv(rewards)
-        cfg = SearchConfig(simulations=sims, selection="gumbel", gumbel_k=4, solver=False, gamma=1.0)
+        cfg = SearchConfig(simulations=sims, selection="gumbel", gumbel_k=4, gumbel_scale=1.0, solver=False,
+                           gamma=1.0)
         r = search(env, "root", cfg, np.random.default_rng(seed), propose=_propose(priors), evaluate=_constant(0.5))
         assert env.stepped == order[:k]  # first steps, in the order the root selected them
         got = _root_visits(r.tree, 8)
@@ -222,7 +224,8 @@ def test_root_visits_the_top_k_of_gumbel_plus_logits_first(seed):
 
 
 def test_considered_count_caps_k_by_actions_and_budget():
-    assert [considered_count(16, 30, n) for n in (1, 4, 7, 8, 16, 32, 64, 65, 256)] == [1, 1, 1, 2, 4, 8, 16, 16, 16]
+    assert ([considered_count(16, 30, n) for n in (1, 2, 3, 4, 7, 8, 16, 32, 64, 256)]
+            == [1, 1, 1, 2, 3, 4, 8, 16, 16, 16])
     assert considered_count(16, 3, 256) == 3 and considered_count(1, 30, 256) == 1 and considered_count(16, 0, 64) == 1
 
 
@@ -250,7 +253,7 @@ def test_root_action_after_sequential_halving_by_hand():
     """
     assert np.random.default_rng(1).gumbel(size=4) == pytest.approx([0.3326, -1.1003, 1.8600, -1.0883], abs=1e-4)
     env = BanditEnv([0.0, 1.0, 0.2, 0.1])
-    cfg = SearchConfig(simulations=16, selection="gumbel", gumbel_k=4, solver=False, gamma=1.0)
+    cfg = SearchConfig(simulations=16, selection="gumbel", gumbel_k=4, gumbel_scale=1.0, solver=False, gamma=1.0)
     r = search(env, "root", cfg, np.random.default_rng(1), propose=_propose([0.25] * 4), evaluate=_constant(0.5))
     assert _root_visits(r.tree, 4) == [2, 6, 5, 2]
     assert r.tree.action_text(r.tree.best_child(ROOT)) == "a1"
@@ -267,7 +270,7 @@ def test_waves_spread_the_root_by_virtual_visits():
     descents take the top 4, one each."""
     priors = [0.05, 0.3, 0.1, 0.15, 0.02, 0.2, 0.08, 0.1]
     env = BanditEnv([0.5] * 8)
-    cfg = SearchConfig(simulations=16, selection="gumbel", gumbel_k=4, solver=False, wave_size=4, gamma=1.0)
+    cfg = SearchConfig(simulations=16, selection="gumbel", gumbel_k=4, gumbel_scale=1.0, solver=False, wave_size=4, gamma=1.0)
     r = search(env, "root", cfg, np.random.default_rng(3), propose=_propose(priors), evaluate=_constant(0.5))
     g = np.random.default_rng(3).gumbel(size=8)
     top = sorted(int(i) for i in np.argsort(-(g + np.log(priors)), kind="stable")[:4])
