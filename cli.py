@@ -390,6 +390,7 @@ def train_prm(
     min_visits: int = _opt(_D, "min_visits"),
     threshold: float = _opt(_D, "threshold"),
     val_fraction: float = _opt(_D, "val_fraction"),
+    observations: bool = _opt(_D, "observations"),
     save_every: int = _opt(_T, "save_every"),
     rewrite: float = _opt(_T, "rewrite"),
     rewordings: int = _opt(_T, "rewordings"),
@@ -411,7 +412,8 @@ def train_prm(
     job = _P(
         sources=tuple(str(s) for s in sources), out=str(out), model=model, best_of_n=best_of_n, eval_paths=eval_paths,
         progress=progress,
-        dataset=_D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed),
+        dataset=_D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed,
+                   observations=observations),
         train=_T(loss=loss, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, save_every=save_every, rewrite=rewrite,
                  rewordings=rewordings, first_passes=first_passes,
                  positive_passes=positive_passes, seed=seed),
@@ -480,6 +482,7 @@ def export_prm_data(
     min_visits: int = _opt(_D, "min_visits"),
     threshold: float = _opt(_D, "threshold"),
     val_fraction: float = _opt(_D, "val_fraction"),
+    observations: bool = _opt(_D, "observations"),
     seed: int = _opt(_D, "seed"),
     progress: bool = _opt(ExportFileConfig, "progress"),
 ) -> None:
@@ -489,7 +492,8 @@ def export_prm_data(
     """
     from treeq.pipelines.prm import export_prm_data as run
 
-    cfg = _D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed)
+    cfg = _D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed,
+             observations=observations)
     path, rows, steps = run([str(s) for s in sources], out, cfg, progress=progress)
     typer.echo(f"wrote {rows:,} paths with {steps:,} labelled steps to {path}")
 

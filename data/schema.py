@@ -1,12 +1,12 @@
-"""Parquet tree store, schema v2: the one module that owns the table layouts.
+"""Parquet tree store, schema v3: the one module that owns the table layouts.
 
 Tables (docs/store.md): ``nodes`` (one row per node), ``trees`` (one row per searched
 task) and ``runs`` (one row per run). Every file carries ``treeq.schema_version`` and
 ``treeq.table`` in its key-value metadata.
 
-Schema v2 adds nullable columns only (:data:`ADDED_IN_V2`), so a v1 file is a v2 file
-with those columns missing: the readers (``treeq.data.store.connect``) read both and
-show the missing columns as null.
+Schemas v2 and v3 add nullable columns only (:data:`ADDED_IN_V2`, :data:`ADDED_IN_V3`), so
+an older file is a newer file with those columns missing: the readers
+(``treeq.data.store.connect``) read every version and show the missing columns as null.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pyarrow as pa
 
 __all__ = [
     "SCHEMA_VERSION", "READABLE_VERSIONS", "NODES", "TREES", "RUNS", "SCHEMAS", "VERSION_KEY", "TABLE_KEY",
-    "ADDED_IN_V2", "BACKUPS", "STATUSES", "schema_of_version",
+    "ADDED_IN_V2", "ADDED_IN_V3", "BACKUPS", "STATUSES", "schema_of_version",
 ]
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 VERSION_KEY = b"treeq.schema_version"
 TABLE_KEY = b"treeq.table"
 
@@ -50,6 +50,8 @@ NODES = _schema(
         pa.field("terminal", pa.bool_(), nullable=False),
         pa.field("proven", pa.float64()),  # the solver's exact value; null where unproven
         pa.field("feedback", pa.float64()),  # v2: a model's AI-feedback score of the action; null without one
+        # v3: what the env answered to the action (Env.observe); null at the root and where the env says none
+        pa.field("step_observation", pa.string()),
     ],
 )
 
@@ -86,13 +88,13 @@ RUNS = _schema(
 SCHEMAS = {"nodes": NODES, "trees": TREES, "runs": RUNS}
 
 ADDED_IN_V2 = {"nodes": ("feedback",), "trees": ("backup", "status", "error"), "runs": ()}
+ADDED_IN_V3 = {"nodes": ("step_observation",), "trees": (), "runs": ()}
 
 
 def schema_of_version(table: str, version: int) -> pa.Schema:
-    """The layout of ``table`` as schema ``version`` wrote it (1 or 2), with that version's metadata."""
+    """The layout of ``table`` as schema ``version`` wrote it (1, 2 or 3), with that version's metadata."""
     if version not in READABLE_VERSIONS:
         raise ValueError(f"no schema version {version!r}; known: {READABLE_VERSIONS}")
-    schema = SCHEMAS[table]
-    if version == 1:
-        schema = pa.schema([f for f in schema if f.name not in ADDED_IN_V2[table]])
-    return _schema(table, list(schema), version)
+    later = [ADDED_IN_V2[table]] * (version < 2) + [ADDED_IN_V3[table]] * (version < 3)
+    dropped = {name for names in later for name in names}
+    return _schema(table, [f for f in SCHEMAS[table] if f.name not in dropped], version)

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ConfigError, OutputError, StoreError
-from .schema import BACKUPS, READABLE_VERSIONS, SCHEMAS, STATUSES, VERSION_KEY
+from .schema import ADDED_IN_V3, BACKUPS, READABLE_VERSIONS, SCHEMAS, STATUSES, VERSION_KEY
 
 __all__ = ["EXPORT_MEMORY", "PART_PREFIX", "TreeStore", "Staged", "write_parquet_atomic", "write_text_atomic", "RecordWriter", "check_record_path",
            "check_outside_store", "task_ranges", "group_batches", "iter_tasks", "iter_store_tasks", "shard_names", "connect",
@@ -294,13 +294,18 @@ class TreeStore:
               task_id: str | None = None) -> Staged:
         """Validate ``columns`` against the schema of ``table`` and write them to a temporary file.
 
-        Nothing is visible under ``*.parquet`` until :meth:`commit`.
+        Nothing is visible under ``*.parquet`` until :meth:`commit`. The columns schema v3
+        added (:data:`~treeq.data.schema.ADDED_IN_V3`) may be left out: they are written null.
 
         Raises:
             ValueError: columns missing or unexpected, or a value outside its column's domain.
             OutputError: the file cannot be written.
         """
         schema = SCHEMAS[table]
+        optional = [name for name in ADDED_IN_V3[table] if name not in columns]
+        if optional:
+            rows = len(next(iter(columns.values()), ()))
+            columns = {**columns, **{name: [None] * rows for name in optional}}
         missing = set(schema.names) - set(columns)
         extra = set(columns) - set(schema.names)
         if missing or extra:

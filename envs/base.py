@@ -166,6 +166,17 @@ class Env(Generic[State]):
         """The text an LLM or PRM reads for this state."""
         raise NotImplementedError
 
+    def observe(self, state: State) -> str | None:
+        """What the env answers to the step that reached ``state``: the observation an agent
+        reads after its action (ReAct, AgentPRM, verl-agent). A PRM path of an env that
+        observes reads ``prompt, action_1, observation_1, action_2, ...`` (docs/prm.md).
+
+        Default: :meth:`render`. None where a step's text already says what it did
+        (Countdown and Game of 24: ``(left: ...)``; llm-steps: the step is the text), so
+        those paths stay action-only.
+        """
+        return self.render(state)
+
     def policy_prompt(self, state: State) -> str:
         """The text a language-model policy reads before writing (or scoring) the next action.
 

@@ -241,6 +241,10 @@ class CountdownEnv(Env):
         ]
         return "\n".join(lines)
 
+    def observe(self, state: CountdownState) -> None:
+        """None: a step's text says the numbers left (``(left: ...)``), the target is in the prompt."""
+        return None
+
     def value_bound(self, state: CountdownState, gamma: float) -> float:
         m = len(state.numbers)
         return 0.0 if m <= 1 else float(gamma ** (m - 2))

@@ -440,6 +440,10 @@ class LLMStepsEnv(Env):
     def render(self, state: LLMStepsState) -> str:
         return "\n".join([state.question, *(f"Step {i}: {s}" for i, s in enumerate(state.steps, 1))])
 
+    def observe(self, state: LLMStepsState) -> None:
+        """None: a reasoning step answers nothing; its text is the whole step."""
+        return None
+
     def value_bound(self, state: LLMStepsState, gamma: float) -> float:
         # From any open state the next step may be a correct "Answer:" line (reward 1);
         # the MCTS-Solver then proves a node as soon as one child answers correctly.

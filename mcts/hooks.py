@@ -74,8 +74,8 @@ class Evaluator:
             calls itself, with the same results. None: the loop calls ``fn``.
         reads_path: The value depends on how the state was reached (a PRM scores the
             path's steps): the engine calls ``fn(states, paths)``, ``paths[i]`` being
-            ``(root_state, actions, rewards)``, the actions from the root on the descent
-            that reached ``states[i]`` and their rewards. The search then runs in Python (the compiled loop
+            ``(root_state, actions, rewards, path_states)``, the actions from the root on
+            the descent that reached ``states[i]``, their rewards and the states they reached. The search then runs in Python (the compiled loop
             passes states only).
     """
 

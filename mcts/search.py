@@ -325,7 +325,8 @@ class _Engine(SearchGraph):
                 e_action, root = self.e_action, n_state[0]
                 path_of = {}
                 for d in descents:
-                    path_of.setdefault(d[0][-1], (root, tuple(e_action[e] for e in d[1]), tuple(d[2])))
+                    path_of.setdefault(d[0][-1], (root, tuple(e_action[e] for e in d[1]), tuple(d[2]),
+                                                  tuple(n_state[n] for n in d[0][1:])))
                 got = self.evaluate([n_state[n] for n in live], [path_of[n] for n in live])
             else:
                 got = self.evaluate([n_state[n] for n in live])

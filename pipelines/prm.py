@@ -190,7 +190,8 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
 
     meta = PRMMeta(separator=SEPARATOR, label_mode="pairwise" if job.train.loss == "pairwise" else "soft",
                    loss=job.train.loss, threshold=job.dataset.threshold, data_hash=data_hash, base_model=base,
-                   max_length=max_length, value_range={env: list(r) for env, r in ds.value_ranges.items()})
+                   max_length=max_length, value_range={env: list(r) for env, r in ds.value_ranges.items()},
+                   step_format=ds.step_format)
     _save_model(out, model, tokenizer, meta)
     metrics = {"train_seconds": round(time.perf_counter() - started, 1), **losses}
     metrics.update(evaluate(model, tokenizer, ds, max_length, job, source))
@@ -264,7 +265,7 @@ def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig, source=No
         result["train_fit"] = {"steps": int(fit_flat.size), "auroc_hard": auroc(fit_flat, fit_arrays["hard"]),
                                "auroc_hard_by_depth": auroc_by_depth(fit_flat, fit_arrays["hard"], fit_arrays["depth"])}
         source = source or TaskSource(ds.runs)
-        exact, why = exact_step_labels(source, val, progress=bar.update)
+        exact, why = exact_step_labels(source, val, progress=bar.update, step_format=ds.step_format)
         if exact is None:
             result["exact"] = why
         else:
@@ -276,7 +277,7 @@ def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig, source=No
         if job.best_of_n:
             refs = sorted({(ex.run_id, ex.task_id) for ex in val}, key=lambda r: r[1])[: job.bon_tasks]
             result["best_of_n"] = best_of_n(source, refs, job.best_of_n, lambda paths: score(paths, counted=False),
-                                            job.train.seed, progress=bar.update)
+                                            job.train.seed, progress=bar.update, step_format=ds.step_format)
         bar.update(bar.total - bar.n)  # paths too long to score, or a metric the env cannot give
     return result
 
@@ -319,20 +320,22 @@ def export_prm_data(sources: list[str], out: str, config: StepDatasetConfig, pro
     from tqdm import tqdm
 
     from ..data.store import RecordWriter, shard_names
-    from ..prm.dataset import STEPWISE_SCHEMA, iter_task_examples, no_steps_error, stepwise_rows
+    from ..prm.dataset import STEPWISE_SCHEMA, StepFormats, iter_task_examples, no_steps_error, stepwise_rows
 
     check_record_path(out)  # before the work, not after
     if not sources:
         raise ConfigError("give at least one search output directory")
     steps = 0
     tasks = len(shard_names(sources))
+    formats = StepFormats()
     with RecordWriter(out, STEPWISE_SCHEMA) as writer:
-        for split, examples in tqdm(iter_task_examples(sources, config), total=tasks, desc="export-prm-data",
-                                    unit="task", disable=not progress, dynamic_ncols=True):
+        for split, examples in tqdm(iter_task_examples(sources, config, formats=formats), total=tasks,
+                                    desc="export-prm-data", unit="task", disable=not progress, dynamic_ncols=True):
             writer.write(stepwise_rows(examples, split, config.threshold))
             steps += sum(len(ex.steps) for ex in examples)
         if writer.rows == 0:
             raise no_steps_error(sources, config)
+        formats.format(sources)  # one format in one file
     return writer.path, writer.rows, steps
 
 
@@ -341,6 +344,8 @@ def score_steps(model_dir: str, rows: list[dict], tasks: str | None = None, batc
 
     Each row comes back with ``"scores"``, one per step. A task is the env's task text
     (``"4 6 8 8"`` for game24) or a task id of ``tasks`` (the env's shipped set by default).
+    A PRM that reads observations takes them from the row's ``"observations"`` or replays
+    the actions (:func:`treeq.pipelines.prm_rows.row_paths`).
 
     Raises:
         ConfigError: ``batch_size`` < 1; a row's path is longer than the model reads or a step
@@ -354,7 +359,7 @@ def score_steps(model_dir: str, rows: list[dict], tasks: str | None = None, batc
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     tokenizer, model, meta = load_prm(model_dir)
-    paths = row_paths(rows, tasks)
+    paths = row_paths(rows, tasks, meta.step_format)
     where = [row.get("_line", f"row {i + 1}") for i, row in enumerate(rows)]
     for w, (prompt, steps) in zip(where, paths):
         try:

@@ -70,12 +70,15 @@ class TaskSource:
         return env, tasks, float(gamma)
 
 
-def exact_step_labels(source: TaskSource, examples: Sequence, progress: Callable[[int], object] | None = None
-                      ) -> tuple[list[list[bool]] | None, str]:
+def exact_step_labels(source: TaskSource, examples: Sequence, progress: Callable[[int], object] | None = None,
+                      step_format: str = "action") -> tuple[list[list[bool]] | None, str]:
     """Per example, per step: exactly good or not; (None, why) where the env has no exact solver.
 
+    ``step_format``: how the examples' steps are written (:data:`treeq.prm.format.STEP_FORMATS`);
     ``progress`` is called with 1 after each example.
     """
+    from ..prm.format import step_action
+
     out: list[list[bool]] = []
     cache: dict[tuple[str, str], bool] = {}
     for ex in examples:
@@ -90,7 +93,8 @@ def exact_step_labels(source: TaskSource, examples: Sequence, progress: Callable
             return None, f"task {ex.task_id} is not in the task set of run {ex.run_id}"
         state = env.reset(task, task_rng(0, ex.task_id))
         labels = []
-        for action in ex.steps:
+        for text in ex.steps:
+            action = step_action(text, step_format)
             key = (env.state_key(state), action)
             step = env.step(state, action)
             if key not in cache:
@@ -111,8 +115,10 @@ def exact_step_labels(source: TaskSource, examples: Sequence, progress: Callable
 
 
 def sample_trajectories(env: Env, task: Task, n: int, rng: np.random.Generator,
-                        max_steps: int = 100) -> list[tuple[list[str], bool]]:
-    """``n`` uniformly random complete trajectories: (action texts, success)."""
+                        max_steps: int = 100, step_format: str = "action") -> list[tuple[list[str], bool]]:
+    """``n`` uniformly random complete trajectories: (step texts, success), a step written in
+    ``step_format`` (:func:`treeq.prm.format.step_text`)."""
+    from ..prm.format import step_text
     from .rollouts import play
 
     def choose(state):
@@ -123,15 +129,19 @@ def sample_trajectories(env: Env, task: Task, n: int, rng: np.random.Generator,
     out = []
     for _ in range(n):
         transitions, success = play(env, start, choose, rng, max_steps)
-        out.append(([action for _, action, _, _ in transitions], success))
+        observe = step_format == "action+observation"
+        out.append(([step_text(action, env.observe(step.state) if observe else None)
+                     for _, action, _, step in transitions], success))
     return out
 
 
 def best_of_n(source: TaskSource, task_refs: Sequence[tuple[str, str]], n: int, score: Scorer,
-              seed: int, progress: Callable[[int], object] | None = None) -> dict[str, float] | str:
+              seed: int, progress: Callable[[int], object] | None = None,
+              step_format: str = "action") -> dict[str, float] | str:
     """Success rates of PRM selection among ``n`` random trajectories per task (see the module docstring).
 
-    ``progress`` is called with ``n`` as each task starts.
+    The trajectories' steps are written in ``step_format``, the PRM's. ``progress`` is
+    called with ``n`` as each task starts.
     """
     picks: dict[str, list[float]] = {"prm_min": [], "prm_product": [], "random": [], "oracle": []}
     for run_id, task_id in task_refs:
@@ -145,7 +155,8 @@ def best_of_n(source: TaskSource, task_refs: Sequence[tuple[str, str]], n: int, 
             return f"task {task_id} is not in the task set of run {run_id}"
         if env.legal_actions(env.reset(tasks[task_id], task_rng(seed, task_id))) is None:
             return f"{env.name} has open text actions: best-of-N needs a proposing policy"
-        trajectories = [t for t in sample_trajectories(env, tasks[task_id], n, task_rng(seed, task_id)) if t[0]]
+        trajectories = [t for t in sample_trajectories(env, tasks[task_id], n, task_rng(seed, task_id),
+                                                       step_format=step_format) if t[0]]
         if not trajectories:
             continue
         prompt = env.render(env.reset(tasks[task_id], task_rng(seed, task_id)))

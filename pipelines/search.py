@@ -86,7 +86,7 @@ def _nan_to_none(a: np.ndarray) -> list[float | None]:
 
 
 def tree_columns(result: SearchResult, env: Env, run_id: str, task_id: str) -> dict[str, Any]:
-    """The ``nodes`` columns of one searched tree (schema v2)."""
+    """The ``nodes`` columns of one searched tree (schema v3)."""
     tree = result.tree
     n = tree.size
     return {
@@ -106,6 +106,7 @@ def tree_columns(result: SearchResult, env: Env, run_id: str, task_id: str) -> d
         "terminal": tree.terminal,
         "proven": _nan_to_none(tree.proven()),
         "feedback": _nan_to_none(tree.feedback),
+        "step_observation": [None] + [env.observe(s) for s in tree.states[1:]],
     }
 
 

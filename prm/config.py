@@ -26,6 +26,10 @@ class StepDatasetConfig:
     val_fraction: float = field(default=0.1, metadata={"help": "Share of tasks (never of paths) held out for "
                                                               "validation."})
     seed: int = field(default=0, metadata={"help": "Seed of the task split."})
+    observations: bool = field(default=True, metadata={
+        "help": "Where the trees record what the env answered to each step (schema v3, envs that act in a world: "
+                "Blocksworld, TextWorld, gym, OpenSpiel), a step reads its action, a newline and that observation; "
+                "False: actions only."})
 
     def __post_init__(self) -> None:
         if self.min_visits < 0:
@@ -36,6 +40,8 @@ class StepDatasetConfig:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if not isinstance(self.observations, bool):
+            raise ConfigError(f"observations must be true or false, got {self.observations!r}")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,10 @@ stores into examples a PRM trains on:
   shared state is labelled once there too.
 * The split into train and validation is **by task** (a hash of the task id and the
   seed), never by path, so no task leaks from training into validation.
+* A step's text is its action, or, where the trees record what the env answered
+  (``nodes.step_observation``, schema v3: envs that act in a world), the action, a
+  newline and that observation (:func:`treeq.prm.format.step_text`; the dataset's
+  ``step_format`` says which). Trees of one dataset must agree.
 
 Only pyarrow and DuckDB are needed here (no torch): exports and benchmarks use it too.
 """
@@ -37,15 +41,16 @@ import pyarrow as pa
 from ..data.store import connect, iter_store_tasks
 from ..errors import ConfigError, StoreError
 from .config import StepDatasetConfig
+from .format import step_text
 
-__all__ = ["StepDatasetConfig", "StepExample", "StepDataset", "build_step_dataset", "split_of", "iter_task_examples",
-           "stepwise_rows", "STEPWISE_SCHEMA", "value_ranges", "DEFAULT_RANGE"]
+__all__ = ["StepDatasetConfig", "StepExample", "StepDataset", "StepFormats", "build_step_dataset", "split_of",
+           "iter_task_examples", "stepwise_rows", "STEPWISE_SCHEMA", "value_ranges", "DEFAULT_RANGE"]
 
 DEFAULT_RANGE = (0.0, 1.0)
 
 _NODES_SQL = """
-SELECT n.run_id, n.task_id, n.node_id, n.parent_id, n.action, n.observation, n.visits, n.q, n.proven,
-       t.env, t.backup
+SELECT n.run_id, n.task_id, n.node_id, n.parent_id, n.action, n.observation, n.step_observation, n.visits, n.q,
+       n.proven, t.env, t.backup
 FROM nodes n JOIN trees t ON t.run_id = n.run_id AND t.task_id = n.task_id
 ORDER BY n.task_id, n.run_id, n.node_id
 """
@@ -86,6 +91,7 @@ class StepDataset:
     rows: int  # tree rows read
     runs: dict[str, dict] = field(default_factory=dict)  # run_id -> its search config (JSON)
     value_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # env -> (lo, hi) of the labels
+    step_format: str = "action"  # or 'action+observation' (treeq.prm.format.STEP_FORMATS)
 
     @property
     def examples(self) -> list[StepExample]:
@@ -249,11 +255,35 @@ def build_step_dataset(sources: Sequence[str | Path], config: StepDatasetConfig 
         con.close()
     train: list[StepExample] = []
     val: list[StepExample] = []
-    for split, examples in iter_task_examples(sources, config, ranges):
+    seen = StepFormats()
+    for split, examples in iter_task_examples(sources, config, ranges, seen):
         (val if split == "val" else train).extend(examples)
     if not train and not val:
         raise no_steps_error(sources, config)
-    return StepDataset(config, train, val, [str(s) for s in sources], rows, runs, ranges)
+    return StepDataset(config, train, val, [str(s) for s in sources], rows, runs, ranges, seen.format(sources))
+
+
+class StepFormats:
+    """The step formats met while reading trees: one dataset must hold one."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, str] = {}  # format -> a task of it
+
+    def add(self, fmt: str, task_id: str) -> None:
+        self.tasks.setdefault(fmt, task_id)
+
+    def format(self, sources: Sequence[str | Path]) -> str:
+        """The one format met ('action' if none).
+
+        Raises:
+            StoreError: steps with and without observations (trees written before schema v3 beside newer ones).
+        """
+        if len(self.tasks) > 1:
+            raise StoreError(
+                f"{', '.join(map(str, sources))}: task {self.tasks['action+observation']!r} records what the env "
+                f"answered to each step, task {self.tasks['action']!r} does not (trees from before schema v3): "
+                "search the old tasks again, or train on actions only (--no-observations)")
+        return next(iter(self.tasks), "action")
 
 
 def no_steps_error(sources: Sequence[str | Path], config: StepDatasetConfig) -> StoreError:
@@ -262,11 +292,13 @@ def no_steps_error(sources: Sequence[str | Path], config: StepDatasetConfig) -> 
 
 
 def iter_task_examples(sources: Sequence[str | Path], config: StepDatasetConfig,
-                       ranges: dict[str, tuple[float, float]] | None = None) -> Iterator[tuple[str, list[StepExample]]]:
+                       ranges: dict[str, tuple[float, float]] | None = None,
+                       formats: StepFormats | None = None) -> Iterator[tuple[str, list[StepExample]]]:
     """(split, examples) of each task, streamed: memory holds a few tasks' trees.
 
     The rows of a task from every run and source are merged into one trie first. Labels
     scale by ``ranges`` (env -> (lo, hi); None: :func:`value_ranges` of ``sources``).
+    ``formats`` collects each task's step format (:class:`StepFormats`).
     """
     if ranges is None:
         ranges = value_ranges(sources)
@@ -298,7 +330,9 @@ def iter_task_examples(sources: Sequence[str | Path], config: StepDatasetConfig,
                 yield finish()
                 offset += len(trie.parent)
             task_id, trie, env, prompt, first_run = cols["task_id"][0], _Trie(), "", "", ""
-        _add_rows(cols, trie, config.min_visits, ranges.get(cols["env"][0], DEFAULT_RANGE))
+        fmt = _add_rows(cols, trie, config.min_visits, ranges.get(cols["env"][0], DEFAULT_RANGE), config.observations)
+        if formats is not None and fmt is not None:
+            formats.add(fmt, cols["task_id"][0])
         if not first_run:
             roots = [i for i, p in enumerate(cols["parent_id"]) if p < 0]
             if roots:
@@ -307,9 +341,13 @@ def iter_task_examples(sources: Sequence[str | Path], config: StepDatasetConfig,
         yield finish()
 
 
-def _add_rows(cols: dict[str, list], trie: _Trie, min_visits: int, value_range: tuple[float, float]) -> None:
-    """Add one tree's rows (sorted by node id) to its task's trie, labels scaled by ``value_range``."""
+def _add_rows(cols: dict[str, list], trie: _Trie, min_visits: int, value_range: tuple[float, float],
+              observations: bool = True) -> str | None:
+    """Add one tree's rows (sorted by node id) to its task's trie, labels scaled by ``value_range``;
+    the step format of the rows added (None: none added)."""
     trie_node: dict[int, int] = {}  # tree node id -> trie node (-1: the root)
+    seen = cols["step_observation"] if observations else [None] * len(cols["node_id"])
+    fmt = None
     for i in range(len(cols["node_id"])):
         node, parent = cols["node_id"][i], cols["parent_id"][i]
         if parent < 0:
@@ -321,7 +359,9 @@ def _add_rows(cols: dict[str, list], trie: _Trie, min_visits: int, value_range: 
         label = _label(cols["q"][i], cols["proven"][i], *value_range)
         if cols["visits"][i] < min_visits or label is None or cols["action"][i] is None:
             continue
-        trie_node[node] = trie.add(up, cols["action"][i], label, cols["visits"][i])
+        fmt = "action" if seen[i] is None else "action+observation"
+        trie_node[node] = trie.add(up, step_text(cols["action"][i], seen[i]), label, cols["visits"][i])
+    return fmt
 
 
 def label_arrays(examples: Sequence[StepExample], threshold: float) -> dict[str, np.ndarray]:

@@ -57,6 +57,9 @@ class PRMMeta:
     max_length: int
     value_range: dict[str, list[float]] = field(default_factory=dict)  # env -> [lo, hi]: a label of 0 is lo, 1 is hi
     format: str = "prompt + '\\n' + step_1 + separator + step_2 + separator ...; score = sigmoid(logit) at each separator"
+    # 'action': a step is its action's text; 'action+observation': action + '\n' + what the env answered
+    # (Env.observe), the separator after the observation (envs that act in a world: docs/prm.md)
+    step_format: str = "action"
 
     def save(self, directory: Path) -> None:
         from ..data.store import write_text_atomic

@@ -144,6 +144,13 @@ class BlocksworldEnv(Env):
             lines.append("[PLAN END]")
         return "\n".join(lines)
 
+    def observe(self, state: BlocksworldState) -> str:
+        """The configuration after the step in PlanBench's words: ``I have that, the red block
+        is clear, ...`` (the goal and the plan are in the prompt and the steps)."""
+        obj = dict(zip(state.blocks, state.objects))
+        atoms = [(p, tuple(state.blocks[i] for i in a)) for p, a in world_atoms(state.blocks, state.world)]
+        return f"I have that, {_sentence(atoms, obj)}."
+
     def value_bound(self, state: BlocksworldState, gamma: float) -> float:
         """gamma**(h-1) with h = :func:`plan_length_lower_bound` (0.0 at the goal).
 

@@ -136,6 +136,17 @@ class TextWorldEnv(Env):
             parts.append(state.inventory)
         return "\n\n".join(p for p in parts if p)
 
+    def observe(self, state: TextWorldState) -> str:
+        """The game's answer to the command, then the room and the inventory where the answer
+        leaves them out (:meth:`render` without the goal and the command, which the prompt
+        and the step hold)."""
+        parts = [state.observation]
+        if state.description and state.description not in state.observation:
+            parts.append(state.description)
+        if state.inventory:
+            parts.append(state.inventory)
+        return "\n\n".join(p for p in parts if p)
+
     def value_bound(self, state: TextWorldState, gamma: float) -> float:
         """``1 - rewards so far``: TextWorld scores only grow, and a win closes at 1.0."""
         return 0.0 if state.done else max(0.0, 1.0 - state.total_reward)

@@ -1,9 +1,10 @@
 """A trained PRM as the search's value function (``--evaluator prm --prm DIR``).
 
 A leaf's value is the PRM's score of the step that reached it: the path from the root
-(the root's rendering as the prompt, then the actions of the descent) is written as
-``train-prm`` writes its examples (:func:`treeq.prm.format.path_text`) and read in one
-forward pass; the score at its last separator, a label in [0, 1], is mapped back to the
+(the root's rendering as the prompt, then the actions of the descent, each followed by
+what the env answered where the PRM was trained so: ``step_format`` ``action+observation``)
+is written as ``train-prm`` writes its examples (:func:`treeq.prm.format.path_text`) and
+read in one forward pass; the score at its last separator, a label in [0, 1], is mapped back to the
 env's value range recorded with the PRM (``lo + s * (hi - lo)``). That is Q of the last
 step; the leaf's value is what follows the step, ``(Q - r) / gamma`` with ``r`` the step's
 reward. A wave's leaves are scored together, in batches of ``prm_batch_size`` paths.
@@ -81,13 +82,14 @@ def _load(directory: str, device: str | None) -> tuple[Any, Any, Any]:
 
 def prm_evaluate(env: Env, cfg: SearchConfig, rng: np.random.Generator, lm: LMConfig) -> Evaluator:
     """The ``prm`` evaluator of ``env`` (see the module docstring): one batched PRM call per wave."""
-    from ...prm.format import SEPARATOR
+    from ...prm.format import SEPARATOR, step_text
     from ...prm.model import encode_paths, score_batch
 
     lo, hi = check_prm(lm.prm, env.name)
     tokenizer, model, meta, lock = _load(lm.prm, lm.device)
     if meta.separator != SEPARATOR:
         raise ConfigError(f"--prm {lm.prm}: separator {meta.separator!r}, this treeq writes {SEPARATOR!r}")
+    observe = meta.step_format == "action+observation"
     gamma, mix = float(cfg.gamma), float(lm.value_mix)
     rollout = random_rollout(env, rng, gamma, cfg.rollout_steps) if mix < 1.0 else None
     prompts: dict[int, tuple[Any, str]] = {}  # id(root) -> (root, its rendering): one task's root per hook
@@ -100,14 +102,15 @@ def prm_evaluate(env: Env, cfg: SearchConfig, rng: np.random.Generator, lm: LMCo
     def evaluate(states: Sequence[Any], paths: Sequence[tuple]) -> list[float]:
         values = [lo + 0.5 * (hi - lo)] * len(states)
         todo, texts = [], []
-        for i, (root, actions, _) in enumerate(paths):
+        for i, (root, actions, _, reached) in enumerate(paths):
             if not actions:
                 continue
             got = prompts.get(id(root))
             if got is None or got[0] is not root:
                 got = prompts[id(root)] = (root, env.render(root))
+            steps = [step_text(a, env.observe(s)) for a, s in zip(actions, reached)] if observe else list(actions)
             todo.append(i)
-            texts.append((got[1], fit(got[1], list(actions))))
+            texts.append((got[1], fit(got[1], steps)))
         if texts:
             with lock:
                 scores = score_batch(model, tokenizer, texts, meta.max_length, batch_size=lm.prm_batch_size,

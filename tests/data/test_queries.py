@@ -113,6 +113,9 @@ def test_best_path_query_continues_from_a_shared_states_listing_row(tmp_path):
         def render(self, state):
             return state
 
+        def observe(self, state):
+            return None
+
     store = TreeStore(tmp_path)
     expected = {}
     for task_id, cycle in (("plain", False), ("cycle", True)):

@@ -17,11 +17,12 @@ from treeq.errors import StoreError
 
 
 def node_columns(task_id: str = "t", run_id: str = "r1") -> dict[str, list]:
-    """A valid one-row (root only) nodes shard (schema v2)."""
+    """A valid one-row (root only) nodes shard (schema v3)."""
     return {
         "run_id": [run_id], "task_id": [task_id], "node_id": [0], "parent_id": [-1], "depth": [0],
         "action": [None], "state_key": ["s0"], "observation": ["obs"], "prior": [1.0], "visits": [3],
         "value_sum": [1.5], "q": [0.5], "reward": [0.0], "terminal": [False], "proven": [None], "feedback": [None],
+        "step_observation": [None],
     }
 
 
@@ -77,14 +78,14 @@ def test_failed_rename_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
 
 
 def test_connect_rejects_other_schema_version(tmp_path):
-    """A nodes file stamped schema version 3 makes connect raise StoreError naming the file."""
+    """A nodes file stamped schema version 4 makes connect raise StoreError naming the file."""
     ts = TreeStore(tmp_path)
     ts.write("nodes", "r1", node_columns("good"), "good")
     table = pa.Table.from_pylist([{k: v[0] for k, v in node_columns("future").items()}], schema=NODES)
-    table = table.replace_schema_metadata({VERSION_KEY: b"3", b"treeq.table": b"nodes"})
+    table = table.replace_schema_metadata({VERSION_KEY: b"4", b"treeq.table": b"nodes"})
     future = tmp_path / "nodes" / "run_id=r1" / "future.parquet"
     pq.write_table(table, future)
-    with pytest.raises(StoreError, match="version 3") as info:
+    with pytest.raises(StoreError, match="version 4") as info:
         connect(tmp_path)
     assert "future.parquet" in str(info.value)
 
@@ -244,7 +245,7 @@ V1_TREES = pa.schema(
 
 def write_v1_store(root, run_id: str = "old") -> None:
     """What treeq with schema v1 wrote: plain pyarrow, the v1 columns and metadata."""
-    node = {k: v[0] for k, v in node_columns("v1task", run_id).items() if k != "feedback"}
+    node = {k: v[0] for k, v in node_columns("v1task", run_id).items() if k not in ("feedback", "step_observation")}
     tree = {k: v[0] for k, v in tree_columns("v1task", run_id).items() if k not in ("backup", "status", "error")}
     for table, schema, row in (("nodes", V1_NODES, node), ("trees", V1_TREES, tree)):
         folder = root / table / f"run_id={run_id}"

@@ -63,6 +63,18 @@ def test_render_is_planbench_statement_then_plan():
     assert ENV.render(state).endswith("[PLAN]\npick up the red block")
 
 
+def test_observe_is_the_configuration_after_the_step():
+    """What a PRM path reads after each action: the configuration in PlanBench's words, no goal, no plan."""
+    state = run_actions(ENV.reset(TASKS["3"]["instance-2"]), "pick up the red block")
+    assert ENV.observe(state) == (
+        "I have that, the blue block is clear, the orange block is clear, the hand is currently holding red block, "
+        "the blue block is on the table and the orange block is on the table.")
+    state = run_actions(state, "stack the red block on top of the orange block")
+    assert ENV.observe(state) == (
+        "I have that, the red block is clear, the blue block is clear, the hand is empty, the red block is on top of "
+        "the orange block, the blue block is on the table and the orange block is on the table.")
+
+
 def test_pddl_form_actions_replay_with_colours_and_letters():
     rec = PLANS["3"]["instance-3"]
     letter = {"red": "a", "blue": "b", "orange": "c"}

@@ -315,6 +315,10 @@ def test_render(env, tasks):
     assert f"> {s1.steps[-1]}\n" in env.render(s1)
     lean = TextWorldEnv(room_and_inventory=False).reset(tasks[0])
     assert lean.inventory is None and lean.observation == s0.observation
+    # what a PRM path reads after the command: the game's answer, the room, the inventory; no goal, no command
+    seen = env.observe(s1)
+    assert seen.startswith(s1.observation) and s1.objective not in seen and f"> {s1.steps[-1]}" not in seen
+    assert env.render(s1).endswith(seen) and "You are carrying" in seen
 
 
 def test_value_bound_and_rewards_follow_the_score(env, tasks):

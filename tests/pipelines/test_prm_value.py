@@ -71,14 +71,14 @@ def test_the_value_is_the_prm_score_of_the_last_step_in_the_env_range(game24_prm
     cfg = resolve_defaults(SearchConfig(), env)
     hook = prm_evaluate(env, cfg, np.random.default_rng(0), LMConfig(prm=str(game24_prm)))
     assert hook.reads_path
-    got = hook([root, s1, s2], [(root, (), ()), (root, (a1,), (0.0,)), (root, (a1, a2), (0.0, 0.0))])
+    got = hook([root, s1, s2], [(root, (), (), ()), (root, (a1,), (0.0,), (s1,)), (root, (a1, a2), (0.0, 0.0), (s1, s2))])
     tok, model, meta = load_prm(game24_prm)
     want = score_batch(model, tok, [(env.render(root), [a1]), (env.render(root), [a1, a2])], meta.max_length)
     assert got[0] == 0.5  # the root: no step to score, the middle of [0, 1]
     assert got[1] == pytest.approx(want[0][-1], abs=1e-6)
     assert got[2] == pytest.approx(want[1][-1], abs=1e-6)
     # a step with reward 1 at gamma 1: the value after it is Q - 1
-    last = hook([s2], [(root, (a1, a2), (0.0, 1.0))])
+    last = hook([s2], [(root, (a1, a2), (0.0, 1.0), (s1, s2))])
     assert last[0] == pytest.approx(want[1][-1] - 1.0, abs=1e-6)
 
 
@@ -169,3 +169,82 @@ def test_llm_steps_searches_with_its_prm(run_cli, tmp_path):
                   "--prm", tmp_path / "prm", "--out", tmp_path / "again")
     assert got.rc == 0, got.err
     assert len(rows(tmp_path / "again")) > 3
+
+
+@pytest.fixture(scope="module")
+def blocksworld_prm(tmp_path_factory):
+    """A tiny PRM trained on Blocksworld trees (3 tasks): steps with observations."""
+    from treeq.cli import main
+
+    root = tmp_path_factory.mktemp("prm-bw")
+    assert main(["search", "--env", "blocksworld", "--limit", "3", "--simulations", "60", "--workers", "1",
+                 "--no-progress", "--out", str(root / "trees")]) == 0
+    assert main(["train-prm", str(root / "trees"), "--out", str(root / "prm"), "--max-steps", "20", "--val-fraction",
+                 "0.3", "--best-of-n", "0", "--no-progress", *TINY]) == 0
+    return root / "prm"
+
+
+def two_steps(env):
+    root = env.reset(env.load_tasks(None)[0])
+    a1 = env.legal_actions(root)[0]
+    s1 = env.step(root, a1).state
+    a2 = env.legal_actions(s1)[0]
+    return root, a1, s1, a2, env.step(s1, a2).state
+
+
+@pytest.mark.slow
+def test_a_world_env_prm_reads_each_action_with_its_observation(run_cli, blocksworld_prm, tmp_path):
+    """Blocksworld: the PRM trained on the trees records the action+observation format; the
+    evaluator scores the path with the env's answer after each action (checked against
+    score_batch on that text), and the tree is the same at PRM batch size 1 and 16."""
+    from treeq.prm.model import load_prm, score_batch
+
+    tok, model, meta = load_prm(blocksworld_prm)
+    assert meta.step_format == "action+observation"
+    env = make_env("blocksworld")
+    root, a1, s1, a2, s2 = two_steps(env)
+    cfg = resolve_defaults(SearchConfig(), env)
+    hook = prm_evaluate(env, cfg, np.random.default_rng(0), LMConfig(prm=str(blocksworld_prm)))
+    got = hook([s2], [(root, (a1, a2), (0.0, 0.0), (s1, s2))])
+    steps = [f"{a1}\n{env.observe(s1)}", f"{a2}\n{env.observe(s2)}"]
+    (want,) = score_batch(model, tok, [(env.render(root), steps)], meta.max_length)
+    lo, hi = meta.value_range["blocksworld"]
+    assert got[0] == pytest.approx((lo + want[-1] * (hi - lo)) / cfg.gamma, abs=1e-5)
+    searched = []
+    for b in (1, 16):
+        out = tmp_path / f"b{b}"
+        assert run_cli("search", "--env", "blocksworld", "--limit", "2", "--simulations", "30", "--evaluator", "prm",
+                       "--prm", blocksworld_prm, "--prm-batch-size", b, "--wave-size", "8", "--workers", "1",
+                       "--no-progress", "--out", out).rc == 0
+        searched.append(rows(out))
+    assert len(searched[0]) > 10 and searched[0] == searched[1]
+
+
+@pytest.mark.slow
+def test_score_steps_gives_or_replays_the_observations(run_cli, blocksworld_prm, game24_prm, tmp_path):
+    """score-steps with a PRM that reads observations: a row gives them, or names env and task and the
+    env replays its actions (the same scores); a prompt-only row, an action the env refuses, or
+    observations handed to a PRM of actions only: one line naming the row, exit 2."""
+    from treeq.pipelines.prm import score_steps
+
+    env = make_env("blocksworld")
+    root, a1, s1, a2, s2 = two_steps(env)
+    task = env.load_tasks(None)[0].task_id
+    given = {"prompt": env.render(root), "steps": [a1, a2], "observations": [env.observe(s1), env.observe(s2)]}
+    replayed = {"env": "blocksworld", "task": task, "steps": [a1, a2]}
+    a, b = score_steps(str(blocksworld_prm), [given, replayed])
+    assert len(a["scores"]) == 2 and a["scores"] == pytest.approx(b["scores"], abs=1e-6)
+    bad = {
+        "give 'observations'": {"prompt": env.render(root), "steps": [a1]},
+        "cannot be replayed": {"env": "blocksworld", "task": task, "steps": [a1, "fly to the moon"]},
+    }
+    for needle, row in bad.items():
+        path = tmp_path / "rows.jsonl"
+        path.write_text(json.dumps(row) + "\n")
+        got = run_cli("score-steps", blocksworld_prm, "--input", path)
+        assert got.rc == 2 and needle in got.err and f"{path}:1" in got.err, got.err
+        assert len(got.err.strip().splitlines()) == 1
+    path.write_text(json.dumps({"env": "game24", "task": "4 6 8 8", "steps": ["4 * 6 = 24 (left: 8 8 24)"],
+                                "observations": ["ok"]}) + "\n")
+    got = run_cli("score-steps", game24_prm, "--input", path)
+    assert got.rc == 2 and "reads actions only" in got.err and len(got.err.strip().splitlines()) == 1, got.err

@@ -175,3 +175,30 @@ def test_an_absurd_budget_is_a_clean_run(run_cli, tmp_path):
     assert res.rc == 0, res.err
     assert res.out.startswith("searched 2 game24 tasks") and res.err == ""
     assert rows(out, "trees", "status, solved", "task_id") == [("ok", True)] * 2
+
+
+def test_nodes_record_what_the_env_answered(run_cli, tmp_path):
+    """schema v3's step_observation: Env.observe of each node's state (Blocksworld: the configuration
+    the action left, in tree and graph search), null at the root and for envs whose steps say it (Game of 24)."""
+    from treeq.envs.registry import make_env
+
+    env = make_env("blocksworld")
+    for mode in ("--no-transpositions", "--transpositions"):
+        out = tmp_path / f"bw{mode}"
+        assert run_cli("search", "--env", "blocksworld", "--limit", "2", "--simulations", "40", "--workers", "1",
+                       "--no-progress", mode, "--out", out).rc == 0
+        got = rows(out, "nodes", "task_id, node_id, parent_id, action, step_observation")
+        tasks = {t.task_id: t for t in env.load_tasks(None)}
+        states = {}
+        for task_id, node, parent, action, seen in got:
+            if parent < 0:
+                states[task_id, node] = env.reset(tasks[task_id])
+                assert seen is None
+                continue
+            states[task_id, node] = env.step(states[task_id, parent], action).state
+            assert seen == env.observe(states[task_id, node]) and seen.startswith("I have that, ")
+        assert len(got) > 10
+    out = tmp_path / "g24"
+    assert run_cli("search", "--env", "game24", "--limit", "1", "--simulations", "30", "--workers", "1",
+                   "--no-progress", "--out", out).rc == 0
+    assert {r[0] for r in rows(out, "nodes", "step_observation")} == {None}

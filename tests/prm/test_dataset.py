@@ -29,7 +29,9 @@ TREE = [
 ]
 
 
-def write_tree(root, task_id="t1", run_id="r1", rows=TREE, backup="mean", prompt="P", env="game24"):
+def write_tree(root, task_id="t1", run_id="r1", rows=TREE, backup="mean", prompt="P", env="game24",
+               observations=None):
+    """One tree's store; ``observations``: node -> what the env answered (schema v3), None: a v2-like tree."""
     store = TreeStore(root)
     n = len(rows)
     depth = {}
@@ -41,6 +43,7 @@ def write_tree(root, task_id="t1", run_id="r1", rows=TREE, backup="mean", prompt
         "state_key": [f"k{r[0]}" for r in rows], "observation": [prompt] * n, "prior": [1.0] * n,
         "visits": [r[3] for r in rows], "value_sum": [0.0] * n, "q": [r[4] for r in rows],
         "reward": [0.0] * n, "terminal": [False] * n, "proven": [r[5] for r in rows], "feedback": [None] * n,
+        "step_observation": [None if observations is None else observations.get(r[0]) for r in rows],
     }, task_id)
     store.write("trees", run_id, {
         "run_id": [run_id], "task_id": [task_id], "env": [env], "simulations": [6], "nodes": [n],
@@ -186,3 +189,48 @@ def test_undeclared_range_comes_from_the_trees(tmp_path):
     narrow = [(0, -1, None, 6, 0.5, None), (1, 0, "a", 4, 0.75, None), (2, 0, "b", 2, 0.25, None)]
     write_tree(tmp_path / "narrow", rows=narrow, env="nowhere")
     assert value_ranges([tmp_path / "narrow"]) == {"nowhere": (0.0, 1.0)}  # values in [0, 1] keep their labels
+
+
+OBS = {1: "A", 2: "B", 3: "C", 4: "D", 5: "E"}
+
+
+def test_steps_read_each_action_then_its_observation(tmp_path):
+    """Trees that record the env's answers (schema v3): a step is 'action\\nobservation', the
+    dataset says so; --no-observations reads actions only; the stepwise export carries them."""
+    from treeq.pipelines.prm import export_prm_data
+
+    source = [write_tree(tmp_path / "s", env="blocksworld", observations=OBS)]
+    ds = build_step_dataset(source, StepDatasetConfig(val_fraction=0.0))
+    assert ds.step_format == "action+observation"
+    assert [ex.steps for ex in ds.train] == [["a\nA", "c\nC"], ["a\nA", "d\nD"], ["b\nB"]]
+    assert [ex.labels for ex in ds.train] == [[0.75, 1.0], [0.75, 0.0], [0.0]]  # labels as without them
+    plain = build_step_dataset(source, StepDatasetConfig(val_fraction=0.0, observations=False))
+    assert plain.step_format == "action" and [ex.steps for ex in plain.train] == [["a", "c"], ["a", "d"], ["b"]]
+    path, _, _ = export_prm_data(source, tmp_path / "rows.parquet", StepDatasetConfig(val_fraction=0.0))
+    assert pq.read_table(path).to_pylist()[0]["completions"] == ["a\nA", "c\nC"]
+
+
+def test_trees_with_and_without_observations_do_not_mix(tmp_path):
+    """A tree from before schema v3 (no observations) beside a newer one: one line naming both tasks,
+    and no export file; --no-observations reads both as actions."""
+    from treeq.pipelines.prm import export_prm_data
+
+    old = write_tree(tmp_path / "old", task_id="old", run_id="r0", env="blocksworld")
+    new = write_tree(tmp_path / "new", task_id="new", run_id="r1", env="blocksworld", observations=OBS)
+    with pytest.raises(StoreError, match=r"task 'new' records .* task 'old' does not .*--no-observations"):
+        build_step_dataset([old, new], StepDatasetConfig(val_fraction=0.0))
+    with pytest.raises(StoreError, match="before schema v3"):
+        export_prm_data([old, new], tmp_path / "rows.parquet", StepDatasetConfig(val_fraction=0.0))
+    assert not (tmp_path / "rows.parquet").exists()
+    both = build_step_dataset([old, new], StepDatasetConfig(val_fraction=0.0, observations=False))
+    assert both.step_format == "action" and len(both.train) == 6
+
+
+def test_step_text_and_its_action():
+    from treeq.prm.format import step_action, step_text
+
+    assert step_text("move", None) == "move" and step_text("move", "You moved.\nA room.") == "move\nYou moved.\nA room."
+    assert step_action("move\nYou moved.\nA room.", "action+observation") == "move"
+    assert step_action("3 + 5 = 8\n", "action") == "3 + 5 = 8\n"  # actions only: the text is the action
+    with pytest.raises(ConfigError, match="newline"):
+        step_text("two\nlines", "seen")
