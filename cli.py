@@ -391,6 +391,7 @@ def train_prm(
     threshold: float = _opt(_D, "threshold"),
     val_fraction: float = _opt(_D, "val_fraction"),
     observations: bool = _opt(_D, "observations"),
+    labels: str = _opt(_D, "labels"),
     save_every: int = _opt(_T, "save_every"),
     rewrite: float = _opt(_T, "rewrite"),
     rewordings: int = _opt(_T, "rewordings"),
@@ -401,6 +402,7 @@ def train_prm(
     heads: int = _opt(_M, "heads"),
     vocab_size: int = _opt(_M, "vocab_size"),
     window: int | None = _opt(_M, "window"),
+    max_length: int = _opt(_M, "max_length"),
     best_of_n: int = _opt(_P, "best_of_n"),
     eval_paths: int = _opt(_P, "eval_paths"),
     seed: int = _opt(_T, "seed"),
@@ -413,11 +415,12 @@ def train_prm(
         sources=tuple(str(s) for s in sources), out=str(out), model=model, best_of_n=best_of_n, eval_paths=eval_paths,
         progress=progress,
         dataset=_D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed,
-                   observations=observations),
+                   observations=observations, labels=labels),
         train=_T(loss=loss, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, save_every=save_every, rewrite=rewrite,
                  rewordings=rewordings, first_passes=first_passes,
                  positive_passes=positive_passes, seed=seed),
-        tiny=_M(hidden_size=hidden_size, layers=layers, heads=heads, vocab_size=vocab_size, window=window),
+        tiny=_M(hidden_size=hidden_size, layers=layers, heads=heads, vocab_size=vocab_size, window=window,
+                max_length=max_length),
     )
     m = run(job)
     typer.echo(_prm_summary(m))
@@ -483,6 +486,7 @@ def export_prm_data(
     threshold: float = _opt(_D, "threshold"),
     val_fraction: float = _opt(_D, "val_fraction"),
     observations: bool = _opt(_D, "observations"),
+    labels: str = _opt(_D, "labels"),
     seed: int = _opt(_D, "seed"),
     progress: bool = _opt(ExportFileConfig, "progress"),
 ) -> None:
@@ -493,7 +497,7 @@ def export_prm_data(
     from treeq.pipelines.prm import export_prm_data as run
 
     cfg = _D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed,
-             observations=observations)
+             observations=observations, labels=labels)
     path, rows, steps = run([str(s) for s in sources], out, cfg, progress=progress)
     typer.echo(f"wrote {rows:,} paths with {steps:,} labelled steps to {path}")
 

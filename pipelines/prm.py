@@ -191,7 +191,7 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
     meta = PRMMeta(separator=SEPARATOR, label_mode="pairwise" if job.train.loss == "pairwise" else "soft",
                    loss=job.train.loss, threshold=job.dataset.threshold, data_hash=data_hash, base_model=base,
                    max_length=max_length, value_range={env: list(r) for env, r in ds.value_ranges.items()},
-                   step_format=ds.step_format)
+                   step_format=ds.step_format, labels=job.dataset.labels)
     _save_model(out, model, tokenizer, meta)
     metrics = {"train_seconds": round(time.perf_counter() - started, 1), **losses}
     metrics.update(evaluate(model, tokenizer, ds, max_length, job, source))

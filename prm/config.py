@@ -26,6 +26,10 @@ class StepDatasetConfig:
     val_fraction: float = field(default=0.1, metadata={"help": "Share of tasks (never of paths) held out for "
                                                               "validation."})
     seed: int = field(default=0, metadata={"help": "Seed of the task split."})
+    labels: str = field(default="value", metadata={
+        "help": "value (the step's value scaled to [0, 1]) or optimal (1 where the step's value is its best "
+                "sibling's and above 0, else 0: the step keeps the optimal value; for discounted envs such as "
+                "Blocksworld, where value labels mix how far a state is with how good the step is)."})
     observations: bool = field(default=True, metadata={
         "help": "Where the trees record what the env answered to each step (schema v3, envs that act in a world: "
                 "Blocksworld, TextWorld, gym, OpenSpiel), a step reads its action, a newline and that observation; "
@@ -40,6 +44,8 @@ class StepDatasetConfig:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.labels not in ("value", "optimal"):
+            raise ConfigError(f"labels must be value or optimal, got {self.labels!r}")
         if not isinstance(self.observations, bool):
             raise ConfigError(f"observations must be true or false, got {self.observations!r}")
 

@@ -8,7 +8,11 @@ stores into examples a PRM trains on:
   on the path must qualify too). Its **soft label** is its value ``coalesce(proven, q)``
   scaled by its env's value range (:func:`value_ranges`), ``(v - lo) / (hi - lo)``,
   clipped to [0, 1] (the value itself for envs whose returns are in [0, 1]); its **hard
-  label** is ``soft > threshold``.
+  label** is ``soft > threshold``. With ``labels = "optimal"`` the label is 1 where the
+  step's scaled value is above 0 and equals the best of its siblings' (within
+  :data:`OPTIMAL_TOL`), else 0: ProcessBench's "a step is wrong when it lowers the
+  optimal value", which discounting (a far state's best step worth less than a near
+  state's worst) hides from value labels.
 * The same step sequence from the same task found more than once (several runs, or
   several sources) is **merged**: one step, its label the visit-weighted mean.
 * The qualifying steps of a task form a trie; each root-to-leaf path is one example,
@@ -47,6 +51,7 @@ __all__ = ["StepDatasetConfig", "StepExample", "StepDataset", "StepFormats", "bu
            "iter_task_examples", "stepwise_rows", "STEPWISE_SCHEMA", "value_ranges", "DEFAULT_RANGE"]
 
 DEFAULT_RANGE = (0.0, 1.0)
+OPTIMAL_TOL = 1e-6  # --labels optimal: a step within this (of the value range) of its best sibling is optimal
 
 _NODES_SQL = """
 SELECT n.run_id, n.task_id, n.node_id, n.parent_id, n.action, n.observation, n.step_observation, n.visits, n.q,
@@ -330,7 +335,8 @@ def iter_task_examples(sources: Sequence[str | Path], config: StepDatasetConfig,
                 yield finish()
                 offset += len(trie.parent)
             task_id, trie, env, prompt, first_run = cols["task_id"][0], _Trie(), "", "", ""
-        fmt = _add_rows(cols, trie, config.min_visits, ranges.get(cols["env"][0], DEFAULT_RANGE), config.observations)
+        fmt = _add_rows(cols, trie, config.min_visits, ranges.get(cols["env"][0], DEFAULT_RANGE), config.observations,
+                        config.labels)
         if formats is not None and fmt is not None:
             formats.add(fmt, cols["task_id"][0])
         if not first_run:
@@ -342,11 +348,18 @@ def iter_task_examples(sources: Sequence[str | Path], config: StepDatasetConfig,
 
 
 def _add_rows(cols: dict[str, list], trie: _Trie, min_visits: int, value_range: tuple[float, float],
-              observations: bool = True) -> str | None:
-    """Add one tree's rows (sorted by node id) to its task's trie, labels scaled by ``value_range``;
-    the step format of the rows added (None: none added)."""
+              observations: bool = True, labels: str = "value") -> str | None:
+    """Add one tree's rows (sorted by node id) to its task's trie, labels scaled by ``value_range``
+    (``labels == "optimal"``: 1 for a step whose value is its best sibling's, 0 else); the step
+    format of the rows added (None: none added)."""
     trie_node: dict[int, int] = {}  # tree node id -> trie node (-1: the root)
     seen = cols["step_observation"] if observations else [None] * len(cols["node_id"])
+    best: dict[int, float] = {}  # parent node id -> the highest scaled value among its children
+    if labels == "optimal":
+        for i, parent in enumerate(cols["parent_id"]):
+            got = _label(cols["q"][i], cols["proven"][i], *value_range) if parent >= 0 else None
+            if got is not None and got > best.get(parent, -1.0):
+                best[parent] = got
     fmt = None
     for i in range(len(cols["node_id"])):
         node, parent = cols["node_id"][i], cols["parent_id"][i]
@@ -359,6 +372,8 @@ def _add_rows(cols: dict[str, list], trie: _Trie, min_visits: int, value_range: 
         label = _label(cols["q"][i], cols["proven"][i], *value_range)
         if cols["visits"][i] < min_visits or label is None or cols["action"][i] is None:
             continue
+        if labels == "optimal":
+            label = float(label > OPTIMAL_TOL and label >= best[parent] - OPTIMAL_TOL)
         fmt = "action" if seen[i] is None else "action+observation"
         trie_node[node] = trie.add(up, step_text(cols["action"][i], seen[i]), label, cols["visits"][i])
     return fmt

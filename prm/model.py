@@ -60,6 +60,8 @@ class PRMMeta:
     # 'action': a step is its action's text; 'action+observation': action + '\n' + what the env answered
     # (Env.observe), the separator after the observation (envs that act in a world: docs/prm.md)
     step_format: str = "action"
+    # 'value': a score is the step's value scaled to [0, 1]; 'optimal': the chance the step keeps the optimal value
+    labels: str = "value"
 
     def save(self, directory: Path) -> None:
         from ..data.store import write_text_atomic

@@ -234,3 +234,18 @@ def test_step_text_and_its_action():
     assert step_action("3 + 5 = 8\n", "action") == "3 + 5 = 8\n"  # actions only: the text is the action
     with pytest.raises(ConfigError, match="newline"):
         step_text("two\nlines", "seen")
+
+
+def test_optimal_labels_mark_the_steps_that_keep_the_best_value(tmp_path):
+    """--labels optimal: 1 where a step's value is its best sibling's (and above 0), else 0.
+    Root: a (.75) beats b (proven 0); under a: c (1.4, clipped to 1) beats d (0); e has no value."""
+    ds = build_step_dataset([write_tree(tmp_path)], StepDatasetConfig(val_fraction=0.0, labels="optimal"))
+    assert [ex.steps for ex in ds.train] == [["a", "c"], ["a", "d"], ["b"]]
+    assert [ex.labels for ex in ds.train] == [[1.0, 1.0], [1.0, 0.0], [0.0]]
+    # a state whose every step is worth 0 has no optimal step (the task is lost there)
+    lost = [(0, -1, None, 2, 0.0, None), (1, 0, "x", 1, 0.0, 0.0), (2, 0, "y", 1, 0.0, 0.0)]
+    ds = build_step_dataset([write_tree(tmp_path / "lost", rows=lost)], StepDatasetConfig(val_fraction=0.0,
+                                                                                         labels="optimal"))
+    assert [ex.labels for ex in ds.train] == [[0.0], [0.0]]
+    with pytest.raises(ConfigError, match="labels must be value or optimal"):
+        StepDatasetConfig(labels="q")
