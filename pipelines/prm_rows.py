@@ -105,18 +105,11 @@ def row_paths(rows: list[dict], tasks: str | None = None, step_format: str = "ac
 
 def _replayed(env: Env, task: Task, actions: list[str]) -> list[str]:
     """``actions`` stepped from the task's start, each followed by what the env answered."""
+    from .replay import step_through
+
     rng = np.random.default_rng(0)
-    state, steps = env.reset(task, rng), []
-    for n, action in enumerate(actions, start=1):
-        try:
-            step = env.step(state, action, rng)
-        except TreeqError as exc:
-            raise TaskFileError(f"step {n} ({action!r}) cannot be replayed: {exc}") from None
-        steps.append(step_text(action, env.observe(step.state)))
-        if (step.terminated or step.truncated) and n < len(actions):
-            raise TaskFileError(f"step {n} ({action!r}) ends the episode, {len(actions) - n} more follow")
-        state = step.state
-    return steps
+    return [step_text(action, env.observe(step.state))
+            for action, step in step_through(env, env.reset(task, rng), actions, rng)]
 
 
 def strip_line(row: dict[str, Any]) -> dict[str, Any]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from ..envs.base import Env, Step
 from ..envs.registry import make_env
 from ..errors import ActionError, ConfigError, TaskFileError
 
-__all__ = ["ReplayStep", "replay"]
+__all__ = ["ReplayStep", "replay", "step_through"]
 
 
 @dataclass(frozen=True)
@@ -51,14 +54,28 @@ def replay(env_name: str, actions: list[str], tasks: str | None = None, task_id:
     state = env.reset(task, rng)
     start = env.render(state)
     out: list[ReplayStep] = []
+    for action, step in step_through(env, state, actions, rng):
+        state = step.state
+        out.append(ReplayStep(action, float(step.reward), bool(step.terminated), bool(step.truncated),
+                              env.state_key(state), env.render(state)))
+    return task.task_id, start, out
+
+
+def step_through(env: Env, state: Any, actions: Sequence[str], rng: np.random.Generator
+                 ) -> Iterator[tuple[str, Step]]:
+    """Step ``actions`` in order from ``state``: each action with the env's answer to it.
+
+    Raises:
+        ActionError: an action does not parse, is not legal, or follows the episode's end
+            (the message names its position).
+    """
+    ended = False
     for i, action in enumerate(actions, start=1):
-        if out and (out[-1].terminated or out[-1].truncated):
+        if ended:
             raise ActionError(f"action {i} ({action!r}): the episode already ended after action {i - 1}")
         try:
             step = env.step(state, action, rng)
         except ActionError as exc:
             raise ActionError(f"action {i}: {exc}") from None
-        state = step.state
-        out.append(ReplayStep(action, float(step.reward), bool(step.terminated), bool(step.truncated),
-                              env.state_key(state), env.render(state)))
-    return task.task_id, start, out
+        yield action, step
+        ended, state = step.terminated or step.truncated, step.state

@@ -236,7 +236,7 @@ def test_score_steps_gives_or_replays_the_observations(run_cli, blocksworld_prm,
     assert len(a["scores"]) == 2 and a["scores"] == pytest.approx(b["scores"], abs=1e-6)
     bad = {
         "give 'observations'": {"prompt": env.render(root), "steps": [a1]},
-        "cannot be replayed": {"env": "blocksworld", "task": task, "steps": [a1, "fly to the moon"]},
+        "action 2": {"env": "blocksworld", "task": task, "steps": [a1, "fly to the moon"]},
     }
     for needle, row in bad.items():
         path = tmp_path / "rows.jsonl"
