@@ -224,6 +224,15 @@ def test_ctrl_c_stops_every_env_family(request, tmp_path, family, n_workers):
 
 
 # ---------------------------------------------------------------------------- in this process
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Python leaves SIGINT ignored where it started with it ignored (a job started in the
+    background by a non-interactive shell): these tests need Ctrl-C to raise, as in a terminal."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 class _SigintWhenPickled:
     """A worker function whose pickling, as a worker process starts, sends this process a SIGINT:
     a Ctrl-C that lands while the workers are being started."""
