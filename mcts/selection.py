@@ -132,8 +132,9 @@ def considered_count(gumbel_k: int, actions: int, simulations: int) -> int:
     mctx takes ``min(gumbel_k, actions)`` at any budget; at a budget of a few simulations
     that spends each on a different root action, one step deep, and a task that needs a
     few steps is never finished (Game of 24 with a trained prior: 0 of 200 held-out puzzles
-    at 4 simulations with ``k = 16``, PUCT 123). Half the budget was the best cap of the
-    ones measured (a half, a third, a quarter, an eighth, a sixteenth, a thirty-second; docs/search.md).
+    at 4 simulations with ``k = 16``, PUCT 123). Half the budget was the best cap on the
+    tuning split (of a half, a third, a quarter, an eighth, a sixteenth, a thirty-second;
+    docs/search.md); on a held-out split the quarter did better (docs/loop.md).
     """
     return max(1, min(gumbel_k, actions, simulations // 2))
 
