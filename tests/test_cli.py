@@ -20,7 +20,7 @@ from treeq.data.schema import NODES, RUNS, TREES
 
 NODE_COLUMNS = [
     "run_id", "task_id", "node_id", "parent_id", "depth", "action", "state_key", "observation",
-    "prior", "visits", "value_sum", "q", "reward", "terminal", "proven", "feedback",
+    "prior", "visits", "value_sum", "q", "reward", "terminal", "proven", "feedback", "step_observation",
 ]
 FAST = ["--no-progress", "--workers", "1"]
 
@@ -67,7 +67,7 @@ def test_reader_that_leaves_early_is_no_error(tmp_path):
 
 
 # ------------------------------------------------------------------------- main job path
-def test_search_game24_writes_schema_v2_store(run_cli, tmp_path):
+def test_search_game24_writes_schema_v3_store(run_cli, tmp_path):
     """search --env game24 --limit 3: summary line, v2 columns in all tables, metadata on every file."""
     out = tmp_path / "out"
     res = run_cli("search", "--env", "game24", "--limit", "3", "--simulations", "200", "--out", out, *FAST)
@@ -83,7 +83,7 @@ def test_search_game24_writes_schema_v2_store(run_cli, tmp_path):
     files = sorted(out.rglob("*.parquet"))
     assert len(files) == 3 + 3 + 1  # nodes and trees per task, one runs file
     for f in files:
-        assert pq.read_schema(f).metadata[b"treeq.schema_version"] == b"2", f
+        assert pq.read_schema(f).metadata[b"treeq.schema_version"] == b"3", f
 
     # The summary's counts are the store's counts.
     n_nodes = plain_duckdb(out, "nodes", "count(*)").fetchall()[0][0]

@@ -20,7 +20,7 @@ from treeq.data.schema import NODES, RUNS, TREES
 FAST = ["--no-progress", "--workers", "1"]
 NODE_COLUMNS = [
     "run_id", "task_id", "node_id", "parent_id", "depth", "action", "state_key", "observation",
-    "prior", "visits", "value_sum", "q", "reward", "terminal", "proven", "feedback",
+    "prior", "visits", "value_sum", "q", "reward", "terminal", "proven", "feedback", "step_observation",
 ]
 BW3 = Path(treeq.__file__).parent / "envs" / "tasks" / "blocksworld" / "3"
 TW_SEEDS = [101, 202]
@@ -46,7 +46,7 @@ def one_line_error(res, *needles: str) -> str:
 
 
 # ----------------------------------------------------------------------------- gym
-def test_search_gym_frozenlake_writes_schema_v2(run_cli, tmp_path):
+def test_search_gym_frozenlake_writes_schema_v3(run_cli, tmp_path):
     out = tmp_path / "out"
     res = run_cli("search", "--env", "gym:FrozenLake-v1", "--env-kwargs", '{"is_slippery": false}',
                   "--tasks", "0:2", "--simulations", "300", "--out", out, *FAST)
@@ -57,7 +57,7 @@ def test_search_gym_frozenlake_writes_schema_v2(run_cli, tmp_path):
     assert duckdb.sql(f"SELECT * FROM read_parquet('{out}/trees/**/*.parquet')").columns == TREES.names
     assert duckdb.sql(f"SELECT * FROM read_parquet('{out}/runs/**/*.parquet')").columns == RUNS.names
     for f in out.rglob("*.parquet"):
-        assert pq.read_schema(f).metadata[b"treeq.schema_version"] == b"2", f
+        assert pq.read_schema(f).metadata[b"treeq.schema_version"] == b"3", f
     trees = sql(out, "trees", "task_id, env, simulations, backup, status", "ORDER BY task_id")
     assert trees == [(f"seed-{i}", "gym:FrozenLake-v1", 300, "max", "ok") for i in range(2)]
     roots = sql(out, "nodes", "task_id, parent_id, action, state_key, visits", "WHERE node_id = 0 ORDER BY task_id")
