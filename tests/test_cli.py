@@ -68,7 +68,7 @@ def test_reader_that_leaves_early_is_no_error(tmp_path):
 
 # ------------------------------------------------------------------------- main job path
 def test_search_game24_writes_schema_v3_store(run_cli, tmp_path):
-    """search --env game24 --limit 3: summary line, v2 columns in all tables, metadata on every file."""
+    """search --env game24 --limit 3: summary line, v3 columns in all tables, metadata on every file."""
     out = tmp_path / "out"
     res = run_cli("search", "--env", "game24", "--limit", "3", "--simulations", "200", "--out", out, *FAST)
     assert res.rc == 0, res.err
