@@ -312,10 +312,14 @@ def _group_columns(trajs: list[dict[str, list]], cfg: RewardsConfig, gamma: floa
                 last = 0.0 if ended else t["_v_next"][-1]
             est["gae"].append(adv.gae(r, values, last, gamma, cfg.lam))
     if "prm" in names:
+        from ..prm.format import step_text
         from ..prm.model import score_batch
 
         tokenizer, model, meta = prm
-        paths = [(t["observation"][0] or "", [str(a) for a in t["action"]]) for t in trajs]
+        observed = meta.step_format == "action+observation"
+        paths = [(t["observation"][0] or "", [step_text(str(a), o if observed else None)
+                                              for a, o in zip(t["action"], t.get("step_observation", t["action"]))])
+                 for t in trajs]
         scores = score_batch(model, tokenizer, paths, meta.max_length, skip_long=True)
         est["prm"] = [s if s is not None else [None] * len(t["action"]) for s, t in zip(scores, trajs)]
     out: dict[str, list] = {k: [v for t in trajs for v in t[k]] for k in REQUIRED_COLUMNS}
@@ -355,6 +359,11 @@ def export_rewards(sources: Sequence[str | Path], cfg: RewardsConfig) -> tuple[P
         from ..prm.model import load_prm
 
         prm = load_prm(cfg.prm)
+        if prm[2].step_format == "action+observation":
+            for path, (names, _) in zip(paths, checked):
+                if "step_observation" not in names:
+                    raise StoreError(f"{path}: the PRM {cfg.prm} reads what the env answered to each action, and "
+                                     f"this file has no step_observation column (write it again with `treeq rollouts`)")
     needs_tree = "mcts_q" in cfg.estimators or ("gae" in cfg.estimators and cfg.value_source == "tree")
     if needs_tree:
         _check_tree_envs(cfg.trees, paths, checked)
@@ -366,7 +375,8 @@ def export_rewards(sources: Sequence[str | Path], cfg: RewardsConfig) -> tuple[P
             gamma = _gamma(cfg, settings)
             replay = _Replay(settings, cfg, path) if settings is not None and (
                 "mc" in cfg.estimators or ("gae" in cfg.estimators and cfg.value_source == "mc")) else None
-            columns = [c for c in (*REQUIRED_COLUMNS, "next_state_key", "terminated", "observation") if c in names]
+            columns = [c for c in (*REQUIRED_COLUMNS, "next_state_key", "terminated", "observation", "step_observation")
+                       if c in names]
             batches = _batches(path, columns)
             if lookup is not None:
                 batches = (lookup.join(b) for b in batches)

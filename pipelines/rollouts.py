@@ -106,6 +106,7 @@ def group_rows(env: Env, task: Task, group, max_steps: int, first: int = 0) -> d
                                 ("task_id", task.task_id), ("step", t), ("state_key", env.state_key(state)),
                                 ("next_state_key", env.state_key(step.state)),
                                 ("observation", env.render(state)), ("action", action), ("prior", prior),
+                                ("step_observation", env.observe(step.state)),
                                 ("reward", float(step.reward)), ("terminated", bool(step.terminated)),
                                 ("truncated", bool(step.truncated or cut)), ("success", success)):
                 rows[name].append(value)
@@ -117,6 +118,7 @@ ROLLOUT_SCHEMA = pa.schema([
     ("state_key", pa.string()), ("next_state_key", pa.string()), ("observation", pa.string()),
     ("action", pa.string()), ("prior", pa.float64()), ("reward", pa.float64()), ("terminated", pa.bool_()),
     ("truncated", pa.bool_()), ("success", pa.bool_()),
+    ("step_observation", pa.string()),  # what the env answered to the action (Env.observe; null: the step says it)
 ])
 CONFIG_KEY = "treeq.rollouts"  # Parquet metadata: the RolloutConfig as JSON (export-rewards replays from it)
 _CHUNK = 256  # trajectories per write

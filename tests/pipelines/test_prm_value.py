@@ -248,3 +248,32 @@ def test_score_steps_gives_or_replays_the_observations(run_cli, blocksworld_prm,
                                 "observations": ["ok"]}) + "\n")
     got = run_cli("score-steps", game24_prm, "--input", path)
     assert got.rc == 2 and "reads actions only" in got.err and len(got.err.strip().splitlines()) == 1, got.err
+
+
+@pytest.mark.slow
+def test_export_rewards_prm_scores_rollouts_with_their_observations(run_cli, blocksworld_prm, tmp_path):
+    """Rollouts record what the env answered to each action (step_observation); export-rewards'
+    prm column scores each trajectory as the PRM reads it (checked against score_batch)."""
+    import pyarrow.parquet as pq
+
+    from treeq.prm.model import load_prm, score_batch
+
+    groups = tmp_path / "groups.parquet"
+    assert run_cli("rollouts", "--env", "blocksworld", "--limit", "1", "--group-size", "2", "--max-steps", "4",
+                   "--out", groups, "--no-progress").rc == 0
+    got = run_cli("export-rewards", groups, "--out", tmp_path / "r.parquet", "--estimators", "prm", "--prm",
+                  blocksworld_prm, "--no-progress")
+    assert got.rc == 0, got.err
+    steps = pq.read_table(groups).to_pylist()
+    scored = pq.read_table(tmp_path / "r.parquet").to_pylist()
+    tok, model, meta = load_prm(blocksworld_prm)
+    first = [r for r in steps if r["trajectory_id"] == steps[0]["trajectory_id"]]
+    assert all(r["step_observation"].startswith("I have that, ") for r in first)
+    (want,) = score_batch(model, tok, [(first[0]["observation"], [f"{r['action']}\n{r['step_observation']}"
+                                                                 for r in first])], meta.max_length)
+    assert [r["prm"] for r in scored[: len(first)]] == pytest.approx(want, abs=1e-6)
+    # a rollouts file without the column (written before it existed): one line, exit 2
+    pq.write_table(pq.read_table(groups).drop(["step_observation"]), tmp_path / "old.parquet")
+    got = run_cli("export-rewards", tmp_path / "old.parquet", "--out", tmp_path / "r2.parquet", "--estimators", "prm",
+                  "--prm", blocksworld_prm, "--no-progress")
+    assert got.rc == 2 and "step_observation" in got.err and len(got.err.strip().splitlines()) == 1, got.err
