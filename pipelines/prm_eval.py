@@ -118,7 +118,7 @@ def sample_trajectories(env: Env, task: Task, n: int, rng: np.random.Generator,
                         max_steps: int = 100, step_format: str = "action") -> list[tuple[list[str], bool]]:
     """``n`` uniformly random complete trajectories: (step texts, success), a step written in
     ``step_format`` (:func:`treeq.prm.format.step_text`)."""
-    from ..prm.format import step_text
+    from ..prm.format import OBSERVED, step_text
     from .rollouts import play
 
     def choose(state):
@@ -129,7 +129,7 @@ def sample_trajectories(env: Env, task: Task, n: int, rng: np.random.Generator,
     out = []
     for _ in range(n):
         transitions, success = play(env, start, choose, rng, max_steps)
-        observe = step_format == "action+observation"
+        observe = step_format == OBSERVED
         out.append(([step_text(action, env.observe(step.state) if observe else None)
                      for _, action, _, step in transitions], success))
     return out

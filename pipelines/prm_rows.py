@@ -24,7 +24,7 @@ from ..envs.base import Env, Task
 from ..envs.registry import make_env
 from ..envs.taskfiles import loads_json, read_text
 from ..errors import TaskFileError, TreeqError
-from ..prm.format import step_text
+from ..prm.format import OBSERVED, step_text
 
 __all__ = ["read_rows", "row_paths"]
 
@@ -62,7 +62,7 @@ def row_paths(rows: list[dict], tasks: str | None = None, step_format: str = "ac
     """
     envs: dict[str, Env] = {}
     task_sets: dict[str, dict] = {}
-    observed = step_format == "action+observation"
+    observed = step_format == OBSERVED
     out = []
     for i, row in enumerate(rows):
         where = row.get("_line", f"row {i + 1}")

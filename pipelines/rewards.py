@@ -312,13 +312,14 @@ def _group_columns(trajs: list[dict[str, list]], cfg: RewardsConfig, gamma: floa
                 last = 0.0 if ended else t["_v_next"][-1]
             est["gae"].append(adv.gae(r, values, last, gamma, cfg.lam))
     if "prm" in names:
-        from ..prm.format import step_text
+        from ..prm.format import OBSERVED, step_text
         from ..prm.model import score_batch
 
         tokenizer, model, meta = prm
-        observed = meta.step_format == "action+observation"
-        paths = [(t["observation"][0] or "", [step_text(str(a), o if observed else None)
-                                              for a, o in zip(t["action"], t.get("step_observation", t["action"]))])
+        observed = meta.step_format == OBSERVED  # then the file has the column (checked on opening)
+        paths = [(t["observation"][0] or "",
+                  [step_text(str(a), o) for a, o in zip(t["action"], t["step_observation"] if observed
+                                                         else [None] * len(t["action"]))])
                  for t in trajs]
         scores = score_batch(model, tokenizer, paths, meta.max_length, skip_long=True)
         est["prm"] = [s if s is not None else [None] * len(t["action"]) for s, t in zip(scores, trajs)]
@@ -359,7 +360,9 @@ def export_rewards(sources: Sequence[str | Path], cfg: RewardsConfig) -> tuple[P
         from ..prm.model import load_prm
 
         prm = load_prm(cfg.prm)
-        if prm[2].step_format == "action+observation":
+        from ..prm.format import OBSERVED
+
+        if prm[2].step_format == OBSERVED:
             for path, (names, _) in zip(paths, checked):
                 if "step_observation" not in names:
                     raise StoreError(f"{path}: the PRM {cfg.prm} reads what the env answered to each action, and "

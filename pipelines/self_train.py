@@ -289,13 +289,14 @@ def prm_auroc(prm_dir: str, reference: str, progress: bool) -> float:
     """The PRM's within-depth AUROC against exact step labels on the reference trees (NaN: no exact values)."""
     from ..prm.config import StepDatasetConfig
     from ..prm.dataset import build_step_dataset
+    from ..prm.format import OBSERVED
     from ..prm.model import load_prm
     from .prm import evaluate
 
     tokenizer, model, meta = load_prm(prm_dir)
     # every task, scored as held out, its steps written as the PRM reads them
     ds = build_step_dataset([reference], StepDatasetConfig(val_fraction=0.0,
-                                                           observations=meta.step_format == "action+observation"))
+                                                           observations=meta.step_format == OBSERVED))
     job = PRMJobConfig(sources=(reference,), best_of_n=0, eval_paths=2000, progress=progress)
     got = evaluate(model, tokenizer, replace(ds, train=[], val=ds.val + ds.train), meta.max_length, job)
     value = got.get("auroc_exact_within_depth_mean")

@@ -45,7 +45,7 @@ import pyarrow as pa
 from ..data.store import connect, iter_store_tasks
 from ..errors import ConfigError, StoreError
 from .config import StepDatasetConfig
-from .format import step_text
+from .format import OBSERVED, step_text
 
 __all__ = ["StepDatasetConfig", "StepExample", "StepDataset", "StepFormats", "build_step_dataset", "split_of",
            "iter_task_examples", "stepwise_rows", "STEPWISE_SCHEMA", "value_ranges", "DEFAULT_RANGE"]
@@ -285,7 +285,7 @@ class StepFormats:
         """
         if len(self.tasks) > 1:
             raise StoreError(
-                f"{', '.join(map(str, sources))}: task {self.tasks['action+observation']!r} records what the env "
+                f"{', '.join(map(str, sources))}: task {self.tasks[OBSERVED]!r} records what the env "
                 f"answered to each step, task {self.tasks['action']!r} does not (trees from before schema v3): "
                 "search the old tasks again, or train on actions only (--no-observations)")
         return next(iter(self.tasks), "action")
@@ -374,7 +374,7 @@ def _add_rows(cols: dict[str, list], trie: _Trie, min_visits: int, value_range: 
             continue
         if labels == "optimal":
             label = float(label > OPTIMAL_TOL and label >= best[parent] - OPTIMAL_TOL)
-        fmt = "action" if seen[i] is None else "action+observation"
+        fmt = "action" if seen[i] is None else OBSERVED
         trie_node[node] = trie.add(up, step_text(cols["action"][i], seen[i]), label, cols["visits"][i])
     return fmt
 

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 
 from ..errors import ConfigError
 
-__all__ = ["SEPARATOR", "STEP_FORMATS", "path_text", "step_text", "step_action"]
+__all__ = ["SEPARATOR", "OBSERVED", "STEP_FORMATS", "path_text", "step_text", "step_action"]
 
 SEPARATOR = "<|step|>"
-STEP_FORMATS = ("action", "action+observation")
+OBSERVED = "action+observation"  # the step format of envs that answer each action
+STEP_FORMATS = ("action", OBSERVED)
 
 
 def step_text(action: str, observation: str | None) -> str:
@@ -36,7 +37,7 @@ def step_text(action: str, observation: str | None) -> str:
 def step_action(text: str, step_format: str) -> str:
     """The action of a step written by :func:`step_text` in ``step_format`` (an action that
     comes with an observation holds no newline: the first line is the action)."""
-    return text.split("\n", 1)[0] if step_format == "action+observation" else text
+    return text.split("\n", 1)[0] if step_format == OBSERVED else text
 
 
 def path_text(prompt: str, steps: Sequence[str], separator: str = SEPARATOR) -> str:

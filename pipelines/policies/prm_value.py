@@ -82,14 +82,14 @@ def _load(directory: str, device: str | None) -> tuple[Any, Any, Any]:
 
 def prm_evaluate(env: Env, cfg: SearchConfig, rng: np.random.Generator, lm: LMConfig) -> Evaluator:
     """The ``prm`` evaluator of ``env`` (see the module docstring): one batched PRM call per wave."""
-    from ...prm.format import SEPARATOR, step_text
+    from ...prm.format import OBSERVED, SEPARATOR, step_text
     from ...prm.model import encode_paths, score_batch
 
     lo, hi = check_prm(lm.prm, env.name)
     tokenizer, model, meta, lock = _load(lm.prm, lm.device)
     if meta.separator != SEPARATOR:
         raise ConfigError(f"--prm {lm.prm}: separator {meta.separator!r}, this treeq writes {SEPARATOR!r}")
-    observe = meta.step_format == "action+observation"
+    observe = meta.step_format == OBSERVED
     gamma, mix = float(cfg.gamma), float(lm.value_mix)
     rollout = random_rollout(env, rng, gamma, cfg.rollout_steps) if mix < 1.0 else None
     prompts: dict[int, tuple[Any, str]] = {}  # id(root) -> (root, its rendering): one task's root per hook
