@@ -50,6 +50,7 @@ from treeq.pipelines.config import (
     TinyLMConfig,
 )
 from treeq.pipelines.policies.lm import LMConfig
+from treeq.pipelines.prm_bench import BenchConfig, BenchEvalConfig
 from treeq.pipelines.train_policy import PolicyTrainConfig
 from treeq.prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
 
@@ -476,6 +477,69 @@ def score_steps(
     else:
         write_text_atomic(output, text)
         typer.echo(f"scored {len(rows)} rows, {sum(len(r['scores']) for r in rows)} steps -> {output}")
+
+
+@app.command("prm-bench")
+def prm_bench(
+    env: str = _opt(BenchConfig, "env"),
+    env_kwargs: str = _opt(BenchConfig, "env_kwargs", "--env-kwargs"),
+    tasks: str | None = _opt(BenchConfig, "tasks"),
+    limit: int | None = _opt(BenchConfig, "limit"),
+    per_task: int = _opt(BenchConfig, "per_task"),
+    gamma: float | None = _opt(BenchConfig, "gamma"),
+    max_steps: int = _opt(BenchConfig, "max_steps"),
+    seed: int = _opt(BenchConfig, "seed"),
+    out: str = _opt(BenchConfig, "out", "--out", required=True),
+    progress: bool = _opt(BenchConfig, "progress"),
+) -> None:
+    """Write a ProcessBench-format set whose labels (the earliest wrong step) are exact."""
+    from treeq.pipelines.prm_bench import write_bench
+
+    cfg = BenchConfig(env=env, env_kwargs=_json_object(env_kwargs, "--env-kwargs"), tasks=tasks, limit=limit,
+                      per_task=per_task, gamma=gamma, max_steps=max_steps, seed=seed, out=out, progress=progress)
+    path, meta = write_bench(cfg)
+    skipped = ", ".join(f"{n} {why}" for why, n in meta["skipped"].items() if n)
+    typer.echo(f"wrote {meta['rows']:,} samples ({meta['flawed']:,} flawed) of {meta['tasks_used']:,} tasks to {path}"
+               + (f"; skipped tasks: {skipped}" if skipped else ""))
+
+
+@app.command("prm-eval")
+def prm_eval(
+    model: str | None = typer.Argument(None, help="A directory written by train-prm (with --backend openai: the "
+                                                   "served model's name, optional)."),
+    bench: str = _opt(BenchEvalConfig, "bench", "--bench", required=True),
+    threshold: float = _opt(BenchEvalConfig, "threshold"),
+    batch_size: int = _opt(BenchEvalConfig, "batch_size"),
+    backend: str = _opt(BenchEvalConfig, "backend"),
+    base_url: str | None = _opt(BenchEvalConfig, "base_url"),
+    max_tokens: int = _opt(BenchEvalConfig, "max_tokens"),
+    out: str | None = _opt(BenchEvalConfig, "out"),
+) -> None:
+    """Score a PRM (or an LLM judge) on a prm-bench set: first-error F1, within-depth AUROC, best-of-N."""
+    from treeq.pipelines.prm_bench import evaluate_bench
+
+    cfg = BenchEvalConfig(bench=bench, threshold=threshold, batch_size=batch_size, backend=backend,
+                          base_url=base_url, max_tokens=max_tokens, out=out)
+    m, _ = evaluate_bench(model, cfg)
+    typer.echo(_bench_summary(m))
+
+
+def _bench_summary(m: dict) -> str:
+    def f(x: Any) -> str:
+        return "n/a" if not isinstance(x, float) or x != x else f"{x:.3f}"
+
+    lines = [f"{m['env']}: {m['samples']:,} samples ({m['flawed']:,} flawed), threshold {m['threshold']}"
+             + (f", {m['unscored']} longer than the model reads (counted wrong)" if m.get("unscored") else ""),
+             f"  accuracy on flawed samples {f(m['accuracy_flawed'])}, on correct samples {f(m['accuracy_correct'])}"]
+    if m.get("auroc_by_depth"):
+        lines.append("  AUROC by depth: " + ", ".join(f"{d}: {v:.3f}" for d, v in m["auroc_by_depth"].items()))
+    bon = m.get("best_of_n")
+    if bon:
+        lines.append(f"  best-of-{bon['n']:g} on {bon['tasks']} tasks (lowest step score highest): picks a flawless "
+                     f"sample {f(bon['picked_flawless'])} (random {f(bon['random_flawless'])}), a success "
+                     f"{f(bon['picked_success'])} (random {f(bon['random_success'])})")
+    lines.append(f"first-error F1 {f(m['first_error_f1'])}, within-depth AUROC {f(m['within_depth_auroc'])}")
+    return "\n".join(lines)
 
 
 @app.command("export-prm-data")

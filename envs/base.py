@@ -204,6 +204,19 @@ class Env(Generic[State]):
         """
         return None
 
+    def exact_q(self, state: State, action: str, gamma: float) -> float | None:
+        """The exact optimal action value Q*(state, action) (None: the env has no exact solver).
+
+        The default, for deterministic envs with :meth:`exact_value`: the step's reward plus
+        ``gamma`` times V* of the state it reaches (0 at a terminal state). A stochastic env
+        with exact values overrides it (gym toy-text: value iteration over its transition table).
+        """
+        if not self.deterministic:
+            return None
+        step = self.step(state, action)
+        after = 0.0 if step.terminated else self.exact_value(step.state, gamma)
+        return None if after is None else step.reward + gamma * after
+
     def rewrite_step(self, text: str, rng: np.random.Generator) -> str:
         """The same step as another writer might word it (operands reordered, ...); the default keeps ``text``.
 

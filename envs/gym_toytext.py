@@ -227,6 +227,10 @@ class GymEnv(Env):
     def exact_q(self, state: GymState, action: str, gamma: float) -> float:
         return float(self.q_star(gamma)[state.s, self._index[action]])
 
+    def exact_value(self, state: GymState, gamma: float) -> float:
+        """V*(state) = max over the actions of :meth:`q_star` (infinite horizon)."""
+        return float(self.q_star(gamma)[state.s].max())
+
     # ---------------------------------------------------------------- snapshot
     def _write(self, state: GymState) -> None:
         self._u.s = state.s

@@ -18,6 +18,7 @@ import numpy as np
 
 from ...errors import ActionError, ConfigError, EnvFailure, TaskFileError
 from ..base import Env, Step, Task
+from .exact import MAX_EXACT_STATES, ExactSolver
 from .files import game_task, load_games, read_walkthrough
 from .runtime import GameRuntime, TextWorldState
 
@@ -40,6 +41,8 @@ class TextWorldEnv(Env):
         room_and_inventory: Keep the room description and the inventory in every
             state (and in ``render``). The game then looks and takes inventory inside
             every turn: about 3.5 ms per step instead of 1.8 ms.
+        exact_states: The most reachable states (terminal ones included) a game may
+            have for :meth:`exact_value` to enumerate it; larger games get None.
     """
 
     name = "textworld"
@@ -56,12 +59,16 @@ class TextWorldEnv(Env):
     # Q differences between siblings are powers of gamma apart: explore on that scale
     default_c = 0.1
 
-    def __init__(self, max_games: int = 8, room_and_inventory: bool = True) -> None:
-        if not isinstance(max_games, int) or isinstance(max_games, bool) or max_games < 1:
-            raise ConfigError(f"max_games must be a positive integer, got {max_games!r}")
+    def __init__(self, max_games: int = 8, room_and_inventory: bool = True,
+                 exact_states: int = MAX_EXACT_STATES) -> None:
+        for name, value in (("max_games", max_games), ("exact_states", exact_states)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         self.max_games = max_games
         self.room_and_inventory = bool(room_and_inventory)
+        self.exact_states = exact_states
         self._runtimes: OrderedDict[str, GameRuntime] = OrderedDict()
+        self._exact = ExactSolver(exact_states)
 
     # -- runtimes
     def _runtime(self, game: str, task_id: str) -> GameRuntime:
@@ -150,6 +157,25 @@ class TextWorldEnv(Env):
     def value_bound(self, state: TextWorldState, gamma: float) -> float:
         """``1 - rewards so far``: TextWorld scores only grow, and a win closes at 1.0."""
         return 0.0 if state.done else max(0.0, 1.0 - state.total_reward)
+
+    def exact_value(self, state: TextWorldState, gamma: float) -> float | None:
+        """V*(state): the optimal discounted return after ``state`` (0.0 once the game is over).
+
+        The game's whole reachable state graph (one node per :meth:`state_key`, one edge
+        per admissible command) is enumerated breadth-first from its start, once per
+        game, and solved by Bellman backups to their fixed point, once per (game, gamma)
+        (:mod:`.exact`); later calls look the state up (a state not reachable from the
+        start adds what is reachable from it). Enumeration steps every command of every
+        state: seconds for a few hundred states, minutes for 20,000.
+
+        Returns:
+            The value, or None when the game has more than ``exact_states`` reachable
+            states (it is too large for the exact solver).
+        """
+        if state.done:
+            return 0.0
+        rt = self._runtime_of(state)
+        return self._exact.value(self, state, gamma, (state.game, rt.z8_digest), rt.start)
 
     # -- text from outside
     def canonical_action(self, state: TextWorldState, text: str) -> str:

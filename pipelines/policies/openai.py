@@ -11,6 +11,7 @@ this module is the client, built on the standard library alone (``urllib``, ``js
   :class:`~treeq.pipelines.policies.lm.HFBackend` counts them. Texts go
   :data:`BATCH_TEXTS` to a request, as a list of prompts.
 * **sample**: ``n`` completions of each prompt with ``stop: ["\\n"]`` and a ``seed``.
+* **chat**: one greedy ``/chat/completions`` answer per prompt (``prm-eval``'s judge).
 
 The request's ``model`` is the ``model`` given, else the first id of ``GET /models``.
 When the given ``model`` names a tokenizer that loads (a local directory or hub id), the
@@ -139,6 +140,24 @@ class OpenAIBackend:
             except _Malformed as exc:
                 raise self._malformed(str(exc)) from None
             out.extend(texts[j * n : (j + 1) * n] for j in range(len(chunk)))
+        return out
+
+    def chat(self, prompts: Sequence[str], max_tokens: int) -> list[str]:
+        """One greedy answer per prompt from ``/chat/completions`` (a judge's critique), each
+        prompt the user's message."""
+        out = []
+        for prompt in prompts:
+            payload = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
+                       "max_tokens": max_tokens, "temperature": 0}
+            data = self._post("/chat/completions", payload)
+            try:
+                choice = self._choices(data, 1)[0]
+                text = choice.get("message", {}).get("content") if isinstance(choice.get("message"), dict) else None
+                if not isinstance(text, str):
+                    raise _Malformed("the choice has no message content")
+            except _Malformed as exc:
+                raise self._malformed(str(exc)) from None
+            out.append(text)
         return out
 
     # -- set-up -------------------------------------------------------------------
