@@ -392,6 +392,7 @@ def train_prm(
     threshold: float = _opt(_D, "threshold"),
     val_fraction: float = _opt(_D, "val_fraction"),
     observations: bool = _opt(_D, "observations"),
+    proven_steps: bool = _opt(_D, "proven_steps"),
     labels: str = _opt(_D, "labels"),
     save_every: int = _opt(_T, "save_every"),
     rewrite: float = _opt(_T, "rewrite"),
@@ -416,7 +417,7 @@ def train_prm(
         sources=tuple(str(s) for s in sources), out=str(out), model=model, best_of_n=best_of_n, eval_paths=eval_paths,
         progress=progress,
         dataset=_D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed,
-                   observations=observations, labels=labels),
+                   observations=observations, labels=labels, proven_steps=proven_steps),
         train=_T(loss=loss, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, save_every=save_every, rewrite=rewrite,
                  rewordings=rewordings, first_passes=first_passes,
                  positive_passes=positive_passes, seed=seed),
@@ -529,7 +530,8 @@ def _bench_summary(m: dict) -> str:
         return "n/a" if not isinstance(x, float) or x != x else f"{x:.3f}"
 
     lines = [f"{m['env']}: {m['samples']:,} samples ({m['flawed']:,} flawed), threshold {m['threshold']}"
-             + (f", {m['unscored']} longer than the model reads (counted wrong)" if m.get("unscored") else ""),
+             + (f", {m['cut']} cut to the steps the model reads" if m.get("cut") else "")
+             + (f", {m['unscored']} whose first step it cannot read (counted wrong)" if m.get("unscored") else ""),
              f"  accuracy on flawed samples {f(m['accuracy_flawed'])}, on correct samples {f(m['accuracy_correct'])}"]
     if m.get("auroc_by_depth"):
         lines.append("  AUROC by depth: " + ", ".join(f"{d}: {v:.3f}" for d, v in m["auroc_by_depth"].items()))
@@ -550,6 +552,7 @@ def export_prm_data(
     threshold: float = _opt(_D, "threshold"),
     val_fraction: float = _opt(_D, "val_fraction"),
     observations: bool = _opt(_D, "observations"),
+    proven_steps: bool = _opt(_D, "proven_steps"),
     labels: str = _opt(_D, "labels"),
     seed: int = _opt(_D, "seed"),
     progress: bool = _opt(ExportFileConfig, "progress"),
@@ -561,7 +564,7 @@ def export_prm_data(
     from treeq.pipelines.prm import export_prm_data as run
 
     cfg = _D(min_visits=min_visits, threshold=threshold, val_fraction=val_fraction, seed=seed,
-             observations=observations, labels=labels)
+             observations=observations, labels=labels, proven_steps=proven_steps)
     path, rows, steps = run([str(s) for s in sources], out, cfg, progress=progress)
     typer.echo(f"wrote {rows:,} paths with {steps:,} labelled steps to {path}")
 

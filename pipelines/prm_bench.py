@@ -19,7 +19,8 @@ PlanBench's phrasing, gym, TextWorld) the action, a newline and the env's answer
 The set is a function of the env, the tasks and ``seed`` only.
 
 ``prm-eval`` scores a PRM (or an OpenAI-compatible server as a judge, ProcessBench's critic
-prompt) on a set: the predicted earliest error is the first step scored under the threshold;
+prompt) on a set: the predicted earliest error is the first step scored under the threshold
+(a path longer than the PRM reads is cut to the steps it reads, and judged on those);
 ProcessBench's F1 is the harmonic mean of the accuracy on flawed samples (the predicted
 index equals the label) and on correct ones (no step flagged). Beside it, the AUROC of the
 step scores against exact goodness within each depth (the metric of ``train-prm``), and
@@ -382,8 +383,9 @@ def _bench_metrics(rows: list[dict], scores: list[list[float] | None], predicted
     scored = [(r, s) for r, s in zip(rows, scores) if s is not None]
     if scored:
         flat = np.array([x for _, s in scored for x in s])
-        good = np.array([step_is_good(q, v) for r, _ in scored for q, v in zip(r["q_star"], r["v_star"])])
-        depth = np.array([i for r, _ in scored for i in range(len(r["steps"]))])
+        # a path cut to what the model reads has scores for its first steps only
+        good = np.array([step_is_good(q, v) for r, s in scored for q, v in zip(r["q_star"][: len(s)], r["v_star"])])
+        depth = np.array([i for _, s in scored for i in range(len(s))])
         by_depth = auroc_by_depth(flat, good, depth)
         result["within_depth_auroc"] = float(np.mean(list(by_depth.values()))) if by_depth else math.nan
         result["auroc_by_depth"] = by_depth
@@ -403,6 +405,7 @@ def _bench_metrics(rows: list[dict], scores: list[list[float] | None], predicted
     else:
         result["within_depth_auroc"] = math.nan
     result["unscored"] = sum(s is None for s in scores)
+    result["cut"] = sum(s is not None and len(s) < len(r["steps"]) for r, s in zip(rows, scores))
     return result
 
 
@@ -428,7 +431,7 @@ def evaluate_bench(model: str | None, cfg: BenchEvalConfig,
         predicted = [None if s is None else next((i for i, x in enumerate(s) if x < cfg.threshold), -1)
                      for s in scores]
         if all(s is None for s in scores):
-            raise ConfigError(f"every path of {cfg.bench} is longer than the PRM reads")
+            raise ConfigError(f"no sample of {cfg.bench} has a first step the PRM can read (too long)")
     metrics = _bench_metrics(rows, scores, predicted)
     metrics.update(env=meta["env"], bench=str(cfg.bench), backend=cfg.backend, threshold=cfg.threshold)
     preds = [{"id": r.get("id"), "label": r["label"], "predicted": p, "scores": s}
@@ -463,7 +466,26 @@ def _prm_scores(model_dir: str, cfg: BenchEvalConfig, rows: list[dict], meta: di
         paths = [(r["problem"], [step_action(s, OBSERVED) for s in r["steps"]]) for r in rows]
     else:
         paths = [(r["problem"], list(r["steps"])) for r in rows]
-    return score_batch(model, tokenizer, paths, prm.max_length, batch_size=cfg.batch_size, skip_long=True)
+    paths = [_readable(tokenizer, prompt, steps, prm.max_length) for prompt, steps in paths]
+    scores = score_batch(model, tokenizer, paths, prm.max_length, batch_size=cfg.batch_size, skip_long=True)
+    return [s if steps else None for (_, steps), s in zip(paths, scores)]  # not even the first step fits: None
+
+
+def _readable(tokenizer, prompt: str, steps: list[str], max_length: int) -> tuple[str, list[str]]:
+    """The path cut to its longest prefix of steps the model reads (the model is causal, so the
+    scores of those steps are the ones the whole path would get); all steps where they fit."""
+    from ..prm.format import path_text
+
+    def fits(k: int) -> bool:
+        return len(tokenizer(path_text(prompt, steps[:k]))["input_ids"]) <= max_length
+
+    if fits(len(steps)):
+        return prompt, steps
+    lo, hi = 0, len(steps)  # fits(lo) or lo == 0; not fits(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return prompt, steps[:lo]
 
 
 def _judge(model: str | None, cfg: BenchEvalConfig, rows: list[dict]) -> tuple[list[int | None], list[None]]:

@@ -30,6 +30,10 @@ class StepDatasetConfig:
         "help": "value (the step's value scaled to [0, 1]) or optimal (1 where the step's value is its best "
                 "sibling's and above 0, else 0: the step keeps the optimal value; for discounted envs such as "
                 "Blocksworld, where value labels mix how far a state is with how good the step is)."})
+    proven_steps: bool = field(default=False, metadata={
+        "help": "Also label steps the solver proved with fewer than --min-visits visits (their values are exact: "
+                "Blocksworld's goal steps are proven when their parent is expanded and never visited); off by "
+                "default, where it would add every unvisited last step of a Game of 24 tree."})
     observations: bool = field(default=True, metadata={
         "help": "Where the trees record what the env answered to each step (schema v3, envs that act in a world: "
                 "Blocksworld, TextWorld, gym, OpenSpiel), a step reads its action, a newline and that observation; "

@@ -4,8 +4,10 @@ A tree row is an edge (a step) with its backed-up value; a path from the root is
 task's prompt followed by the step texts along it. This module turns one or more tree
 stores into examples a PRM trains on:
 
-* A step qualifies when its row has at least ``min_visits`` visits (every row above it
-  on the path must qualify too). Its **soft label** is its value ``coalesce(proven, q)``
+* A step qualifies when its row has at least ``min_visits`` visits (with ``proven_steps``,
+  also when the solver proved its value, exact whatever its visits: Blocksworld's goal
+  steps are proven on expansion and never visited), and every row above it on the path
+  qualifies too. Its **soft label** is its value ``coalesce(proven, q)``
   scaled by its env's value range (:func:`value_ranges`), ``(v - lo) / (hi - lo)``,
   clipped to [0, 1] (the value itself for envs whose returns are in [0, 1]); its **hard
   label** is ``soft > threshold``. With ``labels = "optimal"`` the label is 1 where the
@@ -336,7 +338,7 @@ def iter_task_examples(sources: Sequence[str | Path], config: StepDatasetConfig,
                 offset += len(trie.parent)
             task_id, trie, env, prompt, first_run = cols["task_id"][0], _Trie(), "", "", ""
         fmt = _add_rows(cols, trie, config.min_visits, ranges.get(cols["env"][0], DEFAULT_RANGE), config.observations,
-                        config.labels)
+                        config.labels, config.proven_steps)
         if formats is not None and fmt is not None:
             formats.add(fmt, cols["task_id"][0])
         if not first_run:
@@ -348,7 +350,7 @@ def iter_task_examples(sources: Sequence[str | Path], config: StepDatasetConfig,
 
 
 def _add_rows(cols: dict[str, list], trie: _Trie, min_visits: int, value_range: tuple[float, float],
-              observations: bool = True, labels: str = "value") -> str | None:
+              observations: bool = True, labels: str = "value", proven_steps: bool = False) -> str | None:
     """Add one tree's rows (sorted by node id) to its task's trie, labels scaled by ``value_range``
     (``labels == "optimal"``: 1 for a step whose value is its best sibling's, 0 else); the step
     format of the rows added (None: none added)."""
@@ -370,7 +372,8 @@ def _add_rows(cols: dict[str, list], trie: _Trie, min_visits: int, value_range: 
         if up is None:  # the parent did not qualify, or came later in a graph listing
             continue
         label = _label(cols["q"][i], cols["proven"][i], *value_range)
-        if cols["visits"][i] < min_visits or label is None or cols["action"][i] is None:
+        exact = proven_steps and cols["proven"][i] is not None  # the solver's value: exact at any visit count
+        if (cols["visits"][i] < min_visits and not exact) or label is None or cols["action"][i] is None:
             continue
         if labels == "optimal":
             label = float(label > OPTIMAL_TOL and label >= best[parent] - OPTIMAL_TOL)

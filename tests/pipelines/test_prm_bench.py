@@ -287,3 +287,18 @@ def test_an_openai_judge_is_scored_by_processbench_f1(run_cli, game24_bench, mod
 def test_bench_eval_config_validates():
     with pytest.raises(Exception, match="batch_size"):
         BenchEvalConfig(bench="x", batch_size=0)
+
+
+def test_a_long_path_is_cut_to_the_steps_the_model_reads():
+    from treeq.pipelines.prm_bench import _readable
+    from treeq.prm.format import path_text
+
+    def tokenizer(text):  # one token per character
+        return {"input_ids": list(text)}
+
+    steps = ["aaaa", "bbbb", "cccc"]
+    lengths = [len(path_text("P", steps[:k])) for k in range(4)]  # 2, 14, 26, 38 with the 8-character separator
+    assert _readable(tokenizer, "P", steps, lengths[3]) == ("P", steps)
+    assert _readable(tokenizer, "P", steps, lengths[3] - 1) == ("P", steps[:2])
+    assert _readable(tokenizer, "P", steps, lengths[1]) == ("P", steps[:1])
+    assert _readable(tokenizer, "P", steps, lengths[1] - 1) == ("P", [])

@@ -73,9 +73,17 @@ def test_paths_labels_and_ownership(tmp_path):
 
 
 def test_visit_threshold_cuts_below(tmp_path):
-    """min_visits=3 keeps a (4) and c (3); b (2) and d (1) fall, and so does everything under them."""
+    """min_visits=3 keeps a (4) and c (3); b (2) and d (1) fall, and so does everything under them.
+    With proven_steps, b (2 visits, proven) stays, and so does a proven step never visited."""
     ds = build_step_dataset([write_tree(tmp_path)], StepDatasetConfig(min_visits=3, val_fraction=0.0))
     assert [ex.steps for ex in ds.train] == [["a", "c"]]
+    ds = build_step_dataset([write_tree(tmp_path)], StepDatasetConfig(min_visits=3, val_fraction=0.0,
+                                                                      proven_steps=True))
+    assert [ex.steps for ex in ds.train] == [["a", "c"], ["b"]]
+    rows = [r if r[0] != 4 else (4, 1, "d", 0, 0.0, 0.0) for r in TREE]  # d: proven on expansion, never visited
+    ds = build_step_dataset([write_tree(tmp_path / "p", rows=rows)],
+                            StepDatasetConfig(min_visits=3, val_fraction=0.0, proven_steps=True))
+    assert [ex.steps for ex in ds.train] == [["a", "c"], ["a", "d"], ["b"]]
 
 
 def test_zero_visits_need_a_label(tmp_path):
