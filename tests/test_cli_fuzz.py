@@ -72,6 +72,8 @@ def base_invocation(command: str, inp: dict, scratch: Path) -> list[str]:
         "make-textworld-games": ["make-textworld-games", str(scratch / "missing-games"), "--seeds", "0:1"],
         "train-prm": ["train-prm", str(scratch / "no-such-store"), "--out", str(scratch / "prm")],
         "score-steps": ["score-steps", str(scratch / "no-such-prm"), "--input", str(scratch / "no-rows.jsonl")],
+        "prm-bench": ["prm-bench", "--limit", "2", "--no-progress", "--out", str(scratch / "bench")],
+        "prm-eval": ["prm-eval", str(scratch / "no-such-prm"), "--bench", str(scratch / "no-bench")],
         "export-prm-data": ["export-prm-data", store, "--no-progress", "--out", str(scratch / "prm.jsonl")],
         "export-dpo": ["export-dpo", store, "--no-progress", "--out", str(scratch / "dpo.jsonl")],
         "rollouts": ["rollouts", "--limit", "1", "--group-size", "2", "--no-progress",
