@@ -41,6 +41,7 @@ from treeq.pipelines.command_config import (
     TextWorldGamesConfig,
 )
 from treeq.pipelines.config import (
+    CreditBenchConfig,
     DPOConfig,
     PRMJobConfig,
     RewardsConfig,
@@ -747,6 +748,55 @@ def export_rewards(
     partial = ", ".join(f"{k} {n:,}/{rows:,}" for k, n in filled.items() if n < rows)
     typer.echo(f"wrote {rows:,} steps ({', '.join(cfg.estimators)}) to {path}"
                + (f"; rows with a value: {partial}" if partial else ""))
+
+
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    """Integers separated by commas (``2,4,8``)."""
+    from treeq.errors import ConfigError
+
+    try:
+        return tuple(int(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} must be integers separated by commas, got {text!r}") from None
+
+
+_CB = CreditBenchConfig
+
+
+@app.command("credit-bench")
+def credit_bench(
+    env: str = _opt(_CB, "env"),
+    env_kwargs: str = _opt(_CB, "env_kwargs", "--env-kwargs"),
+    tasks: str | None = _opt(_CB, "tasks"),
+    limit: int | None = _opt(_CB, "limit"),
+    policy: str = _opt(_CB, "policy"),
+    temperature: float = _opt(_CB, "temperature"),
+    epsilon: float = _opt(_CB, "epsilon"),
+    model: str | None = _opt(_CB, "model"),
+    estimators: str = typer.Option(",".join(_CB.estimators), help=_help(_CB, "estimators")),
+    group_sizes: str = typer.Option(",".join(map(str, _CB.group_sizes)), help=_help(_CB, "group_sizes")),
+    mc_rollouts: str = typer.Option(",".join(map(str, _CB.mc_rollouts)), help=_help(_CB, "mc_rollouts")),
+    simulations: str = typer.Option(",".join(map(str, _CB.simulations)), help=_help(_CB, "simulations")),
+    seeds: int = _opt(_CB, "seeds"),
+    max_steps: int = _opt(_CB, "max_steps"),
+    gamma: float | None = _opt(_CB, "gamma"),
+    weight: float = _opt(_CB, "weight"),
+    out: str = _opt(_CB, "out"),
+    progress: bool = _opt(_CB, "progress"),
+) -> None:
+    """Measure advantage estimators (GRPO, GiGPO, LOOP, MC, MCTS-Q ...) against exact advantages A^pi and A*."""
+    from treeq.pipelines.credit_bench import run_credit_bench
+
+    cfg = CreditBenchConfig(
+        env=env, env_kwargs=_json_object(env_kwargs, "--env-kwargs"), tasks=tasks, limit=limit, policy=policy,
+        temperature=temperature, epsilon=epsilon, model=model,
+        estimators=tuple(e.strip() for e in estimators.split(",") if e.strip()),
+        group_sizes=_int_list(group_sizes, "--group-sizes"), mc_rollouts=_int_list(mc_rollouts, "--mc-rollouts"),
+        simulations=_int_list(simulations, "--simulations"), seeds=seeds, max_steps=max_steps, gamma=gamma,
+        weight=weight, out=out, progress=progress)
+    _path, lines = run_credit_bench(cfg)
+    for line in lines:
+        typer.echo(line)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -217,6 +217,18 @@ class Env(Generic[State]):
         after = 0.0 if step.terminated else self.exact_value(step.state, gamma)
         return None if after is None else step.reward + gamma * after
 
+    def transitions(self, state: State, action: str) -> list[tuple[float, Step[State]]] | None:
+        """Every outcome of ``action`` in ``state`` with its probability: the env's model.
+
+        Exact policy values (Q^pi, V^pi in ``credit-bench``) are computed from it by dynamic
+        programming. The default, for deterministic envs: the one step, probability 1. A
+        stochastic env with a known model overrides it (gym toy-text: ``unwrapped.P``);
+        None: the model is unknown (the default for stochastic envs).
+        """
+        if not self.deterministic:
+            return None
+        return [(1.0, self.step(state, action))]
+
     def rewrite_step(self, text: str, rng: np.random.Generator) -> str:
         """The same step as another writer might word it (operands reordered, ...); the default keeps ``text``.
 

@@ -231,6 +231,25 @@ class GymEnv(Env):
         """V*(state) = max over the actions of :meth:`q_star` (infinite horizon)."""
         return float(self.q_star(gamma)[state.s].max())
 
+    def transitions(self, state: GymState, action: str) -> list[tuple[float, Step[GymState]]] | None:
+        """The outcomes ``unwrapped.P`` lists for (state, action), same next states merged (None: Taxi's
+        fickle passenger, whose changes of mind P does not hold)."""
+        if self._fickle:
+            return None
+        idx = self._index.get(action)
+        if idx is None:
+            raise ActionError(f"unknown action {action!r} for {self.name}; actions: {', '.join(self.actions)}")
+        merged: dict[int, list] = {}
+        for p, s2, r, term in self._u.P[state.s][idx]:
+            if p <= 0:
+                continue
+            seen = merged.setdefault(int(s2), [0.0, 0.0, bool(term)])
+            seen[0] += float(p)
+            seen[1] += float(p) * float(r)
+        return [(p, Step(GymState(s2, state.extras), pr / p, term,
+                         info={"success": bool(term and pr / p >= self._best_reward)}))
+                for s2, (p, pr, term) in merged.items()]
+
     # ---------------------------------------------------------------- snapshot
     def _write(self, state: GymState) -> None:
         self._u.s = state.s

@@ -23,7 +23,8 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 __all__ = [
-    "EPSILON", "GIGPO_MODES", "discounted_returns", "episode_returns", "grpo", "loop", "gigpo", "turn", "gae",
+    "EPSILON", "GIGPO_MODES", "discounted_returns", "episode_returns", "grpo", "grpo_steps", "loop", "gigpo", "turn",
+    "gae", "normalise_over_steps",
 ]
 
 EPSILON = 1e-6
@@ -72,6 +73,26 @@ def grpo(rewards: Sequence[Sequence[float]], std: bool = True) -> list[float]:
     return _normalise(returns, [0] * len(returns), std, singleton_mean_zero=True)
 
 
+def grpo_steps(rewards: Sequence[Sequence[float]], std: bool = True) -> list[list[float]]:
+    """Multi-turn GRPO over step rows (verl-agent's batches): every step row carries its trajectory's return
+    R_i and is normalised against all step rows of the group, so a longer trajectory weighs more.
+
+    :func:`grpo` normalises over trajectories (one R_i each), as verl does for single-turn data.
+    """
+    return normalise_over_steps([[float(sum(r))] * len(r) for r in rewards], std)
+
+
+def normalise_over_steps(values: Sequence[Sequence[float]], std: bool = True) -> list[list[float]]:
+    """Per-step values standardised over every step row of the group: (x - mean) / (std + eps)."""
+    flat = [float(x) for row in values for x in row]
+    normed = _normalise(flat, [0] * len(flat), std, singleton_mean_zero=True)
+    out, k = [], 0
+    for row in values:
+        out.append(normed[k : k + len(row)])
+        k += len(row)
+    return out
+
+
 def loop(rewards: Sequence[Sequence[float]]) -> list[float]:
     """LOOP (arXiv 2502.01600) leave-one-out: R_i - mean_{j != i} R_j; a group of one gives 0."""
     returns = episode_returns(rewards)
@@ -98,9 +119,7 @@ def gigpo(rewards: Sequence[Sequence[float]], anchors: Sequence[Sequence[Hashabl
     if mode not in GIGPO_MODES:
         raise ValueError(f"gigpo mode must be one of {', '.join(GIGPO_MODES)}, got {mode!r}")
     std = mode == "mean_std_norm"
-    returns = episode_returns(rewards)
-    ep_scores = [returns[i] for i, r in enumerate(rewards) for _ in r]
-    episode = _normalise(ep_scores, [0] * len(ep_scores), std, singleton_mean_zero=True)
+    episode = [e for row in grpo_steps(rewards, std) for e in row]
     step_scores = [g for r in rewards for g in discounted_returns(r, gamma)]
     step_groups = [a for a in anchors for a in a]
     if len(step_groups) != len(step_scores):

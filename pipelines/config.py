@@ -16,7 +16,7 @@ from .policies import DEFAULT_PROPOSER, EVALUATORS, PROPOSERS, check_name
 from .policies.lm import LMConfig
 
 __all__ = ["TaskSelection", "SearchJobConfig", "PRMJobConfig", "DPOConfig", "DPO_RULES", "RolloutConfig", "RewardsConfig", "ESTIMATORS", "TinyLMConfig",
-           "SelfTrainConfig", "POLICY_METHODS"]
+           "SelfTrainConfig", "POLICY_METHODS", "CreditBenchConfig"]
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ class RolloutConfig(TaskSelection):
         check_name("proposer", self.policy)
 
 
-ESTIMATORS = ("grpo", "gigpo", "mc", "turn", "loop", "gae", "mcts_q", "prm")
+ESTIMATORS = ("grpo", "grpo_step", "gigpo", "mc", "mc_adv", "turn", "loop", "gae", "mcts_q", "prm")
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ class RewardsConfig:
     weight: float = field(default=1.0, metadata={"help": "gigpo: weight w of the step advantage."})
     gigpo_mode: str = field(default="mean_std_norm", metadata={
         "help": "gigpo: mean_std_norm (divide by std + 1e-6) or mean_norm (subtract the mean only), as verl-agent."})
-    mc_rollouts: int = field(default=8, metadata={"help": "mc (and gae with --value mc): rollouts K per estimate."})
+    mc_rollouts: int = field(default=8, metadata={"help": "mc, mc_adv (and gae with --value mc): rollouts K per estimate."})
     value: str = field(default="auto", metadata={
         "help": "gae: V(s) from the search 'tree' (--trees) or 'mc' rollouts; auto: tree when --trees is given."})
     trees: tuple[str, ...] = field(default=(), metadata={
@@ -321,3 +321,71 @@ class SelfTrainConfig(TaskSelection):
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers!r}")
         SearchConfig(selection=self.selection)  # the rule's own check
+
+
+@dataclass(frozen=True)
+class CreditBenchConfig(TaskSelection):
+    """A ``credit-bench`` run: advantage estimators against exact advantages (``treeq.pipelines.credit_bench``)."""
+
+    limit: int | None = field(default=20, metadata={"help": "Only the first N tasks; None: all."})
+    policy: str = field(default="softmax-qstar", metadata={
+        "help": "Sampling policy (a registered proposer): softmax-qstar, epsilon-qstar, uniform, hf (--model) ..."})
+    temperature: float = field(default=0.5, metadata={
+        "help": "softmax-qstar: temperature, relative to the spread of Q* over a state's actions."})
+    epsilon: float = field(default=0.3, metadata={"help": "epsilon-qstar: probability of a uniform action."})
+    model: str | None = field(default=None, metadata={"help": "hf policy: the model (a directory, hub id or smollm2)."})
+    estimators: tuple[str, ...] = field(default=(
+        "grpo", "grpo_step", "loop", "turn", "gigpo", "gigpo_mean", "gigpo+turn", "mc", "mcts_q", "mcts_q_or_gigpo"),
+        metadata={"help": "Comma-separated estimators: grpo, grpo_step, loop, turn, gigpo, gigpo_mean, gigpo+turn, "
+                          "mc, mcts_q, mcts_q_or_gigpo."})
+    group_sizes: tuple[int, ...] = field(default=(2, 4, 8, 16, 32), metadata={
+        "help": "Group sizes G (trajectories per task); the groups share their samples."})
+    mc_rollouts: tuple[int, ...] = field(default=(1, 4, 16), metadata={
+        "help": "mc: rollouts K per estimate (each of Q and V), read from the first K of one sample."})
+    simulations: tuple[int, ...] = field(default=(50, 200), metadata={
+        "help": "mcts_q: search budgets S (simulations per task)."})
+    seeds: int = field(default=3, metadata={"help": "Seeds 0..N-1: each a new sample of every group and rollout."})
+    max_steps: int = field(default=50, metadata={
+        "help": "Longest trajectory (the horizon of the rollouts and of the exact policy values)."})
+    gamma: float | None = field(default=None, metadata={"help": "Discount in [0, 1]; None: the env's default_gamma."})
+    weight: float = field(default=1.0, metadata={"help": "gigpo: weight w of the step advantage."})
+    out: str = field(default="credit-bench", metadata={"help": "Output directory."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar over (seed, task)."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from .credit_bench import BENCH_ESTIMATORS, GROUP_ESTIMATORS
+
+        unknown = [e for e in self.estimators if e not in BENCH_ESTIMATORS]
+        if unknown or not self.estimators:
+            raise ConfigError(f"unknown estimator {','.join(unknown) or '(none)'!r}: give a comma-separated list of "
+                              f"{', '.join(BENCH_ESTIMATORS)}")
+        for name, values in (("group_sizes", self.group_sizes), ("mc_rollouts", self.mc_rollouts),
+                             ("simulations", self.simulations)):
+            if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+                raise ConfigError(f"{name} must be positive integers, got {values!r}")
+        group = [e for e in self.estimators if e in GROUP_ESTIMATORS]
+        if group and min(self.group_sizes) < 2:
+            raise ConfigError(f"a group size of 1 leaves {', '.join(group)} nothing to compare with: give group sizes >= 2")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ConfigError(f"epsilon must lie in [0, 1], got {self.epsilon}")
+        if self.seeds < 1:
+            raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
+        if self.max_steps < 1:
+            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.gamma is not None and not 0.0 <= self.gamma <= 1.0:
+            raise ConfigError(f"gamma must lie in [0, 1], got {self.gamma}")
+        if not (math.isfinite(self.weight) and self.weight >= 0):
+            raise ConfigError(f"weight must be a finite number >= 0, got {self.weight}")
+        check_name("proposer", self.policy)
+
+    @property
+    def policy_label(self) -> str:
+        """The policy with its parameter, as results.parquet records it: ``softmax-qstar(T=0.5)``."""
+        if self.policy == "softmax-qstar":
+            return f"softmax-qstar(T={self.temperature:g})"
+        if self.policy == "epsilon-qstar":
+            return f"epsilon-qstar(eps={self.epsilon:g})"
+        return self.policy if self.model is None else f"{self.policy}({self.model})"

@@ -10,8 +10,13 @@ them; any file with the columns ``trajectory_id``, ``group_id``, ``step``,
   (:mod:`treeq.pipelines.advantages`).
 * ``mcts_q``: Q(s,a) - V(s) read from searched trees (``--trees``) wherever the step's
   state key is a node there with the step's action tried; null elsewhere.
-* ``mc``: Q(s_t, a_t) estimated as AgentPRM does, the mean discounted return of K
-  rollouts that take a_t in s_t and then follow the rollout policy.
+* ``mc``: Q(s_t, a_t) estimated by Monte Carlo, the mean discounted return of K rollouts
+  that take a_t in s_t and then follow the rollout policy (Math-Shepherd's completions;
+  AgentPRM's own code differs: see docs/exports.md). ``mc_adv``: the Monte Carlo
+  advantage Q_mc(s_t, a_t) - V_mc(s_t), V_mc the mean return of K rollouts from s_t.
+* ``grpo`` normalises the returns over the group's trajectories (verl's single-turn
+  GRPO); ``grpo_step`` over its step rows, each carrying its trajectory's return, as
+  verl-agent's multi-turn batches do (a longer trajectory weighs more).
 * ``gae``: GAE(gamma, lambda) with V(s) from the trees or from K policy rollouts.
 * ``prm``: a trained PRM's score of each step of the trajectory (one forward pass each).
 
@@ -135,8 +140,9 @@ def _check_source(path: Path, cfg: RewardsConfig) -> tuple[set[str], dict | None
         settings = "not JSON"
     if settings is not None and not isinstance(settings, dict):
         raise StoreError(f"{path}: its rollouts settings ({CONFIG_KEY} in the metadata) are not a JSON object")
-    if settings is None and ("mc" in cfg.estimators or ("gae" in cfg.estimators and cfg.value_source == "mc")):
-        raise StoreError(f"{path}: mc and gae with Monte Carlo values replay the trajectories, and this file has no "
+    if settings is None and ({"mc", "mc_adv"} & set(cfg.estimators)
+                             or ("gae" in cfg.estimators and cfg.value_source == "mc")):
+        raise StoreError(f"{path}: mc, mc_adv and gae with Monte Carlo values replay the trajectories, and this file has no "
                          f"rollouts settings in its metadata (write it with `treeq rollouts`)")
     if "prm" in cfg.estimators and "observation" not in names:
         raise StoreError(f"{path}: prm scores need the column observation (the prompt of each trajectory)")
@@ -286,6 +292,8 @@ def _group_columns(trajs: list[dict[str, list]], cfg: RewardsConfig, gamma: floa
     names = cfg.estimators
     if "grpo" in names:
         est["grpo"] = [[a] * len(r) for a, r in zip(adv.grpo(rewards), rewards)]
+    if "grpo_step" in names:
+        est["grpo_step"] = adv.grpo_steps(rewards)
     if "loop" in names:
         est["loop"] = [[a] * len(r) for a, r in zip(adv.loop(rewards), rewards)]
     if "gigpo" in names:
@@ -297,10 +305,13 @@ def _group_columns(trajs: list[dict[str, list]], cfg: RewardsConfig, gamma: floa
     mc_v = None
     if replay is not None:
         states = replay.states(str(trajs[0]["group_id"][0]), trajs)
-        want_v = "gae" in names and cfg.value_source == "mc"
-        qs, mc_v = replay.mc(str(trajs[0]["group_id"][0]), trajs, states, gamma, "mc" in names, want_v)
+        want_v = ("gae" in names and cfg.value_source == "mc") or "mc_adv" in names
+        qs, mc_v = replay.mc(str(trajs[0]["group_id"][0]), trajs, states, gamma, bool({"mc", "mc_adv"} & set(names)),
+                             want_v)
         if "mc" in names:
             est["mc"] = qs
+        if "mc_adv" in names:  # A_mc = Q_mc(s_t, a_t) - V_mc(s_t)
+            est["mc_adv"] = [[q - v for q, v in zip(q_row, v_row)] for q_row, v_row in zip(qs, mc_v)]
     if "gae" in names:
         est["gae"] = []
         for i, (t, r) in enumerate(zip(trajs, rewards)):
@@ -377,7 +388,7 @@ def export_rewards(sources: Sequence[str | Path], cfg: RewardsConfig) -> tuple[P
         for path, (names, settings) in zip(paths, checked):
             gamma = _gamma(cfg, settings)
             replay = _Replay(settings, cfg, path) if settings is not None and (
-                "mc" in cfg.estimators or ("gae" in cfg.estimators and cfg.value_source == "mc")) else None
+                {"mc", "mc_adv"} & set(cfg.estimators) or ("gae" in cfg.estimators and cfg.value_source == "mc")) else None
             columns = [c for c in (*REQUIRED_COLUMNS, "next_state_key", "terminated", "observation", "step_observation")
                        if c in names]
             batches = _batches(path, columns)

@@ -82,6 +82,8 @@ def base_invocation(command: str, inp: dict, scratch: Path) -> list[str]:
         "export-rewards": ["export-rewards", rollouts, "--no-progress", "--out", str(scratch / "rw.parquet")],
         "train-policy": ["train-policy", str(scratch / "no-such-store"), "--model", str(scratch / "no-model"),
                          "--no-progress", "--out", str(scratch / "policy")],
+        "credit-bench": ["credit-bench", "--limit", "1", "--group-sizes", "2", "--mc-rollouts", "1", "--simulations", "5",
+                         "--seeds", "1", "--max-steps", "6", "--no-progress", "--out", str(scratch / "cb")],
         "self-train": ["self-train", "--tasks", str(scratch / "no-such-tasks.csv"), "--no-progress",
                        "--out", str(scratch / "st")],
     }[command]
@@ -133,6 +135,8 @@ def path_inputs(inp: dict, scratch: Path, bad: str) -> list[list[str]]:
         ["replay", "--tasks", bad],
         ["rollouts", "--tasks", bad, "--no-progress", "--out", str(scratch / "r.parquet")],
         ["make-tiny-model", "--tasks", bad, "--limit", "2", "--out", str(scratch / "tiny")],
+        ["credit-bench", "--tasks", bad, "--group-sizes", "2", "--mc-rollouts", "1", "--simulations", "5",
+         "--seeds", "1", "--no-progress", "--out", str(scratch / "cb")],
     ]
 
 

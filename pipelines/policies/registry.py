@@ -35,6 +35,7 @@ from ...mcts.config import SearchConfig
 from ...mcts.hooks import Evaluator, Proposer, bound_evaluate, random_rollout, uniform_propose, zero_evaluate
 from .lm import LMConfig, lm_propose
 from .prm_value import prm_evaluate
+from .qstar import DEFAULT_EPSILON, DEFAULT_TEMPERATURE, qstar_propose
 
 __all__ = [
     "HookFactory", "Hook", "EVALUATORS", "PROPOSERS", "DEFAULT_PROPOSER", "register_evaluator",
@@ -132,3 +133,8 @@ register_proposer("uniform", lambda env, cfg, rng, lm: uniform_propose(env),
                   help="every legal action, prior 1/#actions")
 register_proposer("hf", lambda env, cfg, rng, lm: lm_propose(env, rng, lm),
                   help="a causal LM (--model): priors of the legal actions, or sampled open-text steps")
+register_proposer("softmax-qstar", lambda env, cfg, rng, lm: qstar_propose(env, cfg.gamma, "softmax", DEFAULT_TEMPERATURE),
+                  help=f"a softmax of the env's exact Q* (temperature {DEFAULT_TEMPERATURE} of the state's Q* spread; "
+                       f"envs with exact values)")
+register_proposer("epsilon-qstar", lambda env, cfg, rng, lm: qstar_propose(env, cfg.gamma, "epsilon", DEFAULT_EPSILON),
+                  help=f"an optimal action by the env's exact Q*, a uniform one with probability {DEFAULT_EPSILON}")

@@ -150,6 +150,30 @@ def test_mc_replays_the_rollouts(tmp_path, run_cli, game24_rollouts):
     assert again == rows  # same seed, same numbers
 
 
+def test_grpo_step_normalises_over_step_rows(tmp_path, run_cli):
+    """verl-agent's multi-turn GRPO: each step row carries its trajectory's return; rows [1, 1, 0, 0]
+    have mean 0.5 and sample std sqrt(1/3), where grpo over trajectories ([1, 0]) has sqrt(1/2)."""
+    rows, _ = export(run_cli, tmp_path, "--estimators", "grpo,grpo_step")
+    a = 0.5 / (math.sqrt(1 / 3) + EPS)
+    assert [r["grpo_step"] for r in rows] == pytest.approx([a, a, -a, -a])
+    assert rows[0]["grpo"] != pytest.approx(rows[0]["grpo_step"])
+
+
+def test_mc_adv_is_q_minus_v(tmp_path, run_cli, game24_rollouts):
+    """mc_adv = Q_mc(s_t, a_t) - V_mc(s_t): at the last step Q is the reward itself and V(s_2) estimates
+    the share of winning last moves (within 4 standard errors)."""
+    k = 400
+    rows, _ = export(run_cli, tmp_path, "--estimators", "mc,mc_adv", "--mc-rollouts", str(k), source=game24_rollouts)
+    env = Game24Env()
+    for r in (r for r in rows if r["step"] == 2):
+        traj = [x for x in rows if x["trajectory_id"] == r["trajectory_id"]]
+        p = float(_win_share(env, traj[0]["state_key"], [traj[0]["action"], traj[1]["action"]]))
+        v = r["mc"] - r["mc_adv"]
+        assert r["mc"] == r["reward"]
+        assert abs(v - p) <= 4 * math.sqrt(p * (1 - p) / k) + 1e-12, (r, p)
+    assert all(-1 <= r["mc_adv"] <= 1 for r in rows)
+
+
 def test_mc_refuses_an_edited_file(tmp_path, run_cli, game24_rollouts):
     table = pq.read_table(game24_rollouts)
     actions = table.column("action").to_pylist()
