@@ -781,10 +781,11 @@ def credit_bench(
     max_steps: int = _opt(_CB, "max_steps"),
     gamma: float | None = _opt(_CB, "gamma"),
     weight: float = _opt(_CB, "weight"),
+    similarity: float = _opt(_CB, "similarity"),
     out: str = _opt(_CB, "out"),
     progress: bool = _opt(_CB, "progress"),
 ) -> None:
-    """Measure advantage estimators (GRPO, GiGPO, LOOP, MC, MCTS-Q ...) against exact advantages A^pi and A*."""
+    """Measure advantage estimators (GRPO, GiGPO, LOOP, HiPER, tree, MC, MCTS-Q ...) against exact A^pi and A*."""
     from treeq.pipelines.credit_bench import run_credit_bench
 
     cfg = CreditBenchConfig(
@@ -793,7 +794,7 @@ def credit_bench(
         estimators=tuple(e.strip() for e in estimators.split(",") if e.strip()),
         group_sizes=_int_list(group_sizes, "--group-sizes"), mc_rollouts=_int_list(mc_rollouts, "--mc-rollouts"),
         simulations=_int_list(simulations, "--simulations"), seeds=seeds, max_steps=max_steps, gamma=gamma,
-        weight=weight, out=out, progress=progress)
+        weight=weight, similarity=similarity, out=out, progress=progress)
     _path, lines = run_credit_bench(cfg)
     for line in lines:
         typer.echo(line)

@@ -229,6 +229,15 @@ class Env(Generic[State]):
             return None
         return [(1.0, self.step(state, action))]
 
+    def subtask_progress(self, state: State) -> int | None:
+        """How many of the task's subgoals ``state`` has achieved: a step ends a subtask where
+        this count rises (``credit-bench``'s hierarchical ``hiper`` estimator reads it).
+
+        None (the default): the env declares no subtasks. Blocksworld counts the goal facts
+        that hold; TextWorld its score.
+        """
+        return None
+
     def rewrite_step(self, text: str, rng: np.random.Generator) -> str:
         """The same step as another writer might word it (operands reordered, ...); the default keeps ``text``.
 

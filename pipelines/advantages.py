@@ -24,7 +24,7 @@ import numpy as np
 
 __all__ = [
     "EPSILON", "GIGPO_MODES", "discounted_returns", "episode_returns", "grpo", "grpo_steps", "loop", "gigpo", "turn",
-    "gae", "normalise_over_steps",
+    "gae", "normalise_over_steps", "similarity_anchors", "tree_grpo", "subtree_values", "hiper",
 ]
 
 EPSILON = 1e-6
@@ -130,6 +130,95 @@ def gigpo(rewards: Sequence[Sequence[float]], anchors: Sequence[Sequence[Hashabl
     for r in rewards:
         out.append(joint[k : k + len(r)])
         k += len(r)
+    return out
+
+
+def similarity_anchors(texts: Sequence[str], threshold: float) -> list[int]:
+    """Anchor groups for states that never repeat exactly (verl-agent ``build_step_group`` with
+    ``enable_similarity``): each text joins the first cluster whose first member it matches
+    with a ``difflib.SequenceMatcher`` ratio >= ``threshold``, else opens a new cluster.
+    Returns a cluster id per text (``threshold`` 1.0: exact matches only)."""
+    from difflib import SequenceMatcher
+
+    reps: list[str] = []
+    exact: dict[str, int] = {}
+    out = []
+    for text in texts:
+        cid = exact.get(text)
+        if cid is None:
+            matcher = SequenceMatcher(None, autojunk=False)
+            matcher.set_seq2(text)
+            for i, rep in enumerate(reps):
+                matcher.set_seq1(rep)
+                if (threshold < 1.0 and matcher.real_quick_ratio() >= threshold and matcher.quick_ratio() >= threshold
+                        and matcher.ratio() >= threshold):
+                    cid = i
+                    break
+            if cid is None:
+                cid = len(reps)
+                reps.append(text)
+            exact[text] = cid
+        out.append(cid)
+    return out
+
+
+def tree_grpo(leaf_returns: Sequence[float], leaf_tree: Sequence[Hashable], std: bool = True) -> list[float]:
+    """Tree-GRPO (arXiv 2509.21240): per leaf of a forest of sampled trees, the intra-tree advantage
+    (its return normalised among the leaves of its own tree) plus the inter-tree advantage (among
+    every leaf of the task's trees)."""
+    intra = _normalise(leaf_returns, leaf_tree, std, singleton_mean_zero=True)
+    inter = _normalise(leaf_returns, [0] * len(leaf_returns), std, singleton_mean_zero=True)
+    return [a + b for a, b in zip(intra, inter)]
+
+
+def subtree_values(parent: Sequence[int], leaf_value: Sequence[float | None]) -> list[float]:
+    """The mean of ``leaf_value`` over the leaves under each node of a forest (``parent[i] < i``, -1
+    for a root; ``leaf_value`` is None at inner nodes): TreePO's subtree averaging."""
+    total = [0.0 if v is None else float(v) for v in leaf_value]
+    count = [0 if v is None else 1 for v in leaf_value]
+    for i in range(len(parent) - 1, -1, -1):
+        if parent[i] >= 0:
+            total[parent[i]] += total[i]
+            count[parent[i]] += count[i]
+    return [t / c if c else float("nan") for t, c in zip(total, count)]
+
+
+def hiper(rewards: Sequence[Sequence[float]], ends_subtask: Sequence[Sequence[bool]], gamma: float,
+          weights: Sequence[float] = (1.0, 1.0, 1.0), std: bool = True) -> list[list[float]]:
+    """A critic-free, group-relative form of HiPER's hierarchical advantage (arXiv 2602.16165):
+    w1 * A_task + w2 * A_subtask + w3 * A_action.
+
+    ``ends_subtask[i][t]``: step t of trajectory i achieves a subgoal (the env's subtask
+    boundary), so step t's subtask index k is the count of boundaries before it.
+    A_task: the trajectory's return, normalised over the group (GRPO). A_subtask: the
+    discounted return from the first step of the step's subtask, normalised among the
+    subtasks of the group with the same index k (the planner's credit for the segment).
+    A_action: the step's discounted return-to-go normalised among the group's steps with the
+    same subtask index (the executor's credit within the stage). HiPER itself estimates
+    both levels with a critic; this variant replaces the critic by group statistics.
+    """
+    w1, w2, w3 = weights
+    task = grpo(rewards, std)
+    seg_scores, seg_groups, act_scores, act_groups, where = [], [], [], [], []
+    for i, (r, ends) in enumerate(zip(rewards, ends_subtask)):
+        if len(ends) != len(r):
+            raise ValueError("ends_subtask must give one flag per step")
+        g = discounted_returns(r, gamma)
+        k, seg = 0, -1
+        for t in range(len(r)):
+            if t == 0 or ends[t - 1]:
+                k = 0 if t == 0 else k + 1
+                seg_scores.append(g[t])
+                seg_groups.append(k)
+                seg = len(seg_scores) - 1
+            act_scores.append(g[t])
+            act_groups.append(k)
+            where.append((i, seg))
+    sub = _normalise(seg_scores, seg_groups, std, singleton_mean_zero=True)
+    act = _normalise(act_scores, act_groups, std, singleton_mean_zero=True)
+    out: list[list[float]] = [[] for _ in rewards]
+    for (i, seg), a in zip(where, act):
+        out[i].append(w1 * task[i] + w2 * sub[seg] + w3 * a)
     return out
 
 

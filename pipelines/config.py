@@ -323,6 +323,11 @@ class SelfTrainConfig(TaskSelection):
         SearchConfig(selection=self.selection)  # the rule's own check
 
 
+CREDIT_BENCH_DEFAULT_ESTIMATORS = (
+    "grpo", "grpo_step", "loop", "turn", "gigpo", "gigpo_mean", "gigpo+turn", "gigpo_obs", "gigpo_sim", "hiper",
+    "tree_grpo", "treepo", "mc", "mcts_q", "mcts_q_or_gigpo")
+
+
 @dataclass(frozen=True)
 class CreditBenchConfig(TaskSelection):
     """A ``credit-bench`` run: advantage estimators against exact advantages (``treeq.pipelines.credit_bench``)."""
@@ -334,13 +339,13 @@ class CreditBenchConfig(TaskSelection):
         "help": "softmax-qstar: temperature, relative to the spread of Q* over a state's actions."})
     epsilon: float = field(default=0.3, metadata={"help": "epsilon-qstar: probability of a uniform action."})
     model: str | None = field(default=None, metadata={"help": "hf policy: the model (a directory, hub id or smollm2)."})
-    estimators: tuple[str, ...] = field(default=(
-        "grpo", "grpo_step", "loop", "turn", "gigpo", "gigpo_mean", "gigpo+turn", "mc", "mcts_q", "mcts_q_or_gigpo"),
-        metadata={"help": "Comma-separated estimators: grpo, grpo_step, loop, turn, gigpo, gigpo_mean, gigpo+turn, "
-                          "mc, mcts_q, mcts_q_or_gigpo."})
+    estimators: tuple[str, ...] = field(default=CREDIT_BENCH_DEFAULT_ESTIMATORS, metadata={
+        "help": "Comma-separated estimators: grpo, grpo_step, loop, turn, gigpo, gigpo_mean, gigpo+turn, gigpo_obs, "
+                "gigpo_sim, hiper, tree_grpo, treepo, mc, mcts_q, mcts_q_or_gigpo. The default is all of them (hiper "
+                "only where the env declares subtasks)."})
     group_sizes: tuple[int, ...] = field(default=(2, 4, 8, 16, 32), metadata={
         "help": "Group sizes G (trajectories per task); the groups share their samples."})
-    mc_rollouts: tuple[int, ...] = field(default=(1, 4, 16), metadata={
+    mc_rollouts: tuple[int, ...] = field(default=(1, 4, 16, 64), metadata={
         "help": "mc: rollouts K per estimate (each of Q and V), read from the first K of one sample."})
     simulations: tuple[int, ...] = field(default=(50, 200), metadata={
         "help": "mcts_q: search budgets S (simulations per task)."})
@@ -349,6 +354,8 @@ class CreditBenchConfig(TaskSelection):
         "help": "Longest trajectory (the horizon of the rollouts and of the exact policy values)."})
     gamma: float | None = field(default=None, metadata={"help": "Discount in [0, 1]; None: the env's default_gamma."})
     weight: float = field(default=1.0, metadata={"help": "gigpo: weight w of the step advantage."})
+    similarity: float = field(default=0.95, metadata={
+        "help": "gigpo_sim: observations whose difflib ratio reaches this share one anchor (verl-agent's default)."})
     out: str = field(default="credit-bench", metadata={"help": "Output directory."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar over (seed, task)."})
 
@@ -379,6 +386,8 @@ class CreditBenchConfig(TaskSelection):
             raise ConfigError(f"gamma must lie in [0, 1], got {self.gamma}")
         if not (math.isfinite(self.weight) and self.weight >= 0):
             raise ConfigError(f"weight must be a finite number >= 0, got {self.weight}")
+        if not 0.0 < self.similarity <= 1.0:
+            raise ConfigError(f"similarity must lie in (0, 1], got {self.similarity}")
         check_name("proposer", self.policy)
 
     @property

@@ -27,7 +27,7 @@ import time
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +51,22 @@ ESTIMATORS: dict[str, tuple[str, str, str]] = {
     "gigpo": ("no", "no", "group + anchor-state table"),
     "gigpo_mean": ("no", "no", "group + anchor-state table"),
     "gigpo+turn": ("no", "no", "group + anchor-state table"),
+    "gigpo_obs": ("no", "no", "group + observation-text table"),
+    "gigpo_sim": ("no", "no", "group + similarity clusters of observations"),
+    "hiper": ("no (group statistics stand in for HiPER's critic)", "no", "group + subtask boundaries"),
+    "tree_grpo": ("no", "no (tree sampling: the env steps of G chains)", "the sampled trees"),
+    "treepo": ("no", "no (tree sampling: the env steps of G chains)", "the sampled trees"),
     "mc": ("no", "K rollouts from each step and each action", "the rollouts' returns"),
     "mcts_q": ("search tree as critic", "S simulations per task", "the search tree"),
     "mcts_q_or_gigpo": ("search tree as critic", "S simulations per task", "tree + anchor-state table"),
 }
-GROUP_ESTIMATORS = ("grpo", "grpo_step", "loop", "gigpo", "gigpo_mean", "gigpo+turn", "mcts_q_or_gigpo")
+GROUP_ESTIMATORS = ("grpo", "grpo_step", "loop", "gigpo", "gigpo_mean", "gigpo+turn", "gigpo_obs", "gigpo_sim", "hiper",
+                    "tree_grpo", "treepo", "mcts_q_or_gigpo")
+TREE_ESTIMATORS = ("tree_grpo", "treepo")  # scored on tree-sampled steps (steps.parquet ``sampling`` = "tree")
 BENCH_ESTIMATORS = tuple(ESTIMATORS)
-_GIGPO = ("gigpo", "gigpo_mean", "gigpo+turn")
+# which anchor's recurrence is an estimator's coverage (steps.parquet columns recurs, recurs_obs, recurs_sim)
+_ANCHOR = {"gigpo": "_recurs", "gigpo_mean": "_recurs", "gigpo+turn": "_recurs", "gigpo_obs": "_recurs_obs",
+           "gigpo_sim": "_recurs_sim"}
 REFERENCES = ("a_pi", "a_star")
 
 
@@ -75,6 +84,44 @@ class _Trajectory:
     a_pi: list[float]
     a_star: list[float]
     steps_left: list[int]
+    texts: list[str]  # the observation an agent reads in each state (GiGPO's text anchors)
+    ends: list[bool]  # the step achieves a subgoal (Env.subtask_progress rises)
+
+
+@dataclass
+class _Node:
+    """One node of a tree-sampled forest; the edge into it is one step (``parent`` < its index)."""
+
+    state: Any
+    key: str
+    tree: int
+    parent: int = -1
+    depth: int = 0
+    action: str | None = None
+    reward: float = 0.0
+    leaf: bool = False  # the episode ended here (terminal, horizon, or no action left)
+    children: int = 0
+    a_pi: float = 0.0
+    a_star: float = 0.0
+
+
+class _Refs:
+    """A^pi and A* of (state, action) at a number of steps left, V* cached per state key."""
+
+    def __init__(self, env: Env, pv: PolicyValues, gamma: float) -> None:
+        self.env, self.pv, self.gamma = env, pv, gamma
+        self.v_star: dict[str, float] = {}
+
+    def __call__(self, state, key: str, action: str, steps_left: int) -> tuple[float, float]:
+        if key not in self.v_star:
+            self.v_star[key] = self.env.exact_value(state, self.gamma)
+        q_star = self.env.exact_q(state, action, self.gamma)
+        return self.pv.advantage(state, action, steps_left), float(q_star) - float(self.v_star[key])
+
+
+def _anchor_text(env: Env, state) -> str:
+    text = env.observe(state)
+    return env.render(state) if text is None else text
 
 
 class _Counted:
@@ -109,29 +156,109 @@ def _chooser(policy: PolicyFn, rng: np.random.Generator) -> Callable[[Any], tupl
     return choose
 
 
-def _sample(env: Env, start: Any, pv: PolicyValues, policy: PolicyFn, rng: np.random.Generator, n: int,
-            horizon: int, gamma: float) -> list[_Trajectory]:
+def _sample(env: Env, start: Any, refs: _Refs, policy: PolicyFn, rng: np.random.Generator, n: int,
+            horizon: int) -> list[_Trajectory]:
     from .rollouts import play
 
     choose = _chooser(policy, rng)
-    v_star: dict[str, float] = {}
+    subtasks = env.subtask_progress(start) is not None
     out = []
     for _ in range(n):
         transitions, _ok = play(env, start, choose, rng, horizon)
-        t = _Trajectory([], [], [], [], [], [], [])
+        t = _Trajectory([], [], [], [], [], [], [], [], [])
         for i, (state, action, _prior, step) in enumerate(transitions):
             key = env.state_key(state)
-            if key not in v_star:
-                v_star[key] = env.exact_value(state, gamma)
-            q_star = env.exact_q(state, action, gamma)
+            a_pi, a_star = refs(state, key, action, horizon - i)
             t.states.append(state)
             t.actions.append(action)
             t.rewards.append(float(step.reward))
             t.keys.append(key)
             t.steps_left.append(horizon - i)
-            t.a_pi.append(pv.advantage(state, action, horizon - i))
-            t.a_star.append(float(q_star) - float(v_star[key]))
+            t.a_pi.append(a_pi)
+            t.a_star.append(a_star)
+            t.texts.append(_anchor_text(env, state))
+            t.ends.append(subtasks and env.subtask_progress(step.state) > env.subtask_progress(state))
         out.append(t)
+    return out
+
+
+def _sample_tree(env: Env, start: Any, refs: _Refs, policy: PolicyFn, rng: np.random.Generator, n_trees: int,
+                 budget: int, horizon: int) -> list[_Node]:
+    """Tree sampling (Tree-GRPO's rollout): ``n_trees`` chains from the start, then, until ``budget``
+    env steps are spent, a uniformly drawn inner node is expanded by a new chain from it to an
+    episode's end. Shared prefixes are stepped once, so the budget of G chains holds more leaves."""
+    choose = _chooser(policy, rng)
+    nodes: list[_Node] = []
+    spent = 0
+
+    def grow(i: int) -> None:
+        nonlocal spent
+        while True:
+            node = nodes[i]
+            picked = None if node.depth >= horizon else choose(node.state)
+            if picked is None:
+                node.leaf = node.children == 0
+                return
+            action = picked[0]
+            step = env.step(node.state, action, rng)
+            spent += 1
+            a_pi, a_star = refs(node.state, node.key, action, horizon - node.depth)
+            node.children += 1
+            nodes.append(_Node(step.state, env.state_key(step.state), node.tree, i, node.depth + 1, action,
+                               float(step.reward), a_pi=a_pi, a_star=a_star))
+            i = len(nodes) - 1
+            if step.terminated or step.truncated:
+                nodes[i].leaf = True
+                return
+
+    for m in range(n_trees):
+        nodes.append(_Node(start, env.state_key(start), m))
+        grow(len(nodes) - 1)
+    while spent < budget:
+        inner = [i for i, nd in enumerate(nodes) if nd.children > 0]
+        if not inner:
+            break
+        grow(inner[int(rng.integers(len(inner)))])
+    return nodes
+
+
+def _tree_columns(nodes: list[_Node], gamma: float, names: Sequence[str]) -> dict[str, list]:
+    """``tree_grpo`` and ``treepo`` on each edge (non-root node) of one task's forest.
+
+    tree_grpo: the mean, over the leaves under the edge, of each leaf's intra-tree plus
+    inter-tree normalised return (what the leaves' gradients give the shared step, per leaf).
+    treepo: r + gamma * V(child) - V(parent), V(n) the mean discounted return from n over the
+    leaves under n (subtree averaging).
+    """
+    parent = [nd.parent for nd in nodes]
+    leaves = [i for i, nd in enumerate(nodes) if nd.leaf]
+    out: dict[str, list] = {}
+    if "tree_grpo" in names:
+        returns = []
+        for i in leaves:  # the episode return: the undiscounted sum along the path, as GRPO's
+            total, j = 0.0, i
+            while j >= 0:
+                total += nodes[j].reward
+                j = parent[j]
+            returns.append(total)
+        per_leaf = adv.tree_grpo(returns, [nodes[i].tree for i in leaves])
+        leaf_adv: list[float | None] = [None] * len(nodes)
+        for i, a in zip(leaves, per_leaf):
+            leaf_adv[i] = a
+        mean_below = adv.subtree_values(parent, leaf_adv)
+        out["tree_grpo"] = [mean_below[i] for i in range(len(nodes)) if parent[i] >= 0]
+    if "treepo" in names:
+        total = [0.0] * len(nodes)
+        count = [0] * len(nodes)
+        for i in leaves:  # the discounted return from every node on the leaf's path
+            g, j = 0.0, i
+            while j >= 0:
+                total[j] += g
+                count[j] += 1
+                g = nodes[j].reward + gamma * g
+                j = parent[j]
+        v = [t / c if c else 0.0 for t, c in zip(total, count)]
+        out["treepo"] = [nodes[i].reward + gamma * v[i] - v[parent[i]] for i in range(len(nodes)) if parent[i] >= 0]
     return out
 
 
@@ -226,29 +353,47 @@ def _mcts(env: Env, task: Task, start: Any, seed: int, budgets: Sequence[int]) -
     return out
 
 
-def _group_columns(trajs: list[_Trajectory], gamma: float, weight: float, names: Sequence[str]) -> dict[str, list]:
-    """The group estimators over one group (flat, trajectory by trajectory), and the anchor recurrence."""
+def _group_columns(trajs: list[_Trajectory], gamma: float, cfg, names: Sequence[str]) -> dict[str, list]:
+    """The group estimators over one group (flat, trajectory by trajectory), and each anchor's recurrence."""
     rewards = [t.rewards for t in trajs]
     anchors = [t.keys for t in trajs]
     out: dict[str, list] = {}
+
+    def flat(rows):
+        return [a for row in rows for a in row]
+
+    def per_step(values):
+        return [a for a, t in zip(values, trajs) for _ in t.actions]
+
     if "grpo" in names:
-        out["grpo"] = [a for a, t in zip(adv.grpo(rewards), trajs) for _ in t.actions]
+        out["grpo"] = per_step(adv.grpo(rewards))
     if "grpo_step" in names:
-        out["grpo_step"] = [a for row in adv.grpo_steps(rewards) for a in row]
+        out["grpo_step"] = flat(adv.grpo_steps(rewards))
     if "loop" in names:
-        out["loop"] = [a for a, t in zip(adv.loop(rewards), trajs) for _ in t.actions]
+        out["loop"] = per_step(adv.loop(rewards))
     if "turn" in names or "gigpo+turn" in names:
         turn = [adv.turn(r, gamma) for r in rewards]
-        out["turn"] = [a for row in turn for a in row]
+        out["turn"] = flat(turn)
     if {"gigpo", "gigpo+turn", "mcts_q_or_gigpo"} & set(names):
-        out["gigpo"] = [a for row in adv.gigpo(rewards, anchors, gamma, weight, "mean_std_norm") for a in row]
+        out["gigpo"] = flat(adv.gigpo(rewards, anchors, gamma, cfg.weight, "mean_std_norm"))
     if "gigpo_mean" in names:
-        out["gigpo_mean"] = [a for row in adv.gigpo(rewards, anchors, gamma, weight, "mean_norm") for a in row]
+        out["gigpo_mean"] = flat(adv.gigpo(rewards, anchors, gamma, cfg.weight, "mean_norm"))
     if "gigpo+turn" in names:
-        turn_norm = [a for row in adv.normalise_over_steps(turn) for a in row]
-        out["gigpo+turn"] = [g + t for g, t in zip(out["gigpo"], turn_norm)]
-    counts = Counter(k for row in anchors for k in row)
-    out["_recurs"] = [counts[k] > 1 for row in anchors for k in row]
+        out["gigpo+turn"] = [g + t for g, t in zip(out["gigpo"], flat(adv.normalise_over_steps(turn)))]
+    texts = [t.texts for t in trajs]
+    if "gigpo_obs" in names:
+        out["gigpo_obs"] = flat(adv.gigpo(rewards, texts, gamma, cfg.weight, "mean_std_norm"))
+    clusters = None
+    if "gigpo_sim" in names:
+        ids = iter(adv.similarity_anchors(flat(texts), cfg.similarity))
+        clusters = [[next(ids) for _ in row] for row in texts]
+        out["gigpo_sim"] = flat(adv.gigpo(rewards, clusters, gamma, cfg.weight, "mean_std_norm"))
+    if "hiper" in names:
+        out["hiper"] = flat(adv.hiper(rewards, [t.ends for t in trajs], gamma))
+    for col, groups in (("_recurs", anchors), ("_recurs_obs", texts), ("_recurs_sim", clusters)):
+        if groups is not None:
+            counts = Counter(k for row in groups for k in row)
+            out[col] = [counts[k] > 1 for row in groups for k in row]
     return out
 
 
@@ -264,70 +409,88 @@ def bench_env(env: Env, tasks: Sequence[Task], policy: PolicyFn, cfg, gamma: flo
     names = cfg.estimators
     g_max, k_max = max(cfg.group_sizes), max(cfg.mc_rollouts)
     want_mc, want_tree = "mc" in names, bool({"mcts_q", "mcts_q_or_gigpo"} & set(names))
+    want_forest = bool(set(TREE_ESTIMATORS) & set(names))
     steps: dict[str, list] = defaultdict(list)
     results: list[dict] = []
-    starts = {}
-    values = {}
+    starts, refs = {}, {}
     for task in tasks:
         start = env.reset(task, _rng(0, task.task_id, 0))
         if env.exact_value(start, gamma) is None:
             raise ConfigError(f"{env.name} has no exact values for task {task.task_id!r}: credit-bench scores "
                               f"estimators against exact advantages (envs with an exact solver only)")
         starts[task.task_id] = start
-        values[task.task_id] = PolicyValues(env, start, policy, gamma, cfg.max_steps)
+        refs[task.task_id] = _Refs(env, PolicyValues(env, start, policy, gamma, cfg.max_steps), gamma)
     for seed in range(cfg.seeds):
         per_task = []
         for task in tasks:
-            start, pv = starts[task.task_id], values[task.task_id]
-            counted = _Counted(env)
-            trajs = _sample(counted, start, pv, policy, _rng(seed, task.task_id, 1), g_max, cfg.max_steps, gamma)
+            start, ref = starts[task.task_id], refs[task.task_id]
+            trajs = _sample(env, start, ref, policy, _rng(seed, task.task_id, 1), g_max, cfg.max_steps)
             mc = _monte_carlo(env, trajs, policy, _rng(seed, task.task_id, 2), k_max, gamma) if want_mc else None
             tree = _mcts(env, task, start, seed, cfg.simulations) if want_tree else None
-            per_task.append((task, trajs, mc, tree))
+            forests = {}
+            if want_forest:  # per group size, a forest with the env steps of its G chains
+                for g in cfg.group_sizes:
+                    budget = sum(len(t.actions) for t in trajs[:g])
+                    forests[g] = _sample_tree(env, start, ref, policy, _rng(seed, task.task_id, 4 + g),
+                                              max(1, -(-g // 4)), budget, cfg.max_steps)
+            per_task.append((task, trajs, mc, tree, forests))
             if progress is not None:
                 progress(1)
         for g in cfg.group_sizes:
             cols: dict[str, list] = defaultdict(list)
             cost: Counter = Counter()
-            for task, trajs, mc, tree in per_task:
+            for task, trajs, mc, tree, forests in per_task:
                 group = trajs[:g]
                 n_sampled = sum(len(t.actions) for t in group)
-                group_cols = _group_columns(group, gamma, cfg.weight, names)
+                chain_cols = _group_columns(group, gamma, cfg, names)
+                tree_cols = {}
+                forest = forests.get(g, [])
+                if forest:
+                    tree_cols = _tree_columns(forest, gamma, names)
+                    for name in tree_cols:
+                        cost[name] += len(forest) - sum(nd.parent < 0 for nd in forest)
+                n_chain = n_sampled
+                n_tree = sum(nd.parent >= 0 for nd in forest)
                 for t_i, t in enumerate(group):
                     for i in range(len(t.actions)):
-                        cols["task_id"].append(task.task_id)
-                        cols["trajectory_id"].append(f"{task.task_id}/{t_i}")
-                        cols["step"].append(i)
-                        cols["state_key"].append(t.keys[i])
-                        cols["action"].append(t.actions[i])
-                        cols["reward"].append(t.rewards[i])
-                        cols["steps_left"].append(t.steps_left[i])
-                        cols["a_pi"].append(t.a_pi[i])
-                        cols["a_star"].append(t.a_star[i])
-                for name, vals in group_cols.items():
-                    if name in names or name == "_recurs":
-                        cols[name].extend(vals)
+                        _row(cols, task.task_id, f"{task.task_id}/{t_i}", i, t.keys[i], t.actions[i], t.rewards[i],
+                             t.steps_left[i], t.a_pi[i], t.a_star[i], "chain")
+                for nd in forest:
+                    if nd.parent >= 0:
+                        up = forest[nd.parent]
+                        _row(cols, task.task_id, f"{task.task_id}/tree{nd.tree}", up.depth, up.key, nd.action,
+                             nd.reward, cfg.max_steps - up.depth, nd.a_pi, nd.a_star, "tree")
+                blank_chain, blank_tree = [None] * n_tree, [None] * n_chain
+                for name in (*names, "_recurs", "_recurs_obs", "_recurs_sim"):
+                    if name in chain_cols:
+                        cols[name].extend(chain_cols[name] + blank_chain)
+                    elif name in tree_cols:
+                        cols[name].extend(blank_tree + tree_cols[name])
                 for name in names:
-                    if name not in ("mc", "mcts_q", "mcts_q_or_gigpo"):
+                    if name not in ("mc", "mcts_q", "mcts_q_or_gigpo", *TREE_ESTIMATORS):
                         cost[column_name(name, 0)] += n_sampled
                 if mc is not None:
                     diffs, costs = mc
                     for k in cfg.mc_rollouts:
                         col = column_name("mc", k)
-                        cols[col].extend(float(d[k - 1]) for row in diffs[:g] for d in row)
+                        cols[col].extend([float(d[k - 1]) for row in diffs[:g] for d in row] + blank_chain)
                         cost[col] += n_sampled + int(sum(c[k - 1] for row in costs[:g] for c in row))
                 if tree is not None:
                     for s in cfg.simulations:
                         q, v, spent = tree[s]
                         tree_adv = [q[(key, a)] - v[key] if (key, a) in q and key in v else None
                                     for t in group for key, a in zip(t.keys, t.actions)]
-                        cols[column_name("mcts_q", s)].extend(tree_adv)  # mcts_q_or_gigpo's coverage reads it too
+                        cols[column_name("mcts_q", s)].extend(tree_adv + blank_chain)  # mcts_q_or_gigpo's coverage
                         cost[column_name("mcts_q", s)] += n_sampled + spent
                         if "mcts_q_or_gigpo" in names:
                             col = column_name("mcts_q_or_gigpo", s)
-                            cols[col].extend(x if x is not None else gg for x, gg in zip(tree_adv, group_cols["gigpo"]))
+                            mixed = [x if x is not None else gg for x, gg in zip(tree_adv, chain_cols["gigpo"])]
+                            cols[col].extend(mixed + blank_chain)
                             cost[col] += n_sampled + spent
             n = len(cols["step"])
+            for key in list(cols):
+                if len(cols[key]) < n:  # an estimator absent from every task of the block
+                    cols[key].extend([None] * (n - len(cols[key])))
             cols["env"] = [env.name] * n
             cols["seed"] = [seed] * n
             cols["group_size"] = [g] * n
@@ -336,6 +499,13 @@ def bench_env(env: Env, tasks: Sequence[Task], policy: PolicyFn, cfg, gamma: flo
                 steps[key].extend(vals)
             results.extend(_score_block(cols, env.name, cfg, seed, g, dict(cost)))
     return results, dict(steps)
+
+
+def _row(cols, task_id, trajectory_id, step, key, action, reward, steps_left, a_pi, a_star, sampling) -> None:
+    for name, value in (("task_id", task_id), ("trajectory_id", trajectory_id), ("step", step), ("state_key", key),
+                        ("action", action), ("reward", reward), ("steps_left", steps_left), ("a_pi", a_pi),
+                        ("a_star", a_star), ("sampling", sampling)):
+        cols[name].append(value)
 
 
 def _estimator_columns(cols: dict[str, list], cfg) -> list[tuple[str, int, str]]:
@@ -350,28 +520,32 @@ def _estimator_columns(cols: dict[str, list], cfg) -> list[tuple[str, int, str]]
     return out
 
 
-def _coverage(name: str, budget: int, cols: dict[str, list]) -> float:
-    """GiGPO: the share of steps whose state recurs in their group (anchor coverage); MCTS-Q: the share of
-    steps the tree holds; 1 for the rest."""
-    if name in _GIGPO:
-        recurs = cols.get("_recurs") or []
+def _coverage(name: str, budget: int, cols: dict[str, list], rows: list[int]) -> float:
+    """GiGPO: the share of steps whose anchor (state, observation text or similarity cluster) recurs
+    in their group; MCTS-Q: the share of steps the tree holds; 1 for the rest."""
+    if name in _ANCHOR:
+        recurs = [cols[_ANCHOR[name]][i] for i in rows] if _ANCHOR[name] in cols else []
         return float(np.mean(recurs)) if recurs else float("nan")
     if name in ("mcts_q", "mcts_q_or_gigpo"):
         tree = cols.get(column_name("mcts_q", budget)) or []
-        return float(np.mean([x is not None for x in tree])) if tree else float("nan")
+        return float(np.mean([tree[i] is not None for i in rows])) if tree else float("nan")
     return 1.0
 
 
 def _score_block(cols: dict[str, list], env_name: str, cfg, seed: int, g: int, cost: dict[str, int]) -> list[dict]:
-    """The result rows of one (seed, group size) block of steps."""
+    """The result rows of one (seed, group size) block of steps: each estimator on its own sampling's rows."""
     rows = []
+    by_sampling = defaultdict(list)
+    for i, sampling in enumerate(cols["sampling"]):
+        by_sampling[sampling].append(i)
     for name, budget, col in _estimator_columns(cols, cfg):
+        own = by_sampling["tree" if name in TREE_ESTIMATORS else "chain"]
         values = cols[col]
-        keep = [i for i, x in enumerate(values) if x is not None]
+        keep = [i for i in own if values[i] is not None]
         x = [values[i] for i in keep]
         states = [cols["state_key"][i] for i in keep]
         actions = [cols["action"][i] for i in keep]
-        coverage = _coverage(name, budget, cols)
+        coverage = _coverage(name, budget, cols, own)
         for ref in REFERENCES:
             y = [cols[ref][i] for i in keep]
             m = score(x, y, states, actions)
@@ -392,7 +566,9 @@ def results_from_steps(steps, cfg) -> list[dict]:
     out = []
     for (env_name, seed, g), idx in blocks.items():
         cols = {k: [v[i] for i in idx] for k, v in steps.items()}
-        cols["_recurs"] = cols.pop("recurs", cols.get("_recurs", []))
+        for col in ("recurs", "recurs_obs", "recurs_sim"):
+            if col in cols:
+                cols["_" + col] = cols.pop(col)
         out.extend(_score_block(cols, env_name, cfg, seed, g, {}))
     return out
 
@@ -411,6 +587,7 @@ def run_credit_bench(cfg) -> tuple[Path, list[str]]:
     from ..data.store import RecordWriter
     from ..envs.registry import make_env
     from ..mcts.config import SearchConfig, resolve_defaults
+    from .config import CREDIT_BENCH_DEFAULT_ESTIMATORS
     from .policies import PROPOSERS, check_name
     from .policies.lm import LMConfig
     from .policies.qstar import qstar_probs
@@ -423,6 +600,11 @@ def run_credit_bench(cfg) -> tuple[Path, list[str]]:
     tasks = list(env.load_tasks(cfg.tasks))[: cfg.limit]
     if not tasks:
         raise ConfigError(f"no tasks for {env.name}")
+    if "hiper" in cfg.estimators and env.subtask_progress(env.reset(tasks[0], _rng(0, tasks[0].task_id, 0))) is None:
+        if cfg.estimators != CREDIT_BENCH_DEFAULT_ESTIMATORS:
+            raise ConfigError(f"hiper needs subtask boundaries and {env.name} declares none (Env.subtask_progress): "
+                              f"Blocksworld and TextWorld do")
+        cfg = replace(cfg, estimators=tuple(e for e in cfg.estimators if e != "hiper"))
     if cfg.policy in ("softmax-qstar", "epsilon-qstar"):
         kind, param = ("softmax", cfg.temperature) if cfg.policy == "softmax-qstar" else ("epsilon", cfg.epsilon)
 
@@ -446,7 +628,9 @@ def run_credit_bench(cfg) -> tuple[Path, list[str]]:
         results, steps = bench_env(env, tasks, policy, cfg, gamma, bar.update)
     seconds = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
-    steps["recurs"] = steps.pop("_recurs")
+    for col in ("_recurs", "_recurs_obs", "_recurs_sim"):
+        if col in steps:
+            steps[col[1:]] = steps.pop(col)
     with RecordWriter(out / "steps.parquet") as w:
         w.write(pa.table(steps))
     with RecordWriter(out / "results.parquet") as w:

@@ -27,6 +27,7 @@ from .rules import (
     apply_action,
     build_world,
     canonical_action,
+    goal_facts_held,
     is_goal,
     successors,
     world_atoms,
@@ -108,6 +109,10 @@ class BlocksworldEnv(Env):
         if is_goal(new):
             return Step(new, 1.0, True, info={"success": True})
         return Step(new, 0.0, False)
+
+    def subtask_progress(self, state: BlocksworldState) -> int:
+        """The goal facts that hold in ``state`` (one subgoal each)."""
+        return goal_facts_held(state)
 
     def state_key(self, state: BlocksworldState) -> str:
         """Configuration and goal, e.g. ``blue on red; red on table; hand empty | goal: on blue red``.

@@ -30,6 +30,7 @@ __all__ = [
     "apply_action",
     "atoms",
     "canonical_action",
+    "goal_facts_held",
     "is_goal",
     "parse_action",
 ]
@@ -153,6 +154,13 @@ def satisfied(g: Goal, world: World) -> bool:
         and all(world[x] == HAND for x in g.holding)
         and not (g.handempty and HAND in world)
     )
+
+
+def goal_facts_held(state: BlocksworldState) -> int:
+    """How many of the goal's atoms hold in ``state``."""
+    g, world = compile_goal(state.blocks, state.goal), state.world
+    return (sum(world[x] == s for x, s in g.position) + sum(world[x] != HAND and x not in world for x in g.clear)
+            + sum(world[x] == HAND for x in g.holding) + int(g.handempty and HAND not in world))
 
 
 def is_goal(state: BlocksworldState) -> bool:

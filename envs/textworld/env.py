@@ -125,6 +125,10 @@ class TextWorldEnv(Env):
         """
         return state.key
 
+    def subtask_progress(self, state: TextWorldState) -> int:
+        """The game's score: each point is a quest step done."""
+        return int(state.score)
+
     def render(self, state: TextWorldState) -> str:
         """Goal, last command and answer, room description and inventory.
 

@@ -142,6 +142,75 @@ def test_grpo_over_steps_weighs_long_trajectories():
     assert rows == [pytest.approx([0.25] * 3), pytest.approx([-0.75])]
 
 
+def test_similarity_anchors_cluster_near_duplicates():
+    texts = ["You are in the kitchen. You see a knife.", "You are in the kitchen. You see a knife!", "A hallway.",
+             "You are in the kitchen. You see a knife."]
+    assert adv.similarity_anchors(texts, 0.95) == [0, 0, 1, 0]
+    assert adv.similarity_anchors(texts, 1.0) == [0, 1, 2, 0]  # exact matches only
+
+
+def test_tree_grpo_and_subtree_values_by_hand():
+    # leaves with returns 1, 0 (tree 0) and 1 (tree 1): intra-tree +-0.5/(std 0.7071 + eps) and a singleton 1/(1 + eps);
+    # inter-tree: mean 2/3, std sqrt(1/3)
+    e = adv.EPSILON
+    intra = [0.5 / (math.sqrt(0.5) + e), -0.5 / (math.sqrt(0.5) + e), 1 / (1 + e)]
+    inter = [(1 / 3) / (math.sqrt(1 / 3) + e), (-2 / 3) / (math.sqrt(1 / 3) + e), (1 / 3) / (math.sqrt(1 / 3) + e)]
+    assert adv.tree_grpo([1, 0, 1], [0, 0, 1]) == pytest.approx([a + b for a, b in zip(intra, inter)])
+    # a root with children 1 (leaves 3, 4) and 2 (a leaf)
+    assert adv.subtree_values([-1, 0, 0, 1, 1], [None, None, 3.0, 1.0, 2.0]) == pytest.approx([2.0, 1.5, 3.0, 1.0, 2.0])
+
+
+def test_treepo_on_a_hand_built_forest():
+    from treeq.pipelines.credit_bench import _Node, _tree_columns
+
+    # s0 -a-> s1 -c-> end (1) and s1 -d-> end (0.2) (an expansion at s1); s0 -b-> end (0.3)
+    nodes = [_Node("s0", "s0", 0), _Node("s1", "s1", 0, 0, 1, "a", 0.0), _Node("end", "end", 0, 1, 2, "c", 1.0, True),
+             _Node("end", "end", 0, 1, 2, "d", 0.2, True), _Node("end", "end", 0, 0, 1, "b", 0.3, True)]
+    cols = _tree_columns(nodes, 1.0, ("treepo", "tree_grpo"))
+    # V(s1) = (1 + 0.2) / 2 = 0.6, V(s0) = (1 + 0.2 + 0.3) / 3 = 0.5; edges a, c, d, b
+    assert cols["treepo"] == pytest.approx([0.1, 0.4, -0.4, -0.2])
+    leaf = adv.tree_grpo([1.0, 0.2, 0.3], [0, 0, 0])
+    assert cols["tree_grpo"] == pytest.approx([(leaf[0] + leaf[1]) / 2, leaf[0], leaf[1], leaf[2]])
+
+
+def test_hiper_by_hand():
+    # trajectory 0 ends a subtask at its first step; returns 1 and 0; gamma 1, means only
+    out = adv.hiper([[0, 0, 1], [0, 0]], [[True, False, False], [False, False]], 1.0, std=False)
+    # task +-0.5; subtask 0: G = 1, 0 -> +-0.5, subtask 1 (alone): 1; action: stage 0 G = 1, 0, 0 -> 2/3, -1/3, -1/3
+    assert out[0] == pytest.approx([0.5 + 0.5 + 2 / 3, 0.5 + 1.0 + 0.0, 0.5 + 1.0 + 0.0])
+    assert out[1] == pytest.approx([-0.5 - 0.5 - 1 / 3] * 2)
+
+
+def test_blocksworld_declares_its_goal_facts_as_subtasks():
+    from treeq.envs.blocksworld.env import BlocksworldEnv
+    from treeq.envs.blocksworld.rules import is_goal
+
+    env = BlocksworldEnv()
+    task = env.load_tasks()[0]
+    state = env.reset(task)
+    counts = [env.subtask_progress(state)]
+    while not is_goal(state):  # follow an optimal plan: the goal facts all hold at the end
+        state = max(((a, env.step(state, a)) for a in env.legal_actions(state)),
+                    key=lambda x: env.exact_q(state, x[0], 0.9))[1].state
+        counts.append(env.subtask_progress(state))
+    assert counts[-1] == len(state.goal) > counts[0]
+
+
+def test_tree_sampling_spends_the_chain_budget():
+    env = Tiny(slip=0.5)
+    results, steps = _bench(env, estimators=("grpo", "tree_grpo", "treepo"), group_sizes=(4, 16), seeds=1, max_steps=3)
+    by = {(r["estimator"], r["group_size"], r["reference"]): r for r in results}
+    for g in (4, 16):
+        chain = sum(1 for s, gs in zip(steps["sampling"], steps["group_size"]) if s == "chain" and gs == g)
+        tree = sum(1 for s, gs in zip(steps["sampling"], steps["group_size"]) if s == "tree" and gs == g)
+        assert by[("grpo", g, "a_pi")]["env_steps"] == chain
+        assert by[("tree_grpo", g, "a_pi")]["env_steps"] == tree
+        assert chain <= tree < chain + 2 * 3  # the last chain of each task may run past the budget
+    assert all(v is None for v, s in zip(steps["grpo"], steps["sampling"]) if s == "tree")
+    assert all(v is not None for v, s in zip(steps["treepo"], steps["sampling"]) if s == "tree")
+    assert by[("treepo", 16, "a_pi")]["auroc"] > 0.5
+
+
 # ----------------------------------------------------------------------------- estimators converge to their references
 def _bench(env, **kw):
     cfg = CreditBenchConfig(policy="uniform", limit=None, progress=False, **kw)
@@ -223,6 +292,8 @@ def test_credit_bench_cli_and_steps_reproduce_results(run_cli, tmp_path):
     (["--group-sizes", "1,4"], "group size of 1"),
     (["--estimators", "grpo,nope"], "unknown estimator"),
     (["--group-sizes", "2,x"], "--group-sizes"),
+    (["--env", "gym:FrozenLake-v1", "--estimators", "grpo,hiper"], "subtask"),
+    (["--similarity", "0"], "similarity"),
 ])
 def test_credit_bench_bad_input(run_cli, tmp_path, argv, needle):
     res = run_cli("credit-bench", "--limit", "1", "--seeds", "1", "--out", tmp_path / "cb", "--no-progress", *argv)
