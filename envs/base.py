@@ -185,8 +185,22 @@ class Env(Generic[State]):
         directly. The policy passes it through the model's chat template where the
         tokenizer has one.
         """
+        return self._prompt(state, "Next action:")
+
+    def answer_text(self, state: State) -> str | None:
+        """The task's final answer as text, for estimators that ask how likely a language model
+        finds it after the steps so far (``credit-bench``'s ``mig``). None: the env has no answer
+        text (the default); Countdown and Game of 24 answer with their target."""
+        return None
+
+    def answer_prompt(self, state: State) -> str:
+        """:meth:`policy_prompt` with ``Answer:`` where it says ``Next action:``: the text the
+        answer (:meth:`answer_text`) follows."""
+        return self._prompt(state, "Answer:")
+
+    def _prompt(self, state: State, cue: str) -> str:
         head = f"{self.instructions}\n\n" if self.instructions else ""
-        return f"{head}{self.render(state)}\nNext action:"
+        return f"{head}{self.render(state)}\n{cue}"
 
     def value_bound(self, state: State, gamma: float) -> float | None:
         """An upper bound on the optimal return from ``state`` (None: unknown, the default).

@@ -241,6 +241,10 @@ class CountdownEnv(Env):
         ]
         return "\n".join(lines)
 
+    def answer_text(self, state: CountdownState) -> str:
+        """The target (the number the last step must leave)."""
+        return format_number(state.target)
+
     def observe(self, state: CountdownState) -> None:
         """None: a step's text says the numbers left (``(left: ...)``), the target is in the prompt."""
         return None

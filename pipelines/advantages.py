@@ -17,6 +17,7 @@ Conventions shared with verl / verl-agent, whose code these follow:
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 
@@ -24,7 +25,7 @@ import numpy as np
 
 __all__ = [
     "EPSILON", "GIGPO_MODES", "discounted_returns", "episode_returns", "grpo", "grpo_steps", "loop", "gigpo", "turn",
-    "gae", "normalise_over_steps", "similarity_anchors", "tree_grpo", "subtree_values", "hiper",
+    "gae", "normalise_over_steps", "similarity_anchors", "tree_grpo", "subtree_values", "hiper", "mig",
 ]
 
 EPSILON = 1e-6
@@ -219,6 +220,22 @@ def hiper(rewards: Sequence[Sequence[float]], ends_subtask: Sequence[Sequence[bo
     out: list[list[float]] = [[] for _ in rewards]
     for (i, seg), a in zip(where, act):
         out[i].append(w1 * task[i] + w2 * sub[seg] + w3 * a)
+    return out
+
+
+def mig(answer_logps: Sequence[float]) -> list[float]:
+    """Step-wise marginal information gain with the monotone watermark (arXiv 2602.01034).
+
+    ``answer_logps``: log p(answer | steps < 1), ..., log p(answer | steps <= T) under a
+    language model (T + 1 values for T steps). MIG_t = L_t - L_{t-1}; the reward of step t is
+    MIG_t where it exceeds every earlier MIG of the trajectory (the first step's always
+    counts), else 0.
+    """
+    out, best = [], -math.inf
+    for before, after in zip(answer_logps, answer_logps[1:]):
+        gain = float(after) - float(before)
+        out.append(gain if gain > best else 0.0)
+        best = max(best, gain)
     return out
 
 

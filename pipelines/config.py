@@ -325,7 +325,7 @@ class SelfTrainConfig(TaskSelection):
 
 CREDIT_BENCH_DEFAULT_ESTIMATORS = (
     "grpo", "grpo_step", "loop", "turn", "gigpo", "gigpo_mean", "gigpo+turn", "gigpo_obs", "gigpo_sim", "hiper",
-    "tree_grpo", "treepo", "mc", "mcts_q", "mcts_q_or_gigpo")
+    "mig", "tree_grpo", "treepo", "mc", "mcts_q", "mcts_q_or_gigpo")
 
 
 @dataclass(frozen=True)
@@ -338,11 +338,12 @@ class CreditBenchConfig(TaskSelection):
     temperature: float = field(default=0.5, metadata={
         "help": "softmax-qstar: temperature, relative to the spread of Q* over a state's actions."})
     epsilon: float = field(default=0.3, metadata={"help": "epsilon-qstar: probability of a uniform action."})
-    model: str | None = field(default=None, metadata={"help": "hf policy: the model (a directory, hub id or smollm2)."})
+    model: str | None = field(default=None, metadata={
+        "help": "The language model of the hf policy and of mig (a directory, hub id or smollm2)."})
     estimators: tuple[str, ...] = field(default=CREDIT_BENCH_DEFAULT_ESTIMATORS, metadata={
         "help": "Comma-separated estimators: grpo, grpo_step, loop, turn, gigpo, gigpo_mean, gigpo+turn, gigpo_obs, "
-                "gigpo_sim, hiper, tree_grpo, treepo, mc, mcts_q, mcts_q_or_gigpo. The default is all of them (hiper "
-                "only where the env declares subtasks)."})
+                "gigpo_sim, hiper, mig, tree_grpo, treepo, mc, mcts_q, mcts_q_or_gigpo. The default is all of them "
+                "(hiper where the env declares subtasks, mig with --model on an env with an answer)."})
     group_sizes: tuple[int, ...] = field(default=(2, 4, 8, 16, 32), metadata={
         "help": "Group sizes G (trajectories per task); the groups share their samples."})
     mc_rollouts: tuple[int, ...] = field(default=(1, 4, 16, 64), metadata={

@@ -54,6 +54,7 @@ ESTIMATORS: dict[str, tuple[str, str, str]] = {
     "gigpo_obs": ("no", "no", "group + observation-text table"),
     "gigpo_sim": ("no", "no", "group + similarity clusters of observations"),
     "hiper": ("no (group statistics stand in for HiPER's critic)", "no", "group + subtask boundaries"),
+    "mig": ("no (a language model scores the answer)", "no (one LM forward per state)", "the trajectory"),
     "tree_grpo": ("no", "no (tree sampling: the env steps of G chains)", "the sampled trees"),
     "treepo": ("no", "no (tree sampling: the env steps of G chains)", "the sampled trees"),
     "mc": ("no", "K rollouts from each step and each action", "the rollouts' returns"),
@@ -86,6 +87,8 @@ class _Trajectory:
     steps_left: list[int]
     texts: list[str]  # the observation an agent reads in each state (GiGPO's text anchors)
     ends: list[bool]  # the step achieves a subgoal (Env.subtask_progress rises)
+    final: Any = None  # the state after the last step
+    mig: list[float] | None = None  # per step, where the bench runs a language model
 
 
 @dataclass
@@ -111,12 +114,14 @@ class _Refs:
     def __init__(self, env: Env, pv: PolicyValues, gamma: float) -> None:
         self.env, self.pv, self.gamma = env, pv, gamma
         self.v_star: dict[str, float] = {}
+        self.q_star: dict[tuple[str, str], float] = {}
 
     def __call__(self, state, key: str, action: str, steps_left: int) -> tuple[float, float]:
         if key not in self.v_star:
-            self.v_star[key] = self.env.exact_value(state, self.gamma)
-        q_star = self.env.exact_q(state, action, self.gamma)
-        return self.pv.advantage(state, action, steps_left), float(q_star) - float(self.v_star[key])
+            self.v_star[key] = float(self.env.exact_value(state, self.gamma))
+        if (key, action) not in self.q_star:
+            self.q_star[(key, action)] = float(self.env.exact_q(state, action, self.gamma))
+        return self.pv.advantage(state, action, steps_left), self.q_star[(key, action)] - self.v_star[key]
 
 
 def _anchor_text(env: Env, state) -> str:
@@ -178,6 +183,7 @@ def _sample(env: Env, start: Any, refs: _Refs, policy: PolicyFn, rng: np.random.
             t.a_star.append(a_star)
             t.texts.append(_anchor_text(env, state))
             t.ends.append(subtasks and env.subtask_progress(step.state) > env.subtask_progress(state))
+        t.final = transitions[-1][3].state if transitions else start
         out.append(t)
     return out
 
@@ -390,6 +396,8 @@ def _group_columns(trajs: list[_Trajectory], gamma: float, cfg, names: Sequence[
         out["gigpo_sim"] = flat(adv.gigpo(rewards, clusters, gamma, cfg.weight, "mean_std_norm"))
     if "hiper" in names:
         out["hiper"] = flat(adv.hiper(rewards, [t.ends for t in trajs], gamma))
+    if "mig" in names:
+        out["mig"] = flat(t.mig for t in trajs)
     for col, groups in (("_recurs", anchors), ("_recurs_obs", texts), ("_recurs_sim", clusters)):
         if groups is not None:
             counts = Counter(k for row in groups for k in row)
@@ -398,10 +406,12 @@ def _group_columns(trajs: list[_Trajectory], gamma: float, cfg, names: Sequence[
 
 
 def bench_env(env: Env, tasks: Sequence[Task], policy: PolicyFn, cfg, gamma: float,
-              progress: Callable[[int], object] | None = None) -> tuple[list[dict], dict[str, list]]:
+              progress: Callable[[int], object] | None = None,
+              answer_logp: Callable[[Sequence[Any]], list[float]] | None = None) -> tuple[list[dict], dict[str, list]]:
     """Run the bench on one env: the result rows and the per-step columns (see the module docstring).
 
-    ``cfg`` is a :class:`~treeq.pipelines.config.CreditBenchConfig` (its env fields are not read).
+    ``cfg`` is a :class:`~treeq.pipelines.config.CreditBenchConfig` (its env fields are not read);
+    ``answer_logp(states)``: log p(answer | state) under a language model, for ``mig``.
 
     Raises:
         ConfigError: the env has no exact values or no model of its transitions.
@@ -425,6 +435,12 @@ def bench_env(env: Env, tasks: Sequence[Task], policy: PolicyFn, cfg, gamma: flo
         for task in tasks:
             start, ref = starts[task.task_id], refs[task.task_id]
             trajs = _sample(env, start, ref, policy, _rng(seed, task.task_id, 1), g_max, cfg.max_steps)
+            if "mig" in names:
+                if answer_logp is None:
+                    raise ConfigError("mig needs a language model: give --model")
+                logps = iter(answer_logp([s for t in trajs for s in (*t.states, t.final)]))
+                for t in trajs:
+                    t.mig = adv.mig([next(logps) for _ in range(len(t.states) + 1)])
             mc = _monte_carlo(env, trajs, policy, _rng(seed, task.task_id, 2), k_max, gamma) if want_mc else None
             tree = _mcts(env, task, start, seed, cfg.simulations) if want_tree else None
             forests = {}
@@ -573,6 +589,24 @@ def results_from_steps(steps, cfg) -> list[dict]:
     return out
 
 
+def _answer_scorer(env: Env, backend) -> Callable[[Sequence[Any]], list[float]]:
+    """``answer_logp(states)``: log p(answer | Env.answer_prompt(state)) under ``backend``'s model,
+    through its chat template where it has one; one value per distinct prompt is computed."""
+    memo: dict[str, float] = {}
+
+    def answer_logp(states):
+        prompts = [backend.format_prompt(env.answer_prompt(s)) for s in states]
+        todo = {p: s for p, s in zip(prompts, states) if p not in memo}
+        if todo:
+            keys = list(todo)
+            scored = backend.score(keys, [[backend.joiner + env.answer_text(todo[p])] for p in keys])
+            for p, (res,) in zip(keys, scored):
+                memo[p] = float(res[0])
+        return [memo[p] for p in prompts]
+
+    return answer_logp
+
+
 def run_credit_bench(cfg) -> tuple[Path, list[str]]:
     """Run the bench of ``cfg`` (:class:`~treeq.pipelines.config.CreditBenchConfig`) and write its outputs.
 
@@ -589,7 +623,7 @@ def run_credit_bench(cfg) -> tuple[Path, list[str]]:
     from ..mcts.config import SearchConfig, resolve_defaults
     from .config import CREDIT_BENCH_DEFAULT_ESTIMATORS
     from .policies import PROPOSERS, check_name
-    from .policies.lm import LMConfig
+    from .policies.lm import LMConfig, get_backend
     from .policies.qstar import qstar_probs
 
     out = Path(cfg.out)
@@ -600,16 +634,37 @@ def run_credit_bench(cfg) -> tuple[Path, list[str]]:
     tasks = list(env.load_tasks(cfg.tasks))[: cfg.limit]
     if not tasks:
         raise ConfigError(f"no tasks for {env.name}")
+    by_default = cfg.estimators == CREDIT_BENCH_DEFAULT_ESTIMATORS  # estimators an env cannot run are then left out
     if "hiper" in cfg.estimators and env.subtask_progress(env.reset(tasks[0], _rng(0, tasks[0].task_id, 0))) is None:
-        if cfg.estimators != CREDIT_BENCH_DEFAULT_ESTIMATORS:
+        if not by_default:
             raise ConfigError(f"hiper needs subtask boundaries and {env.name} declares none (Env.subtask_progress): "
                               f"Blocksworld and TextWorld do")
         cfg = replace(cfg, estimators=tuple(e for e in cfg.estimators if e != "hiper"))
+    answer_logp = None
+    if "mig" in cfg.estimators:
+        start = env.reset(tasks[0], _rng(0, tasks[0].task_id, 0))
+        why = ("mig scores the task's answer and {env} has none (Env.answer_text: Countdown and Game of 24 do)"
+               if env.answer_text(start) is None else "mig needs a language model: give --model" if cfg.model is None
+               else None)
+        if why is not None:
+            if not by_default:
+                raise ConfigError(why.format(env=env.name))
+            cfg = replace(cfg, estimators=tuple(e for e in cfg.estimators if e != "mig"))
+        else:
+            answer_logp = _answer_scorer(env, get_backend(LMConfig(model=cfg.model)))
     if cfg.policy in ("softmax-qstar", "epsilon-qstar"):
         kind, param = ("softmax", cfg.temperature) if cfg.policy == "softmax-qstar" else ("epsilon", cfg.epsilon)
 
+        memo: dict[str, list[tuple[str, float]]] = {}  # Q* depends on the state key alone
+
         def policy(states):
-            return [qstar_probs(env, s, gamma, kind, param) for s in states]
+            out = []
+            for s in states:
+                key = env.state_key(s)
+                if key not in memo:
+                    memo[key] = qstar_probs(env, s, gamma, kind, param)
+                out.append(memo[key])
+            return out
     else:
         search_cfg = resolve_defaults(SearchConfig(gamma=gamma), env)
         propose = PROPOSERS[check_name("proposer", cfg.policy)].factory(env, search_cfg, _rng(0, "policy", 9),
@@ -625,7 +680,7 @@ def run_credit_bench(cfg) -> tuple[Path, list[str]]:
     started = time.perf_counter()
     with tqdm(total=cfg.seeds * len(tasks), desc=f"credit-bench {env.name}", unit="task", disable=not cfg.progress,
               dynamic_ncols=True) as bar:
-        results, steps = bench_env(env, tasks, policy, cfg, gamma, bar.update)
+        results, steps = bench_env(env, tasks, policy, cfg, gamma, bar.update, answer_logp)
     seconds = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
     for col in ("_recurs", "_recurs_obs", "_recurs_sim"):

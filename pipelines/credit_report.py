@@ -42,6 +42,10 @@ def _headline(summary, estimator: str, g: int, budgets: dict[str, int]) -> tuple
     return (b, a_pi, a_star) if a_pi and a_star else None
 
 
+# the GiGPO variants whose anchor coverage the report draws against group size, and what their anchor is
+_ANCHORS = (("gigpo", "state key"), ("gigpo_obs", "observation text"), ("gigpo_sim", "similar observations"))
+
+
 def write_report(results: list[dict], out: Path, cfg, seconds: float, env_name: str) -> list[str]:
     """Write ``table.md``, ``quality_vs_steps.png`` and ``gigpo_group_size.png``; return the summary lines."""
     from .credit_bench import ESTIMATORS
@@ -69,10 +73,12 @@ def write_report(results: list[dict], out: Path, cfg, seconds: float, env_name: 
         ranked.append((a_star["auroc"][0], label, a_pi["spearman"][0]))
     lines += ["", f"± : 95% interval over {cfg.seeds} seeds. Metrics at group size {g_max}; mc at K = "
               f"{budgets['mc']}, mcts_q at S = {budgets['mcts_q']} simulations.", ""]
-    coverage = [(g, summary.get(("gigpo", g, 0, "a_pi"))) for g in cfg.group_sizes]
-    if all(c for _, c in coverage):
-        lines.append("GiGPO against group size: " + "; ".join(
-            f"G={g}: coverage {c['coverage'][0]:.2f}, Spearman vs A^pi {c['spearman'][0]:.2f}" for g, c in coverage))
+    for name, anchor in _ANCHORS:
+        curve = [(g, summary.get((name, g, 0, "a_pi")), summary.get((name, g, 0, "a_star"))) for g in cfg.group_sizes]
+        if all(a and b for _, a, b in curve):
+            lines.append(f"{name} ({anchor}) against group size: " + "; ".join(
+                f"G={g}: coverage {a['coverage'][0]:.2f}, Spearman vs A^pi {a['spearman'][0]:.2f}, "
+                f"AUROC vs A* {b['auroc'][0]:.2f}" for g, a, b in curve))
     (out / "table.md").write_text("\n".join(lines) + "\n")
     _plots(summary, cfg, out, env_name)
     ranked = [r for r in ranked if not math.isnan(r[0])]
@@ -108,28 +114,29 @@ def _plots(summary, cfg, out: Path, env_name: str) -> None:
         ax.set_xlabel("env steps spent")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8)
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=8)
     fig.suptitle(f"{env_name}: advantage estimators against exact advantages ({cfg.policy_label})")
     fig.tight_layout()
     fig.savefig(out / "quality_vs_steps.png", dpi=100)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name in ("gigpo", "gigpo_mean", "gigpo+turn"):
+    for (name, anchor), color in zip(_ANCHORS, ("C0", "C1", "C2")):
         rows = [(g, summary.get((name, g, 0, "a_pi"))) for g in cfg.group_sizes]
         rows = [(g, s) for g, s in rows if s]
         if rows:
-            ax.plot([g for g, _ in rows], [s["spearman"][0] for _, s in rows], marker="o", label=f"{name}: Spearman vs A^pi")
-    rows = [(g, summary.get(("gigpo", g, 0, "a_pi"))) for g in cfg.group_sizes]
-    rows = [(g, s) for g, s in rows if s]
-    if rows:
-        ax.plot([g for g, _ in rows], [s["coverage"][0] for _, s in rows], marker="s", ls="--", color="k",
-                label="anchor coverage")
+            gs = [g for g, _ in rows]
+            ax.plot(gs, [s["spearman"][0] for _, s in rows], marker="o", color=color,
+                    label=f"{name}: Spearman vs A^pi")
+            ax.plot(gs, [s["coverage"][0] for _, s in rows], marker="s", ls="--", color=color,
+                    label=f"{name}: coverage ({anchor})")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("group size G")
     ax.set_ylim(-0.05, 1.05)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     ax.set_title(f"{env_name}: GiGPO against group size")
     fig.tight_layout()
     fig.savefig(out / "gigpo_group_size.png", dpi=100)

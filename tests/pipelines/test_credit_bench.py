@@ -211,6 +211,14 @@ def test_tree_sampling_spends_the_chain_budget():
     assert by[("treepo", 16, "a_pi")]["auroc"] > 0.5
 
 
+def test_mig_by_hand():
+    # L = -3, -1, -2, 0.5: MIG = 2, -1, 2.5; the second does not beat 2, the third does
+    assert adv.mig([-3.0, -1.0, -2.0, 0.5]) == pytest.approx([2.0, 0.0, 2.5])
+    assert adv.mig([-1.0, -2.0, -4.0]) == pytest.approx([-1.0, 0.0])  # the first step always counts
+    assert adv.mig([-1.0, -2.0, -2.5]) == pytest.approx([-1.0, -0.5])  # -0.5 beats -1
+    assert adv.mig([0.0]) == []
+
+
 # ----------------------------------------------------------------------------- estimators converge to their references
 def _bench(env, **kw):
     cfg = CreditBenchConfig(policy="uniform", limit=None, progress=False, **kw)
@@ -298,3 +306,27 @@ def test_credit_bench_cli_and_steps_reproduce_results(run_cli, tmp_path):
 def test_credit_bench_bad_input(run_cli, tmp_path, argv, needle):
     res = run_cli("credit-bench", "--limit", "1", "--seeds", "1", "--out", tmp_path / "cb", "--no-progress", *argv)
     assert_one_line_error(res, needle)
+
+
+def test_credit_bench_hf_policy_and_mig(run_cli, tmp_path):
+    """A language model as the sampling policy and as MIG's scorer (a tiny one made offline)."""
+    model = tmp_path / "tiny"
+    assert run_cli("make-tiny-model", "--env", "game24", "--out", model, "--limit", "30").rc == 0
+    out = tmp_path / "cb"
+    res = run_cli("credit-bench", "--policy", "hf", "--model", model, "--estimators", "grpo,mig,tree_grpo",
+                  "--limit", "2", "--seeds", "1", "--group-sizes", "4", "--out", out, "--no-progress")
+    assert res.rc == 0, res.err
+    steps = pq.read_table(out / "steps.parquet").to_pydict()
+    chain = [i for i, s in enumerate(steps["sampling"]) if s == "chain"]
+    assert chain and all(steps["mig"][i] is not None and math.isfinite(steps["mig"][i]) for i in chain)
+    assert any(steps["mig"][i] != 0 for i in chain)
+    results = pq.read_table(out / "results.parquet").to_pylist()
+    assert {r["estimator"] for r in results} == {"grpo", "mig", "tree_grpo"}
+    assert all(r["policy"] == f"hf({model})" for r in results)
+    # without a model, mig is refused when asked for and left out of the default set
+    res = run_cli("credit-bench", "--estimators", "grpo,mig", "--limit", "1", "--seeds", "1", "--out", tmp_path / "x",
+                  "--no-progress")
+    assert_one_line_error(res, "--model")
+    res = run_cli("credit-bench", "--env", "blocksworld", "--estimators", "mig", "--model", model, "--limit", "1",
+                  "--out", tmp_path / "y", "--no-progress")
+    assert_one_line_error(res, "answer")
