@@ -541,6 +541,11 @@ def _bench_summary(m: dict) -> str:
         lines.append(f"  best-of-{bon['n']:g} on {bon['tasks']} tasks (lowest step score highest): picks a flawless "
                      f"sample {f(bon['picked_flawless'])} (random {f(bon['random_flawless'])}), a success "
                      f"{f(bon['picked_success'])} (random {f(bon['random_success'])})")
+    cal = m.get("calibrated")
+    if cal:
+        lines.append(f"  at a threshold fitted on the other half of the tasks ({', '.join(f'{t:.3f}' for t in cal['thresholds'])}"
+                     f"): first-error F1 {f(cal['first_error_f1'])} (flawed {f(cal['accuracy_flawed'])}, correct "
+                     f"{f(cal['accuracy_correct'])})")
     lines.append(f"first-error F1 {f(m['first_error_f1'])}, within-depth AUROC {f(m['within_depth_auroc'])}")
     return "\n".join(lines)
 
@@ -776,6 +781,7 @@ def credit_bench(
     estimators: str = typer.Option(",".join(_CB.estimators), help=_help(_CB, "estimators")),
     group_sizes: str = typer.Option(",".join(map(str, _CB.group_sizes)), help=_help(_CB, "group_sizes")),
     mc_rollouts: str = typer.Option(",".join(map(str, _CB.mc_rollouts)), help=_help(_CB, "mc_rollouts")),
+    mc_trajectories: int = _opt(_CB, "mc_trajectories"),
     simulations: str = typer.Option(",".join(map(str, _CB.simulations)), help=_help(_CB, "simulations")),
     seeds: int = _opt(_CB, "seeds"),
     max_steps: int = _opt(_CB, "max_steps"),
@@ -793,6 +799,7 @@ def credit_bench(
         temperature=temperature, epsilon=epsilon, model=model,
         estimators=tuple(e.strip() for e in estimators.split(",") if e.strip()),
         group_sizes=_int_list(group_sizes, "--group-sizes"), mc_rollouts=_int_list(mc_rollouts, "--mc-rollouts"),
+        mc_trajectories=mc_trajectories,
         simulations=_int_list(simulations, "--simulations"), seeds=seeds, max_steps=max_steps, gamma=gamma,
         weight=weight, similarity=similarity, out=out, progress=progress)
     _path, lines = run_credit_bench(cfg)

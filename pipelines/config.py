@@ -348,6 +348,9 @@ class CreditBenchConfig(TaskSelection):
         "help": "Group sizes G (trajectories per task); the groups share their samples."})
     mc_rollouts: tuple[int, ...] = field(default=(1, 4, 16, 64), metadata={
         "help": "mc: rollouts K per estimate (each of Q and V), read from the first K of one sample."})
+    mc_trajectories: int = field(default=8, metadata={
+        "help": "mc: estimate the steps of each task's first N trajectories only (Monte Carlo is not group-relative: "
+                "more trajectories add rows, not quality)."})
     simulations: tuple[int, ...] = field(default=(50, 200), metadata={
         "help": "mcts_q: search budgets S (simulations per task)."})
     seeds: int = field(default=3, metadata={"help": "Seeds 0..N-1: each a new sample of every group and rollout."})
@@ -381,6 +384,8 @@ class CreditBenchConfig(TaskSelection):
             raise ConfigError(f"epsilon must lie in [0, 1], got {self.epsilon}")
         if self.seeds < 1:
             raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
+        if self.mc_trajectories < 1:
+            raise ConfigError(f"mc_trajectories must be >= 1, got {self.mc_trajectories}")
         if self.max_steps < 1:
             raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.gamma is not None and not 0.0 <= self.gamma <= 1.0:

@@ -441,7 +441,8 @@ def bench_env(env: Env, tasks: Sequence[Task], policy: PolicyFn, cfg, gamma: flo
                 logps = iter(answer_logp([s for t in trajs for s in (*t.states, t.final)]))
                 for t in trajs:
                     t.mig = adv.mig([next(logps) for _ in range(len(t.states) + 1)])
-            mc = _monte_carlo(env, trajs, policy, _rng(seed, task.task_id, 2), k_max, gamma) if want_mc else None
+            mc = (_monte_carlo(env, trajs[: cfg.mc_trajectories], policy, _rng(seed, task.task_id, 2), k_max, gamma)
+                  if want_mc else None)
             tree = _mcts(env, task, start, seed, cfg.simulations) if want_tree else None
             forests = {}
             if want_forest:  # per group size, a forest with the env steps of its G chains
@@ -489,7 +490,8 @@ def bench_env(env: Env, tasks: Sequence[Task], policy: PolicyFn, cfg, gamma: flo
                     diffs, costs = mc
                     for k in cfg.mc_rollouts:
                         col = column_name("mc", k)
-                        cols[col].extend([float(d[k - 1]) for row in diffs[:g] for d in row] + blank_chain)
+                        unscored = [None] * sum(len(t.actions) for t in group[len(diffs):])  # past mc_trajectories
+                        cols[col].extend([float(d[k - 1]) for row in diffs[:g] for d in row] + unscored + blank_chain)
                         cost[col] += n_sampled + int(sum(c[k - 1] for row in costs[:g] for c in row))
                 if tree is not None:
                     for s in cfg.simulations:

@@ -409,6 +409,47 @@ def _bench_metrics(rows: list[dict], scores: list[list[float] | None], predicted
     return result
 
 
+def first_flagged(scores: Sequence[float] | None, threshold: float) -> int | None:
+    """The predicted earliest error: the first step scored under ``threshold`` (-1: none; None: unscored)."""
+    return None if scores is None else next((i for i, x in enumerate(scores) if x < threshold), -1)
+
+
+def calibrated_f1(rows: list[dict], scores: list[list[float] | None]) -> dict[str, Any] | None:
+    """First-error F1 at a threshold fitted on other tasks than those it is measured on.
+
+    A PRM trained on values scores a correct step of a hard task low, so a fixed 0.5 can
+    flag every sample. The tasks are split in two halves (by a hash of the task); the
+    threshold that maximises F1 on one half (over the distinct step scores there) is
+    measured on the other, and the other way round; the result is the mean of the two.
+    None when a half has no flawed or no correct sample.
+    """
+    import zlib
+
+    halves: list[list[int]] = [[], []]
+    for i, r in enumerate(rows):
+        halves[zlib.crc32(r["task"].encode()) % 2].append(i)
+    out = []
+    for fit, test in (halves, halves[::-1]):
+        fit_labels = [rows[i]["label"] for i in fit]
+        test_labels = [rows[i]["label"] for i in test]
+        if not fit or not test or min(fit_labels) >= 0 or max(fit_labels) < 0 \
+                or min(test_labels) >= 0 or max(test_labels) < 0:
+            return None
+        candidates = np.unique([x for i in fit if scores[i] is not None for x in scores[i]])
+        if len(candidates) > 400:
+            candidates = np.quantile(candidates, np.linspace(0, 1, 401))
+        candidates = np.append(candidates, np.nextafter(candidates[-1], np.inf)) if len(candidates) else [0.5]
+
+        def f1(threshold: float, idx: list[int], labels: list[int]) -> dict[str, float]:
+            return _f1([first_flagged(scores[i], threshold) for i in idx], labels)
+
+        best = max(candidates, key=lambda t: f1(float(t), fit, fit_labels)["first_error_f1"])
+        out.append((float(best), f1(float(best), test, test_labels)))
+    return {"thresholds": [t for t, _ in out],
+            **{k: float(np.mean([m[k] for _, m in out])) for k in ("first_error_f1", "accuracy_flawed",
+                                                                   "accuracy_correct")}}
+
+
 def evaluate_bench(model: str | None, cfg: BenchEvalConfig,
                    progress: Callable[[str], object] | None = None) -> tuple[dict[str, Any], list[dict]]:
     """Score ``model`` (a PRM directory, or the judge's model name with ``backend`` openai) on
@@ -428,12 +469,13 @@ def evaluate_bench(model: str | None, cfg: BenchEvalConfig,
         if not model:
             raise ConfigError("give the PRM directory (written by train-prm)")
         scores = _prm_scores(model, cfg, rows, meta)
-        predicted = [None if s is None else next((i for i, x in enumerate(s) if x < cfg.threshold), -1)
-                     for s in scores]
+        predicted = [first_flagged(s, cfg.threshold) for s in scores]
         if all(s is None for s in scores):
             raise ConfigError(f"no sample of {cfg.bench} has a first step the PRM can read (too long)")
     metrics = _bench_metrics(rows, scores, predicted)
     metrics.update(env=meta["env"], bench=str(cfg.bench), backend=cfg.backend, threshold=cfg.threshold)
+    if cfg.backend != "openai":
+        metrics["calibrated"] = calibrated_f1(rows, scores)
     preds = [{"id": r.get("id"), "label": r["label"], "predicted": p, "scores": s}
              for r, p, s in zip(rows, predicted, scores)]
     if cfg.out:

@@ -228,7 +228,7 @@ def _bench(env, **kw):
 def test_mc_and_mcts_q_converge_to_their_references():
     env = Tiny()
     results, steps = _bench(env, estimators=("mc", "mcts_q"), group_sizes=(16,), mc_rollouts=(1, 1024),
-                            simulations=(2, 200), seeds=1, max_steps=3)
+                            mc_trajectories=16, simulations=(2, 200), seeds=1, max_steps=3)
     by = {(r["estimator"], r["rollouts"], r["reference"]): r for r in results}
     # MC draws a new estimate at every step, so repeats of one (state, action) tie in A^pi and not in the
     # estimate, which caps the pooled Spearman below 1 however large K is: its convergence is read on the
@@ -247,6 +247,13 @@ def test_mc_and_mcts_q_converge_to_their_references():
     # more budget costs more env steps, and both pay for the group's own steps
     assert by[("mc", 1024, "a_pi")]["env_steps"] > by[("mc", 1, "a_pi")]["env_steps"] > sum(
         1 for g in steps["group_size"] if g == 16)
+
+
+def test_mc_estimates_the_first_trajectories_only():
+    _, steps = _bench(Tiny(), estimators=("mc",), group_sizes=(6,), mc_rollouts=(2,), mc_trajectories=4, seeds=1,
+                      max_steps=3)
+    for traj, value in zip(steps["trajectory_id"], steps["mc@2"]):
+        assert (value is None) == (int(traj.split("/")[1]) >= 4)
 
 
 def test_gigpo_coverage_grows_with_the_group():

@@ -218,6 +218,27 @@ def test_prm_eval_scores_a_trained_prm(run_cli, game24_prm, tmp_path):
     # the predicted error is the first step under the threshold
     for p in saved["predictions"]:
         assert p["predicted"] == next((i for i, s in enumerate(p["scores"]) if s < 0.5), -1)
+    cal = saved["metrics"]["calibrated"]
+    if cal is not None:
+        assert len(cal["thresholds"]) == 2 and 0 <= cal["first_error_f1"] <= 1
+        assert "at a threshold fitted on the other half of the tasks" in r.out
+
+
+def test_calibrated_threshold_by_hand():
+    """Correct samples score 0.3 at every step, flawed ones drop to 0.1 at their error (step 1): 0.5 flags
+    step 0 everywhere (F1 0); a threshold fitted on the other half of the tasks (0.3) finds every error."""
+    import zlib
+
+    from treeq.pipelines.prm_bench import calibrated_f1
+
+    tasks = [f"t{i}" for i in range(8)]
+    assert {zlib.crc32(t.encode()) % 2 for t in tasks} == {0, 1}
+    rows = [{"task": t, "label": label} for t in tasks for label in (-1, 1)]
+    scores = [[0.3, 0.3] if r["label"] < 0 else [0.3, 0.1] for r in rows]
+    cal = calibrated_f1(rows, scores)
+    assert cal["thresholds"] == [0.3, 0.3]
+    assert cal["first_error_f1"] == cal["accuracy_flawed"] == cal["accuracy_correct"] == 1.0
+    assert calibrated_f1(rows[::2], scores[::2]) is None  # no flawed sample: nothing to fit
 
 
 @pytest.mark.slow
