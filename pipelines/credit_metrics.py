@@ -58,7 +58,8 @@ def within_state_auroc(x: Sequence[float], y: Sequence[float], states: Sequence[
             continue
         idx = np.asarray(rows)
         xs, ys = x[idx], y[idx]
-        a = np.asarray([hash(act[i]) for i in rows])
+        ids: dict[Hashable, int] = {}
+        a = np.asarray([ids.setdefault(act[i], len(ids)) for i in rows])
         dy = ys[:, None] - ys[None, :]
         mask = (dy > _ZERO) & (a[:, None] != a[None, :])
         if not mask.any():
