@@ -348,7 +348,7 @@ class CreditBenchConfig(TaskSelection):
         "help": "Group sizes G (trajectories per task); the groups share their samples."})
     mc_rollouts: tuple[int, ...] = field(default=(1, 4, 16, 64), metadata={
         "help": "mc: rollouts K per estimate (each of Q and V), read from the first K of one sample."})
-    mc_trajectories: int = field(default=8, metadata={
+    mc_trajectories: int = field(default=4, metadata={
         "help": "mc: estimate the steps of each task's first N trajectories only (Monte Carlo is not group-relative: "
                 "more trajectories add rows, not quality)."})
     simulations: tuple[int, ...] = field(default=(50, 200), metadata={

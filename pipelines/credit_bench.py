@@ -151,13 +151,26 @@ def _rng(seed: int, task_id: str, purpose: int) -> np.random.Generator:
 
 
 def _chooser(policy: PolicyFn, rng: np.random.Generator) -> Callable[[Any], tuple[str, float] | None]:
+    """``choose(state)``: an action drawn from the policy, and its probability. A policy whose
+    probabilities depend on the state key alone says so with a ``state_key`` attribute (the
+    Q* policies); its cumulative probabilities are then kept per key."""
+    keyed = getattr(policy, "state_key", None)
+    table: dict[str, tuple[list[tuple[str, float]], np.ndarray]] = {}
+
     def choose(state):
-        (options,) = policy([state])
+        key = keyed(state) if keyed is not None else None
+        entry = table.get(key) if key is not None else None
+        if entry is None:
+            (options,) = policy([state])
+            cum = np.cumsum([w for _, w in options]) if options else np.empty(0)
+            entry = (options, cum)
+            if key is not None:
+                table[key] = entry
+        options, cum = entry
         if not options:
             return None
-        p = np.asarray([w for _, w in options])
-        k = int(rng.choice(len(options), p=p / p.sum()))
-        return options[k][0], float(p[k])
+        k = min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(options) - 1)
+        return options[k][0], float(options[k][1] / cum[-1])
     return choose
 
 
@@ -667,6 +680,8 @@ def run_credit_bench(cfg) -> tuple[Path, list[str]]:
                     memo[key] = qstar_probs(env, s, gamma, kind, param)
                 out.append(memo[key])
             return out
+
+        policy.state_key = env.state_key  # type: ignore[attr-defined]  # see _chooser
     else:
         search_cfg = resolve_defaults(SearchConfig(gamma=gamma), env)
         propose = PROPOSERS[check_name("proposer", cfg.policy)].factory(env, search_cfg, _rng(0, "policy", 9),
