@@ -1,7 +1,7 @@
 """credit-bench on every env with exact values, one after another, with each env's wall time.
 
-Runs ``treeq credit-bench`` with its defaults (only the env, its tasks and, for TextWorld,
-the games change) on Game of 24, Countdown, Blocksworld (4-5 blocks), FrozenLake (slippery
+Runs ``treeq credit-bench`` with its defaults (only the env and its tasks change, and for
+TextWorld the games, a 20-step horizon and a smaller Monte Carlo ladder) on Game of 24, Countdown, Blocksworld (4-5 blocks), FrozenLake (slippery
 and not), CliffWalking, Taxi and TextWorld games made by ``tw-make`` with fixed seeds, then
 prints one line per env (its best estimator by within-state AUROC against A*) and the total
 time. Every env's tables and plots land in ``OUT/<env>/``; docs/credit-bench.md is written
@@ -30,7 +30,8 @@ ENVS: dict[str, list[str]] = {
     "frozenlake-det": ["--env", "gym:FrozenLake-v1", "--env-kwargs", '{"is_slippery": false}'],
     "cliffwalking": ["--env", "gym:CliffWalking-v1"],
     "taxi": ["--env", "gym:Taxi-v4"],
-    "textworld": ["--env", "textworld", "--max-steps", "20"],
+    # an interpreter step costs about 2 ms, a hundred gym steps: Monte Carlo at K = 16 on two trajectories a task
+    "textworld": ["--env", "textworld", "--max-steps", "20", "--mc-rollouts", "1,4,16", "--mc-trajectories", "2"],
 }
 
 
