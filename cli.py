@@ -787,6 +787,7 @@ def credit_bench(
     max_steps: int = _opt(_CB, "max_steps"),
     gamma: float | None = _opt(_CB, "gamma"),
     weight: float = _opt(_CB, "weight"),
+    lam: float = _opt(_CB, "lam"),
     similarity: float = _opt(_CB, "similarity"),
     out: str = _opt(_CB, "out"),
     progress: bool = _opt(_CB, "progress"),
@@ -801,7 +802,7 @@ def credit_bench(
         group_sizes=_int_list(group_sizes, "--group-sizes"), mc_rollouts=_int_list(mc_rollouts, "--mc-rollouts"),
         mc_trajectories=mc_trajectories,
         simulations=_int_list(simulations, "--simulations"), seeds=seeds, max_steps=max_steps, gamma=gamma,
-        weight=weight, similarity=similarity, out=out, progress=progress)
+        weight=weight, lam=lam, similarity=similarity, out=out, progress=progress)
     _path, lines = run_credit_bench(cfg)
     for line in lines:
         typer.echo(line)

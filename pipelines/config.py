@@ -325,7 +325,7 @@ class SelfTrainConfig(TaskSelection):
 
 CREDIT_BENCH_DEFAULT_ESTIMATORS = (
     "grpo", "grpo_step", "loop", "turn", "gigpo", "gigpo_mean", "gigpo+turn", "gigpo_obs", "gigpo_sim", "hiper",
-    "mig", "tree_grpo", "treepo", "mc", "mcts_q", "mcts_q_or_gigpo")
+    "mig", "tree_grpo", "treepo", "mc", "gae", "mcts_q", "mcts_q_or_gigpo")
 
 
 @dataclass(frozen=True)
@@ -342,12 +342,12 @@ class CreditBenchConfig(TaskSelection):
         "help": "The language model of the hf policy and of mig (a directory, hub id or smollm2)."})
     estimators: tuple[str, ...] = field(default=CREDIT_BENCH_DEFAULT_ESTIMATORS, metadata={
         "help": "Comma-separated estimators: grpo, grpo_step, loop, turn, gigpo, gigpo_mean, gigpo+turn, gigpo_obs, "
-                "gigpo_sim, hiper, mig, tree_grpo, treepo, mc, mcts_q, mcts_q_or_gigpo. The default is all of them "
+                "gigpo_sim, hiper, mig, tree_grpo, treepo, mc, gae, mcts_q, mcts_q_or_gigpo. The default is all of them "
                 "(hiper where the env declares subtasks, mig with --model on an env with an answer)."})
     group_sizes: tuple[int, ...] = field(default=(2, 4, 8, 16, 32), metadata={
         "help": "Group sizes G (trajectories per task); the groups share their samples."})
     mc_rollouts: tuple[int, ...] = field(default=(1, 4, 16, 64), metadata={
-        "help": "mc: rollouts K per estimate (each of Q and V), read from the first K of one sample."})
+        "help": "mc and gae: rollouts K per estimate (each of Q and V), read from the first K of one sample."})
     mc_trajectories: int = field(default=4, metadata={
         "help": "mc: estimate the steps of each task's first N trajectories only (Monte Carlo is not group-relative: "
                 "more trajectories add rows, not quality)."})
@@ -358,6 +358,7 @@ class CreditBenchConfig(TaskSelection):
         "help": "Longest trajectory (the horizon of the rollouts and of the exact policy values)."})
     gamma: float | None = field(default=None, metadata={"help": "Discount in [0, 1]; None: the env's default_gamma."})
     weight: float = field(default=1.0, metadata={"help": "gigpo: weight w of the step advantage."})
+    lam: float = field(default=0.95, metadata={"help": "gae: lambda (V from the mc rollouts of each state)."})
     similarity: float = field(default=0.95, metadata={
         "help": "gigpo_sim: observations whose difflib ratio reaches this share one anchor (verl-agent's default)."})
     out: str = field(default="credit-bench", metadata={"help": "Output directory."})
@@ -392,6 +393,8 @@ class CreditBenchConfig(TaskSelection):
             raise ConfigError(f"gamma must lie in [0, 1], got {self.gamma}")
         if not (math.isfinite(self.weight) and self.weight >= 0):
             raise ConfigError(f"weight must be a finite number >= 0, got {self.weight}")
+        if not 0.0 <= self.lam <= 1.0:
+            raise ConfigError(f"lam must lie in [0, 1], got {self.lam}")
         if not 0.0 < self.similarity <= 1.0:
             raise ConfigError(f"similarity must lie in (0, 1], got {self.similarity}")
         check_name("proposer", self.policy)

@@ -58,6 +58,7 @@ ESTIMATORS: dict[str, tuple[str, str, str]] = {
     "tree_grpo": ("no", "no (tree sampling: the env steps of G chains)", "the sampled trees"),
     "treepo": ("no", "no (tree sampling: the env steps of G chains)", "the sampled trees"),
     "mc": ("no", "K rollouts from each step and each action", "the rollouts' returns"),
+    "gae": ("V from K rollouts of each state", "K rollouts from each step", "the rollouts' returns"),
     "mcts_q": ("search tree as critic", "S simulations per task", "the search tree"),
     "mcts_q_or_gigpo": ("search tree as critic", "S simulations per task", "tree + anchor-state table"),
 }
@@ -73,7 +74,7 @@ REFERENCES = ("a_pi", "a_star")
 
 def column_name(estimator: str, budget: int) -> str:
     """The steps.parquet column of an estimator at a budget: ``mc@16``, ``mcts_q@200``; the name itself otherwise."""
-    return f"{estimator}@{budget}" if estimator in ("mc", "mcts_q", "mcts_q_or_gigpo") else estimator
+    return f"{estimator}@{budget}" if estimator in ("mc", "gae", "mcts_q", "mcts_q_or_gigpo") else estimator
 
 
 @dataclass
@@ -281,12 +282,23 @@ def _tree_columns(nodes: list[_Node], gamma: float, names: Sequence[str]) -> dic
     return out
 
 
+@dataclass
+class _MC:
+    """Monte Carlo estimates per trajectory and step, each an array over K = 1..k_max (first K samples)."""
+
+    adv: list[list[np.ndarray]]  # Q_mc - V_mc
+    cost: list[list[np.ndarray]]  # env steps of both
+    value: list[list[np.ndarray]]  # V_mc of the step's state
+    value_cost: list[list[np.ndarray]]  # env steps of V_mc alone
+
+
 def _monte_carlo(env: Env, trajs: list[_Trajectory], policy: PolicyFn, rng: np.random.Generator, k_max: int,
-                 gamma: float) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
-    """Per step: K returns after the action minus K returns from the state (arrays of k_max), and their env steps."""
+                 gamma: float) -> _MC:
+    """Per step: K returns after the action and K returns from the state, as running means over K."""
     from .rollouts import play
 
     choose = _chooser(policy, rng)
+    ks = np.arange(1, k_max + 1)
 
     def ret(state, budget: int) -> tuple[float, int]:
         if budget <= 0:
@@ -294,24 +306,23 @@ def _monte_carlo(env: Env, trajs: list[_Trajectory], policy: PolicyFn, rng: np.r
         transitions, _ = play(env, state, choose, rng, budget)
         return sum(gamma ** i * float(s.reward) for i, (_, _, _, s) in enumerate(transitions)), len(transitions)
 
-    diffs, costs = [], []
+    out = _MC([], [], [], [])
     for t in trajs:
-        d_row, c_row = [], []
+        rows: tuple[list, list, list, list] = ([], [], [], [])
         for state, action, left in zip(t.states, t.actions, t.steps_left):
-            q = np.empty(k_max)
-            v = np.empty(k_max)
-            c = np.empty(k_max)
+            q, v, c, cv = (np.empty(k_max) for _ in range(4))
             for k in range(k_max):
                 step = env.step(state, action, rng)
                 after, n_after = (0.0, 0) if step.terminated or step.truncated else ret(step.state, left - 1)
                 q[k] = float(step.reward) + gamma * after
                 v[k], n_v = ret(state, left)
-                c[k] = 1 + n_after + n_v
-            d_row.append(np.cumsum(q) / np.arange(1, k_max + 1) - np.cumsum(v) / np.arange(1, k_max + 1))
-            c_row.append(np.cumsum(c))
-        diffs.append(d_row)
-        costs.append(c_row)
-    return diffs, costs
+                c[k], cv[k] = 1 + n_after + n_v, n_v
+            v_mean = np.cumsum(v) / ks
+            for row, x in zip(rows, (np.cumsum(q) / ks - v_mean, np.cumsum(c), v_mean, np.cumsum(cv))):
+                row.append(x)
+        for field_, row in zip((out.adv, out.cost, out.value, out.value_cost), rows):
+            field_.append(row)
+    return out
 
 
 def _tree_values(tree, graph: bool) -> tuple[dict[tuple[str, str], float], dict[str, float]]:
@@ -431,7 +442,7 @@ def bench_env(env: Env, tasks: Sequence[Task], policy: PolicyFn, cfg, gamma: flo
     """
     names = cfg.estimators
     g_max, k_max = max(cfg.group_sizes), max(cfg.mc_rollouts)
-    want_mc, want_tree = "mc" in names, bool({"mcts_q", "mcts_q_or_gigpo"} & set(names))
+    want_mc, want_tree = bool({"mc", "gae"} & set(names)), bool({"mcts_q", "mcts_q_or_gigpo"} & set(names))
     want_forest = bool(set(TREE_ESTIMATORS) & set(names))
     steps: dict[str, list] = defaultdict(list)
     results: list[dict] = []
@@ -497,15 +508,22 @@ def bench_env(env: Env, tasks: Sequence[Task], policy: PolicyFn, cfg, gamma: flo
                     elif name in tree_cols:
                         cols[name].extend(blank_tree + tree_cols[name])
                 for name in names:
-                    if name not in ("mc", "mcts_q", "mcts_q_or_gigpo", *TREE_ESTIMATORS):
+                    if name not in ("mc", "gae", "mcts_q", "mcts_q_or_gigpo", *TREE_ESTIMATORS):
                         cost[column_name(name, 0)] += n_sampled
                 if mc is not None:
-                    diffs, costs = mc
+                    unscored = [None] * sum(len(t.actions) for t in group[len(mc.adv):])  # past mc_trajectories
                     for k in cfg.mc_rollouts:
-                        col = column_name("mc", k)
-                        unscored = [None] * sum(len(t.actions) for t in group[len(diffs):])  # past mc_trajectories
-                        cols[col].extend([float(d[k - 1]) for row in diffs[:g] for d in row] + unscored + blank_chain)
-                        cost[col] += n_sampled + int(sum(c[k - 1] for row in costs[:g] for c in row))
+                        if "mc" in names:
+                            col = column_name("mc", k)
+                            cols[col].extend([float(d[k - 1]) for row in mc.adv[:g] for d in row] + unscored
+                                             + blank_chain)
+                            cost[col] += n_sampled + int(sum(c[k - 1] for row in mc.cost[:g] for c in row))
+                        if "gae" in names:  # V after the last step is 0: the episode ended or the horizon did
+                            col = column_name("gae", k)
+                            cols[col].extend([a for t, row in zip(group, mc.value[:g])
+                                              for a in adv.gae(t.rewards, [float(v[k - 1]) for v in row], 0.0, gamma,
+                                                               cfg.lam)] + unscored + blank_chain)
+                            cost[col] += n_sampled + int(sum(c[k - 1] for row in mc.value_cost[:g] for c in row))
                 if tree is not None:
                     for s in cfg.simulations:
                         q, v, spent = tree[s]
@@ -543,7 +561,8 @@ def _estimator_columns(cols: dict[str, list], cfg) -> list[tuple[str, int, str]]
     """(estimator, budget, column) of every estimator column present."""
     out = []
     for name in cfg.estimators:
-        budgets = cfg.mc_rollouts if name == "mc" else cfg.simulations if name in ("mcts_q", "mcts_q_or_gigpo") else (0,)
+        budgets = (cfg.mc_rollouts if name in ("mc", "gae") else cfg.simulations if name in ("mcts_q", "mcts_q_or_gigpo")
+                   else (0,))
         for b in budgets:
             col = column_name(name, b)
             if col in cols:

@@ -52,7 +52,8 @@ def write_report(results: list[dict], out: Path, cfg, seconds: float, env_name: 
 
     summary = summarise(results)
     g_max = max(cfg.group_sizes)
-    budgets = {"mc": max(cfg.mc_rollouts), "mcts_q": max(cfg.simulations), "mcts_q_or_gigpo": max(cfg.simulations)}
+    budgets = {"mc": max(cfg.mc_rollouts), "gae": max(cfg.mc_rollouts), "mcts_q": max(cfg.simulations),
+               "mcts_q_or_gigpo": max(cfg.simulations)}
     head = (f"credit-bench {env_name}, policy {cfg.policy_label}, {cfg.limit or 'all'} tasks x {cfg.seeds} seeds, "
             f"group size {g_max}, horizon {cfg.max_steps}")
     lines = [f"# {head}", "",
@@ -72,7 +73,7 @@ def write_report(results: list[dict], out: Path, cfg, seconds: float, env_name: 
                      f"{_fmt(*a_star['sign_agreement'])} | {_fmt(*a_pi['nmse'])} | {_fmt(*a_pi['coverage'])} |")
         ranked.append((a_star["auroc"][0], label, a_pi["spearman"][0]))
     lines += ["", f"± : 95% interval over {cfg.seeds} seeds. Metrics at group size {g_max}; mc at K = "
-              f"{budgets['mc']}, mcts_q at S = {budgets['mcts_q']} simulations.", ""]
+              f"{budgets['mc']} (gae too), mcts_q at S = {budgets['mcts_q']} simulations.", ""]
     for name, anchor in _ANCHORS:
         curve = [(g, summary.get((name, g, 0, "a_pi")), summary.get((name, g, 0, "a_star"))) for g in cfg.group_sizes]
         if all(a and b for _, a, b in curve):
@@ -101,7 +102,7 @@ def _plots(summary, cfg, out: Path, env_name: str) -> None:
     for ax, (ref, metric, title) in zip(axes, (("a_pi", "spearman", "Spearman vs A^pi"),
                                                 ("a_star", "auroc", "within-state AUROC vs A*"))):
         for name in cfg.estimators:
-            if name == "mc":
+            if name in ("mc", "gae"):
                 series = [summary.get((name, max(cfg.group_sizes), k, ref)) for k in cfg.mc_rollouts]
             elif name.startswith("mcts_q"):
                 series = [summary.get((name, max(cfg.group_sizes), s, ref)) for s in cfg.simulations]

@@ -249,6 +249,25 @@ def test_mc_and_mcts_q_converge_to_their_references():
         1 for g in steps["group_size"] if g == 16)
 
 
+def test_gae_from_monte_carlo_values_converges():
+    """gae@K: GAE with V from K rollouts of each state; with lambda 1 and exact values it is the return
+    minus V^pi(s_t), so its ranking tends to A^pi's as K grows, and it costs the V rollouts only."""
+    env = Tiny()
+    results, steps = _bench(env, estimators=("gae", "mc"), group_sizes=(16,), mc_rollouts=(1, 512),
+                            mc_trajectories=16, seeds=1, max_steps=3, lam=1.0)
+    by = {(r["estimator"], r["rollouts"], r["reference"]): r for r in results}
+    assert by[("gae", 512, "a_pi")]["spearman"] > by[("gae", 1, "a_pi")]["spearman"]
+    assert by[("gae", 512, "a_pi")]["env_steps"] < by[("mc", 512, "a_pi")]["env_steps"]
+    # the last step of every trajectory: r - V(s_T-1) (V after the end is 0), V near V^pi
+    # uniform policy, gamma 0.9: V(s1) = 0.6, V(s2) = 0.3, V(s0) = (0.9 * 0.6 + 0.3 + 0.1 + 0.9 * 0.3) / 3
+    v_pi = {"s0": 1.21 / 3, "s1": 0.6, "s2": 0.3}
+    ids = steps["trajectory_id"]
+    for i, traj in enumerate(ids):
+        if i + 1 == len(ids) or ids[i + 1] != traj:  # a trajectory's last step
+            v = steps["reward"][i] - steps["gae@512"][i]
+            assert v == pytest.approx(v_pi[steps["state_key"][i]], abs=0.1)
+
+
 def test_mc_estimates_the_first_trajectories_only():
     _, steps = _bench(Tiny(), estimators=("mc",), group_sizes=(6,), mc_rollouts=(2,), mc_trajectories=4, seeds=1,
                       max_steps=3)
