@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-__all__ = ["Env", "Step", "Task", "State", "parse_seed_spec", "is_success"]
+__all__ = ["Env", "Step", "Task", "State", "parse_seed_spec", "is_success", "prompt_text"]
 
 State = TypeVar("State")
 
@@ -77,6 +77,12 @@ def is_success(step: Step) -> bool:
         return False
     flag = step.info.get("success")
     return bool(step.reward >= 1.0) if flag is None else bool(flag)
+
+
+def prompt_text(instructions: str, rendered: str, cue: str) -> str:
+    """An env's instructions (if any), a rendered state, then ``cue`` on a line of its own."""
+    head = f"{instructions}\n\n" if instructions else ""
+    return f"{head}{rendered}\n{cue}"
 
 
 class Env(Generic[State]):
@@ -185,7 +191,7 @@ class Env(Generic[State]):
         directly. The policy passes it through the model's chat template where the
         tokenizer has one.
         """
-        return self._prompt(state, "Next action:")
+        return prompt_text(self.instructions, self.render(state), "Next action:")
 
     def answer_text(self, state: State) -> str | None:
         """The task's final answer as text, for estimators that ask how likely a language model
@@ -196,11 +202,7 @@ class Env(Generic[State]):
     def answer_prompt(self, state: State) -> str:
         """:meth:`policy_prompt` with ``Answer:`` where it says ``Next action:``: the text the
         answer (:meth:`answer_text`) follows."""
-        return self._prompt(state, "Answer:")
-
-    def _prompt(self, state: State, cue: str) -> str:
-        head = f"{self.instructions}\n\n" if self.instructions else ""
-        return f"{head}{self.render(state)}\n{cue}"
+        return prompt_text(self.instructions, self.render(state), "Answer:")
 
     def value_bound(self, state: State, gamma: float) -> float | None:
         """An upper bound on the optimal return from ``state`` (None: unknown, the default).

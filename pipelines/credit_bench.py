@@ -7,13 +7,17 @@ Read top to bottom, one seed at a time:
    so every step has two references: A^pi = Q^pi - V^pi (what GRPO, GiGPO, LOOP and Monte
    Carlo estimate) and A* = Q* - V* (``Env.exact_q``, ``Env.exact_value``: what a user wants).
 2. A group of ``max(group_sizes)`` trajectories per task from the policy; a group of size G
-   is its first G trajectories, so the group sizes share their samples.
+   is its first G trajectories, so the group sizes share their samples. With ``mig``, a
+   language model's log p(answer) after every prefix of each trajectory.
 3. The estimators that need more than the group, once per seed: Monte Carlo (``mc``: per
    step K rollouts after the action and K from the state, A = Q_mc - V_mc, every K of
-   ``mc_rollouts`` read from the first K of the same samples) and ``mcts_q`` (a search of
-   the task with S simulations, Q(s, a) - V(s) of the tree where it holds the step).
-4. Per group size, the group estimators of ``export-rewards`` and their combinations,
-   then every metric of :mod:`~treeq.pipelines.credit_metrics` against both references.
+   ``mc_rollouts`` read from the first K of the same samples; ``gae`` from the same V),
+   ``mcts_q`` (a search of the task with S simulations, Q(s, a) - V(s) of the tree where it
+   holds the step) and, per group size, a forest sampled with the env steps of its G chains
+   (``tree_grpo``, ``treepo``: the rows whose ``sampling`` is ``tree``).
+4. Per group size, the group estimators of ``export-rewards``, their combinations and the
+   hierarchical one, then every metric of :mod:`~treeq.pipelines.credit_metrics` against
+   both references.
 
 Every env step an estimator spends is counted (the group's own steps included), so each
 figure sits beside its cost. ``steps.parquet`` holds every step with every estimator's
