@@ -656,7 +656,7 @@ def run_credit_bench(cfg) -> tuple[Path, list[str]]:
     import pyarrow as pa
     from tqdm import tqdm
 
-    from ..data.store import RecordWriter
+    from ..data.store import RecordWriter, write_text_atomic
     from ..envs.registry import make_env
     from ..mcts.config import SearchConfig, resolve_defaults
     from .config import CREDIT_BENCH_DEFAULT_ESTIMATORS
@@ -734,6 +734,6 @@ def run_credit_bench(cfg) -> tuple[Path, list[str]]:
 
     lines = write_report(results, out, cfg, seconds, env.name)
     settings = {k: v for k, v in asdict(cfg).items() if k != "progress"}
-    (out / "credit_bench.json").write_text(json.dumps(settings, indent=2) + "\n")
+    write_text_atomic(out / "credit_bench.json", json.dumps(settings, indent=2) + "\n")
     return out, lines
 

@@ -48,6 +48,7 @@ _ANCHORS = (("gigpo", "state key"), ("gigpo_obs", "observation text"), ("gigpo_s
 
 def write_report(results: list[dict], out: Path, cfg, seconds: float, env_name: str) -> list[str]:
     """Write ``table.md``, ``quality_vs_steps.png`` and ``gigpo_group_size.png``; return the summary lines."""
+    from ..data.store import write_text_atomic
     from .credit_bench import ESTIMATORS
 
     summary = summarise(results)
@@ -80,7 +81,7 @@ def write_report(results: list[dict], out: Path, cfg, seconds: float, env_name: 
             lines.append(f"{name} ({anchor}) against group size: " + "; ".join(
                 f"G={g}: coverage {a['coverage'][0]:.2f}, Spearman vs A^pi {a['spearman'][0]:.2f}, "
                 f"AUROC vs A* {b['auroc'][0]:.2f}" for g, a, b in curve))
-    (out / "table.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(out / "table.md", "\n".join(lines) + "\n")
     _plots(summary, cfg, out, env_name)
     ranked = [r for r in ranked if not math.isnan(r[0])]
     ranked.sort(reverse=True)
@@ -97,6 +98,8 @@ def _plots(summary, cfg, out: Path, env_name: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from .plot import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, (ref, metric, title) in zip(axes, (("a_pi", "spearman", "Spearman vs A^pi"),
@@ -119,8 +122,7 @@ def _plots(summary, cfg, out: Path, env_name: str) -> None:
         axes[1].legend(fontsize=8)
     fig.suptitle(f"{env_name}: advantage estimators against exact advantages ({cfg.policy_label})")
     fig.tight_layout()
-    fig.savefig(out / "quality_vs_steps.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out / "quality_vs_steps.png", dpi=100)
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for (name, anchor), color in zip(_ANCHORS, ("C0", "C1", "C2")):
@@ -140,5 +142,4 @@ def _plots(summary, cfg, out: Path, env_name: str) -> None:
         ax.legend(fontsize=8)
     ax.set_title(f"{env_name}: GiGPO against group size")
     fig.tight_layout()
-    fig.savefig(out / "gigpo_group_size.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out / "gigpo_group_size.png", dpi=100)

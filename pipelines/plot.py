@@ -143,13 +143,21 @@ def plot(out: str | Path, path: str | Path = "treeq-plot.png", tasks: int = 4, r
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     table = solved_table(out)
     fig = figure(*convergence(out, tasks, run_id), table)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=110)
     return path, table
+
+
+def save_figure(fig, path: Path, **savefig_kwargs) -> None:
+    """Save a matplotlib figure whole or not at all (a temporary file, then a rename), and close it."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, **savefig_kwargs)
+    finally:
+        plt.close(fig)
+    tmp.replace(path)

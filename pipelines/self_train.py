@@ -337,6 +337,8 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .plot import save_figure
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in sorted({row["round"] for row in rows}):
         mine = sorted((row["budget"], row["solved_share"]) for row in rows if row["round"] == r)
@@ -347,7 +349,4 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend()
-    tmp = path.with_name(f".{path.name}.tmp.png")  # written whole, then renamed
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
