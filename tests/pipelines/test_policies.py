@@ -20,7 +20,7 @@ FAST = ["--no-progress", "--workers", "1"]
 
 def test_builtin_names():
     assert list(EVALUATORS) == ["rollout", "zero", "bound", "prm"]
-    assert list(PROPOSERS) == ["uniform", "hf"]
+    assert list(PROPOSERS) == ["uniform", "hf", "softmax-qstar", "epsilon-qstar"]
     assert all(h.help for h in [*EVALUATORS.values(), *PROPOSERS.values()])
 
 
