@@ -71,8 +71,8 @@ GROUP_ESTIMATORS = ("grpo", "grpo_step", "loop", "gigpo", "gigpo_mean", "gigpo+t
 TREE_ESTIMATORS = ("tree_grpo", "treepo")  # scored on tree-sampled steps (steps.parquet ``sampling`` = "tree")
 BENCH_ESTIMATORS = tuple(ESTIMATORS)
 # which anchor's recurrence is an estimator's coverage (steps.parquet columns recurs, recurs_obs, recurs_sim)
-_ANCHOR = {"gigpo": "_recurs", "gigpo_mean": "_recurs", "gigpo+turn": "_recurs", "gigpo_obs": "_recurs_obs",
-           "gigpo_sim": "_recurs_sim"}
+_ANCHOR = {"gigpo": "recurs", "gigpo_mean": "recurs", "gigpo+turn": "recurs", "gigpo_obs": "recurs_obs",
+           "gigpo_sim": "recurs_sim"}
 REFERENCES = ("a_pi", "a_star")
 
 
@@ -426,7 +426,7 @@ def _group_columns(trajs: list[_Trajectory], gamma: float, cfg, names: Sequence[
         out["hiper"] = flat(adv.hiper(rewards, [t.ends for t in trajs], gamma))
     if "mig" in names:
         out["mig"] = flat(t.mig for t in trajs)
-    for col, groups in (("_recurs", anchors), ("_recurs_obs", texts), ("_recurs_sim", clusters)):
+    for col, groups in (("recurs", anchors), ("recurs_obs", texts), ("recurs_sim", clusters)):
         if groups is not None:
             counts = Counter(k for row in groups for k in row)
             out[col] = [counts[k] > 1 for row in groups for k in row]
@@ -506,7 +506,7 @@ def bench_env(env: Env, tasks: Sequence[Task], policy: PolicyFn, cfg, gamma: flo
                         _row(cols, task.task_id, f"{task.task_id}/tree{nd.tree}", up.depth, up.key, nd.action,
                              nd.reward, cfg.max_steps - up.depth, nd.a_pi, nd.a_star, "tree")
                 blank_chain, blank_tree = [None] * n_tree, [None] * n_chain
-                for name in (*names, "_recurs", "_recurs_obs", "_recurs_sim"):
+                for name in (*names, "recurs", "recurs_obs", "recurs_sim"):
                     if name in chain_cols:
                         cols[name].extend(chain_cols[name] + blank_chain)
                     elif name in tree_cols:
@@ -620,9 +620,6 @@ def results_from_steps(steps, cfg) -> list[dict]:
     out = []
     for (env_name, seed, g), idx in blocks.items():
         cols = {k: [v[i] for i in idx] for k, v in steps.items()}
-        for col in ("recurs", "recurs_obs", "recurs_sim"):
-            if col in cols:
-                cols["_" + col] = cols.pop(col)
         out.extend(_score_block(cols, env_name, cfg, seed, g, {}))
     return out
 
@@ -663,6 +660,7 @@ def run_credit_bench(cfg) -> tuple[Path, list[str]]:
     from .policies import PROPOSERS, check_name
     from .policies.lm import LMConfig, get_backend
     from .policies.qstar import qstar_probs
+    from .rollouts import prior_probs
 
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
@@ -673,16 +671,16 @@ def run_credit_bench(cfg) -> tuple[Path, list[str]]:
     if not tasks:
         raise ConfigError(f"no tasks for {env.name}")
     by_default = cfg.estimators == CREDIT_BENCH_DEFAULT_ESTIMATORS  # estimators an env cannot run are then left out
-    if "hiper" in cfg.estimators and env.subtask_progress(env.reset(tasks[0], _rng(0, tasks[0].task_id, 0))) is None:
+    first = env.reset(tasks[0], _rng(0, tasks[0].task_id, 0))
+    if "hiper" in cfg.estimators and env.subtask_progress(first) is None:
         if not by_default:
             raise ConfigError(f"hiper needs subtask boundaries and {env.name} declares none (Env.subtask_progress): "
                               f"Blocksworld and TextWorld do")
         cfg = replace(cfg, estimators=tuple(e for e in cfg.estimators if e != "hiper"))
     answer_logp = None
     if "mig" in cfg.estimators:
-        start = env.reset(tasks[0], _rng(0, tasks[0].task_id, 0))
         why = ("mig scores the task's answer and {env} has none (Env.answer_text: Countdown and Game of 24 do)"
-               if env.answer_text(start) is None else "mig needs a language model: give --model" if cfg.model is None
+               if env.answer_text(first) is None else "mig needs a language model: give --model" if cfg.model is None
                else None)
         if why is not None:
             if not by_default:
@@ -696,13 +694,13 @@ def run_credit_bench(cfg) -> tuple[Path, list[str]]:
         memo: dict[str, list[tuple[str, float]]] = {}  # Q* depends on the state key alone
 
         def policy(states):
-            out = []
+            probs = []
             for s in states:
                 key = env.state_key(s)
                 if key not in memo:
                     memo[key] = qstar_probs(env, s, gamma, kind, param)
-                out.append(memo[key])
-            return out
+                probs.append(memo[key])
+            return probs
 
         policy.state_key = env.state_key  # type: ignore[attr-defined]  # see _chooser
     else:
@@ -711,21 +709,14 @@ def run_credit_bench(cfg) -> tuple[Path, list[str]]:
                                                                        LMConfig(model=cfg.model))
 
         def policy(states):
-            probs = []
-            for options in propose(states, search_cfg.proposals):
-                w = np.asarray([max(float(p), 0.0) for _, p, *_ in options])
-                w = w / w.sum() if w.sum() > 0 else np.full(len(options), 1.0 / max(len(options), 1))
-                probs.append([(o[0], float(p)) for o, p in zip(options, w)])
-            return probs
+            return [[(o[0], float(p)) for o, p in zip(options, prior_probs(options))]
+                    for options in propose(states, search_cfg.proposals)]
     started = time.perf_counter()
     with tqdm(total=cfg.seeds * len(tasks), desc=f"credit-bench {env.name}", unit="task", disable=not cfg.progress,
               dynamic_ncols=True) as bar:
         results, steps = bench_env(env, tasks, policy, cfg, gamma, bar.update, answer_logp)
     seconds = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
-    for col in ("_recurs", "_recurs_obs", "_recurs_sim"):
-        if col in steps:
-            steps[col[1:]] = steps.pop(col)
     with RecordWriter(out / "steps.parquet") as w:
         w.write(pa.table(steps))
     with RecordWriter(out / "results.parquet") as w:

@@ -58,28 +58,10 @@ class PolicyValues:
             probs = policy(frontier)
             nxt = []
             for state, options in zip(frontier, probs):
-                table: dict[str, list[tuple[float, float, float, int]]] = {}
-                for action, _p in options:
-                    outs = env.transitions(state, action)
-                    if outs is None:
-                        raise ConfigError(f"{env.name} does not give its transition model (Env.transitions): "
-                                          f"exact policy values need it")
-                    row = []
-                    for p, step in outs:
-                        done = step.terminated or step.truncated
-                        j = -1
-                        if not done:
-                            key = env.state_key(step.state)
-                            j = self.index.get(key, -1)
-                            if j < 0:
-                                j = self.index[key] = len(self._states)
-                                self._states.append(step.state)
-                                nxt.append(step.state)
-                                if len(self._states) > max_states:
-                                    raise ConfigError(f"more than {max_states} states of {env.name} are reachable "
-                                                      f"within {self.horizon} steps: too many for exact policy values")
-                        row.append((float(p), float(step.reward), 0.0 if done else 1.0, j))
-                    table[action] = row
+                table = {action: self._outcomes(state, action, nxt) for action, _p in options}
+                if len(self._states) > max_states:
+                    raise ConfigError(f"more than {max_states} states of {env.name} are reachable within "
+                                      f"{self.horizon} steps: too many for exact policy values")
                 self.pi.append(list(options))
                 self.outcomes.append(table)
             frontier = nxt
@@ -88,6 +70,32 @@ class PolicyValues:
             self.pi.append([])
             self.outcomes.append({})
         self._solve()
+
+    def _outcomes(self, state: Any, action: str, new: list | None) -> list[tuple[float, float, float, int]]:
+        """(probability, reward, continues, next state's index or -1) of each outcome of ``action``.
+
+        A next state not seen yet gets an index and goes to ``new``; with ``new`` None (after
+        the solve) it is an error.
+        """
+        outs = self.env.transitions(state, action)
+        if outs is None:
+            raise ConfigError(f"{self.env.name} does not give its transition model (Env.transitions): "
+                              f"exact policy values need it")
+        row = []
+        for p, step in outs:
+            done = step.terminated or step.truncated
+            j = -1
+            if not done:
+                key = self.env.state_key(step.state)
+                j = self.index.get(key, -1)
+                if j < 0:
+                    if new is None:
+                        raise KeyError("an action outside the policy's support leads out of the explored states")
+                    j = self.index[key] = len(self._states)
+                    self._states.append(step.state)
+                    new.append(step.state)
+            row.append((float(p), float(step.reward), 0.0 if done else 1.0, j))
+        return row
 
     def _solve(self) -> None:
         """V[h, i] for h = 0..horizon by backward induction, vectorised over (state, action, outcome)."""
@@ -132,13 +140,7 @@ class PolicyValues:
         i = self._at(state)
         outs = self.outcomes[i].get(action)
         if outs is None:  # an action the policy never takes here: its model, read now
-            outs = []
-            for p, step in self.env.transitions(state, action) or []:
-                done = step.terminated or step.truncated
-                j = -1 if done else self.index.get(self.env.state_key(step.state), -2)
-                if j == -2:
-                    raise KeyError("an action outside the policy's support leads out of the explored states")
-                outs.append((float(p), float(step.reward), 0.0 if done else 1.0, j))
+            outs = self._outcomes(state, action, None)
         h = min(steps_left, self.horizon)
         return float(sum(p * (r + self.gamma * cont * (self.v[h - 1, j] if j >= 0 else 0.0))
                          for p, r, cont, j in outs))

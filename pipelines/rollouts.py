@@ -35,7 +35,7 @@ from .policies import PROPOSERS
 from .policies.lm import LMConfig
 from .search import task_rng
 
-__all__ = ["run_rollouts", "play", "policy_chooser", "iter_group", "sample_group", "group_rows", "ROLLOUT_SCHEMA", "CONFIG_KEY"]
+__all__ = ["run_rollouts", "play", "policy_chooser", "prior_probs", "iter_group", "sample_group", "group_rows", "ROLLOUT_SCHEMA", "CONFIG_KEY"]
 
 
 
@@ -60,6 +60,13 @@ def play(env: Env, state: Any, choose: Callable[[Any], tuple[str, float] | None]
     return transitions, False
 
 
+def prior_probs(options: list[tuple]) -> np.ndarray:
+    """A proposer's priors of ``(action, prior, ...)`` options as probabilities: negatives as 0, then
+    normalised; uniform where they sum to 0."""
+    priors = np.array([max(float(o[1]), 0.0) for o in options], dtype=np.float64)
+    return priors / priors.sum() if priors.sum() > 0 else np.full(len(options), 1.0 / max(len(options), 1))
+
+
 def policy_chooser(env: Env, search_cfg: SearchConfig, policy: str, rng: np.random.Generator,
                    lm: LMConfig | None = None) -> Callable[[Any], tuple[str, float] | None]:
     """``choose(state)``: an action drawn from the registered proposer's priors, and its probability."""
@@ -69,8 +76,7 @@ def policy_chooser(env: Env, search_cfg: SearchConfig, policy: str, rng: np.rand
         (options,) = propose([state], search_cfg.proposals)
         if not options:
             return None
-        priors = np.array([max(p, 0.0) for _, p in options], dtype=np.float64)
-        priors = priors / priors.sum() if priors.sum() > 0 else np.full(len(options), 1.0 / len(options))
+        priors = prior_probs(options)
         k = int(rng.choice(len(options), p=priors))
         return options[k][0], float(priors[k])
 
