@@ -41,7 +41,7 @@ class SearchConfig:
     fpu: float = field(default=0.0, metadata={"help": "PUCT only: Q assumed for actions not yet visited."})
     gumbel_k: int = field(default=16, metadata={
         "help": "gumbel only: most root actions sampled without replacement (Gumbel-top-k) for Sequential Halving; "
-                "never more than half the simulations (4 simulations: two actions, 8: four)."})
+                "never more than a quarter of the simulations, but at least 2 (8 simulations: two actions, 16: four)."})
     gumbel_scale: float = field(default=0.0, metadata={
         "help": "gumbel only: scale of the root's Gumbel noise (mctx's gumbel_scale, 1 there); 0: the top k of the "
                 "prior, deterministic, as mctx advises for evaluation in perfect-information games (measured: the "

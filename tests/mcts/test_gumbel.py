@@ -201,9 +201,9 @@ def test_select_gumbel_root_by_hand():
 # ----------------------------------------------------------------------------- the root in a search
 @pytest.mark.parametrize("seed", range(8))
 def test_root_visits_the_top_k_of_gumbel_plus_logits_first(seed):
-    """8 actions, gumbel_k = 4, capped at half the budget (considered_count): 3 simulations
-    (2 root visits after the root's expansion) consider 1 action, 5 consider 2 (schedule 0, 0,
-    1, 1), 9 consider 4 (0, 0, 0, 0, then the better two 1, 1, 2, 2), 17 consider 4 (0, 0, 0,
+    """8 actions, gumbel_k = 4, capped at a quarter of the budget but at least 2 (considered_count):
+    3 simulations (2 root visits after the root's expansion) consider 2 actions (schedule 0, 0),
+    5 consider 2 (0, 0, 1, 1), 9 consider 2 (0, 0, 1, 1, 2, 2, 3, 3), 17 consider 4 (0, 0, 0,
     0, 1, 1, 1, 1, then the better two 2, 2, 3, 3, 4, 4, 5, 5). With the noise on (scale 1),
     the first root visits go to the highest g + log P, highest first."""
     priors = [0.05, 0.3, 0.1, 0.15, 0.02, 0.2, 0.08, 0.1]
@@ -212,7 +212,7 @@ def test_root_visits_the_top_k_of_gumbel_plus_logits_first(seed):
     # env is deterministic, the hooks are given): the draw is the generator's first
     g = np.random.default_rng(seed).gumbel(size=8)
     order = [int(i) for i in np.argsort(-(g + np.log(priors)), kind="stable")]
-    for sims, k, visits in ((3, 1, [2]), (5, 2, [2, 2]), (9, 4, [1, 1, 3, 3]), (17, 4, [2, 2, 6, 6])):
+    for sims, k, visits in ((3, 2, [1, 1]), (5, 2, [2, 2]), (9, 2, [4, 4]), (17, 4, [2, 2, 6, 6])):
         assert considered_count(4, 8, sims) == k
         env = BanditEnv(rewards)
         cfg = SearchConfig(simulations=sims, selection="gumbel", gumbel_k=4, gumbel_scale=1.0, solver=False,
@@ -225,7 +225,7 @@ def test_root_visits_the_top_k_of_gumbel_plus_logits_first(seed):
 
 def test_considered_count_caps_k_by_actions_and_budget():
     assert ([considered_count(16, 30, n) for n in (1, 2, 3, 4, 7, 8, 16, 32, 64, 256)]
-            == [1, 1, 1, 2, 3, 4, 8, 16, 16, 16])
+            == [2, 2, 2, 2, 2, 2, 4, 8, 16, 16])
     assert considered_count(16, 3, 256) == 3 and considered_count(1, 30, 256) == 1 and considered_count(16, 0, 64) == 1
 
 
