@@ -125,6 +125,9 @@ class Env(Generic[State]):
             Default False.
         rewrites_steps: :meth:`rewrite_step` words a step in other ways: PRM training
             may vary its text. Default False.
+        renames: :meth:`rename` maps a path's text onto an equivalent task's (a symmetry
+            such as a permutation of the env's object names): PRM training varies it so the
+            model learns what the labels do not depend on. Default False.
     """
 
     name: str = "env"
@@ -138,6 +141,7 @@ class Env(Generic[State]):
     value_range: tuple[float, float] | None = (0.0, 1.0)
     has_value_bound: bool = False
     rewrites_steps: bool = False
+    renames: bool = False
     instructions: str = ""  # what a language-model policy is told before the state (policy_prompt)
 
     def reset(self, task: Task, rng: np.random.Generator | None = None) -> State:
@@ -261,6 +265,14 @@ class Env(Generic[State]):
         that the step's label still holds. An env that rewrites declares ``rewrites_steps = True``.
         """
         return text
+
+    def rename(self, texts: Sequence[str], rng: np.random.Generator) -> list[str]:
+        """The texts of one path (prompt and steps) under one symmetry of the env drawn from
+        ``rng``, applied to them all (Blocksworld: the blocks' colours permuted); the default
+        keeps them. The renamed path must be the same path of an equivalent task, so that
+        every label still holds. An env that renames declares ``renames = True``.
+        """
+        return list(texts)
 
     def task_from_text(self, text: str) -> Task | None:
         """A task written inline (``"4 6 8 8"`` for Game of 24); None: this env reads tasks from files only.

@@ -11,6 +11,7 @@ run and after a resume.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -76,7 +77,7 @@ def reworded(env_of: EnvOf, examples: Sequence, share: float, seed: int, copies:
     for copy in range(copies):
         for ex in examples:
             env = env_of(ex.run_id)
-            if env is None or (copy and not env.rewrites_steps):
+            if env is None or (copy and not (env.rewrites_steps or env.renames)):
                 if not copy:
                     out.append(ex)
                 continue
@@ -85,11 +86,20 @@ def reworded(env_of: EnvOf, examples: Sequence, share: float, seed: int, copies:
 
 
 def _worded(env: Env | None, ex, share: float, key: list[int]):
-    """``ex`` with each step reworded by ``env`` with probability ``share``, drawn from a generator of (key, step node)."""
+    """``ex`` with each step reworded by ``env`` with probability ``share``, drawn from a generator of (key, step node).
+
+    Where the env renames (:meth:`~treeq.envs.base.Env.rename`), the whole path (prompt
+    too) is also renamed with probability ``share``, by a generator of (key, task): every
+    path of a task reads alike in one copy (shared prefixes still pack), each copy anew.
+    """
     if env is None:
         return ex
-    steps = []
+    prompt, steps = ex.prompt, []
     for node, text in zip(ex.nodes, ex.steps):
         rng = np.random.default_rng([*key, node])
         steps.append(env.rewrite_step(text, rng) if rng.random() < share else text)
-    return dataclasses.replace(ex, steps=steps)
+    if env.renames:
+        rng = np.random.default_rng([*key, zlib.crc32(ex.task_id.encode()), 1 << 40])
+        if rng.random() < share:
+            prompt, *steps = env.rename([prompt, *steps], rng)
+    return dataclasses.replace(ex, prompt=prompt, steps=steps)

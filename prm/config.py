@@ -77,9 +77,11 @@ class TrainConfig:
     warmup_ratio: float = field(default=0.05, metadata={"help": "Share of steps spent warming the learning rate up."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     rewrite: float = field(default=1.0, metadata={"help": "Share of training steps the env rewords "
-                                                         "(operands reordered, as a model writes them); 0: never."})
+                                                         "(operands reordered, as a model writes them) and of "
+                                                         "paths it renames (Blocksworld: the colours permuted); "
+                                                         "0: never."})
     rewordings: int = field(default=1, metadata={"help": "Copies of each training path, each worded by the env on "
-                                                        "its own (envs that reword steps only); an epoch passes "
+                                                        "its own (envs that reword or rename only); an epoch passes "
                                                         "over every copy."})
     first_passes: int = field(default=32, metadata={"help": "Extra passes per epoch over the first steps alone, each "
                                                           "worded anew where the env rewords steps: the first steps "

@@ -8,7 +8,8 @@ The package re-exports their public names (``treeq.envs.blocksworld.exact_q``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from ...errors import TaskFileError
 from ..base import Env, Step, Task
 from ..taskfiles import check_unique_ids, expand_task_path, read_text
 from .exact import MAX_EXACT_BLOCKS, optimal_value, plan_length_lower_bound
-from .pddl import DomainFileError, parse_problem
+from .pddl import PLANBENCH_COLOURS, DomainFileError, parse_problem
 from .rules import (
     HAND,
     PREDICATES,
@@ -67,6 +68,7 @@ class BlocksworldEnv(Env):
     # every proven value BFS-exact, in a quarter of the time)
     prefer_transpositions = True
     default_evaluator = "bound"
+    renames = True  # rename: the colours permuted
 
     # -- protocol
     def reset(self, task: Task, rng: np.random.Generator | None = None) -> BlocksworldState:
@@ -156,6 +158,15 @@ class BlocksworldEnv(Env):
         atoms = [(p, tuple(state.blocks[i] for i in a)) for p, a in world_atoms(state.blocks, state.world)]
         return f"I have that, {_sentence(atoms, obj)}."
 
+    def rename(self, texts: Sequence[str], rng: np.random.Generator) -> list[str]:
+        """The texts with the PlanBench colours they name permuted among themselves (one
+        permutation for all): the same path of the task whose blocks are so renamed, so every
+        label holds; a PRM trained on renamed paths cannot tie a value to a colour. Sentences
+        keep their order (PlanBench's is by object name, which a renaming would change)."""
+        found = sorted({m.group(0) for t in texts for m in _COLOUR_RE.finditer(t)})
+        mapping = dict(zip(found, (found[i] for i in rng.permutation(len(found)))))
+        return [_COLOUR_RE.sub(lambda m: mapping[m.group(0)], t) for t in texts]
+
     def value_bound(self, state: BlocksworldState, gamma: float) -> float:
         """gamma**(h-1) with h = :func:`plan_length_lower_bound` (0.0 at the goal).
 
@@ -211,6 +222,9 @@ class BlocksworldEnv(Env):
             raise TaskFileError(f"no problem files in {target} (only domain definitions)")
         check_unique_ids(((t.task_id, t.payload["path"]) for t in tasks), "task ids are file stems: rename one file")
         return tasks
+
+
+_COLOUR_RE = re.compile(r"\b(?:" + "|".join(PLANBENCH_COLOURS.values()) + r")\b")
 
 
 def _payload_atom(text: str, known: set[str], where: Callable[[int | None], str]) -> Atom:

@@ -75,6 +75,64 @@ def test_observe_is_the_configuration_after_the_step():
         "the orange block, the blue block is on the table and the orange block is on the table.")
 
 
+def _clauses(text: str) -> set[str]:
+    """The facts of PlanBench sentences ("I have that, a, b and c. My goal is to have that d."), order aside."""
+    out = set()
+    for sentence in re.split(r"\.(?: |$)", text):
+        if sentence:
+            kind = "goal" if sentence.startswith("My goal") else "have"
+            body = re.split(r"that,? ", sentence, maxsplit=1)[-1]
+            out |= {f"{kind}: {fact}" for fact in re.split(r", | and (?=the )", body)}
+    return out
+
+
+@pytest.mark.parametrize("task_id", ["instance-7", "instance-12", "instance-400"])
+def test_rename_is_the_same_path_of_the_renamed_task(tmp_path, task_id):
+    """rename permutes the colours of a path (prompt and steps) by one permutation: the result
+    is, fact for fact, the path of the task whose PDDL objects are so renamed, and every exact
+    value along it is the original's (so PRM labels hold)."""
+    task = TASKS["4-5"][task_id]
+    state = ENV.reset(task)
+    texts, states = [ENV.render(state)], [state]
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        action = ENV.legal_actions(state)[int(rng.integers(len(ENV.legal_actions(state))))]
+        state = ENV.step(state, action).state
+        texts.append(action + "\n" + ENV.observe(state))
+        states.append(state)
+    colours = {"red": "a", "blue": "b", "orange": "c", "yellow": "d", "white": "e"}
+    assert len({tuple(ENV.rename(texts, np.random.default_rng(seed))) for seed in range(4)}) > 1
+    for seed in range(4):
+        renamed = ENV.rename(texts, np.random.default_rng(seed))
+        # the permutation, read off word by word, is one bijection over the path
+        pairs = {(a, b) for t, u in zip(texts, renamed)
+                 for a, b in zip(re.findall(r"\w+", t), re.findall(r"\w+", u)) if a != b or a in colours}
+        forward = dict(pairs)
+        assert len(forward) == len(pairs) and sorted(forward) == sorted(forward.values())
+        # the renamed task: the PDDL file with its objects renamed the same way
+        swap = {colours[a]: colours[b] for a, b in forward.items()}
+        pddl = (TASKS_DIR / "4-5" / f"{task_id}.pddl").read_text()
+        pddl = re.sub(r"(?<=[ (])([a-e])(?=[ )])", lambda m: swap.get(m.group(1), m.group(1)), pddl)
+        (tmp_path / f"r{seed}.pddl").write_text(pddl)
+        other = ENV.reset(ENV.load_tasks(tmp_path / f"r{seed}.pddl")[0])
+        start, goal = ENV.render(other).split("\n")[:2]
+        assert _clauses(start) == _clauses(renamed[0].split("\n")[0])
+        assert _clauses(goal) == _clauses(renamed[0].split("\n")[1])
+        for text, before in zip(renamed[1:], states[1:]):
+            action, observation = text.split("\n")
+            step = ENV.step(other, action)
+            assert _clauses(ENV.observe(step.state)) == _clauses(observation)
+            assert optimal_value(step.state, 0.95) == optimal_value(before, 0.95)
+            other = step.state
+
+
+def test_rename_leaves_other_words_and_one_colour_paths_alone():
+    text = ["the red block is on top of the table", "reddish blue"]
+    out = ENV.rename(text, np.random.default_rng(0))
+    assert out[0].endswith("block is on top of the table") and out[1].startswith("reddish ")
+    assert ENV.rename(["the red block"], np.random.default_rng(1)) == ["the red block"]
+
+
 def test_pddl_form_actions_replay_with_colours_and_letters():
     rec = PLANS["3"]["instance-3"]
     letter = {"red": "a", "blue": "b", "orange": "c"}

@@ -111,3 +111,30 @@ def test_positive_siblings_take_the_negatives_where_positives_are_the_majority()
     examples[2].labels[1] = 0.0  # two of four: positives are not the majority, so they are the rarer label
     out = positive_siblings(TaskSource(RUNS).env, examples, 0.5, 0.0, seed=0, passes=1, skip=1)
     assert [ex.nodes for ex in out] == [[10, 11], [10, 13], [30, 31]]
+
+
+def test_blocksworld_paths_are_renamed_one_permutation_per_task_and_copy():
+    """Blocksworld renames (Env.rename): the prompt and every step of a task's paths take one
+    permutation of the colours in a copy (shared prefixes still read alike), another in the
+    next; the labels and nodes are untouched; share 0 renames nothing."""
+    runs = {"b": {"env": "blocksworld"}}
+    prompt = "I have that, the red block is on top of the blue block and the orange block is clear."
+    steps = ["unstack the red block from on top of the blue block\nI have that, the hand is currently holding red block.",
+             "put down the red block\nI have that, the red block is on the table."]
+    paths = [StepExample(t, "blocksworld", prompt, s, [1.0] * len(s), [1] * len(s), [True] * len(s),
+                         list(range(n, n + len(s))), [-1] + list(range(n, n + len(s) - 1)), "b")
+             for t, s, n in (("t", steps, 0), ("t", steps[:1], 0), ("u", steps, 10))]
+    env_of = TaskSource(runs).env
+    seen = set()
+    for seed in range(6):
+        out = reworded(env_of, paths, 1.0, seed=seed, copies=2)
+        assert len(out) == 6 and [p.labels for p in out] == [p.labels for p in paths] * 2
+        assert out[1].prompt == out[0].prompt and out[1].steps == out[0].steps[:1]  # one task, one permutation
+        for p in out:
+            colours = [w for w in p.prompt.replace(",", " ").split() if w in ("red", "blue", "orange")]
+            assert sorted(colours) == ["blue", "orange", "red"]
+            held = p.steps[0].split("holding ")[1].split()[0]
+            assert p.steps[0].startswith(f"unstack the {held} block") and p.prompt.startswith(f"I have that, the {held}")
+        seen.add((out[0].prompt, out[3].prompt))
+    assert len({a for a, _ in seen}) > 1 and any(a != b for a, b in seen)  # varies by seed and by copy
+    assert reworded(env_of, paths, 0.0, seed=0, copies=2) == paths
