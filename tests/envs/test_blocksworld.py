@@ -112,7 +112,7 @@ def test_rename_is_the_same_path_of_the_renamed_task(tmp_path, task_id):
         # the renamed task: the PDDL file with its objects renamed the same way
         swap = {colours[a]: colours[b] for a, b in forward.items()}
         pddl = (TASKS_DIR / "4-5" / f"{task_id}.pddl").read_text()
-        pddl = re.sub(r"(?<=[ (])([a-e])(?=[ )])", lambda m: swap.get(m.group(1), m.group(1)), pddl)
+        pddl = re.sub(r"(?<=[ (])([a-e])(?=[ )])", lambda m, swap=swap: swap.get(m.group(1), m.group(1)), pddl)
         (tmp_path / f"r{seed}.pddl").write_text(pddl)
         other = ENV.reset(ENV.load_tasks(tmp_path / f"r{seed}.pddl")[0])
         start, goal = ENV.render(other).split("\n")[:2]
