@@ -68,8 +68,8 @@ def reworded(env_of: EnvOf, examples: Sequence, share: float, seed: int, copies:
     The choice and the wording of a step come from a generator of (seed, copy, step
     node), so a step shared by several paths reads the same in each (prefixes still
     pack), and the training text is the same on every run and after a resume. Copies
-    beyond the first are made only of paths whose env rewords steps (an identical copy
-    would only double the work).
+    beyond the first are made only of paths whose env rewords steps or renames paths (an
+    identical copy would only double the work).
     """
     if share <= 0:
         return list(examples)
@@ -99,6 +99,7 @@ def _worded(env: Env | None, ex, share: float, key: list[int]):
         rng = np.random.default_rng([*key, node])
         steps.append(env.rewrite_step(text, rng) if rng.random() < share else text)
     if env.renames:
+        # one entry longer than a step's (key, node) seed: the two streams never coincide
         rng = np.random.default_rng([*key, zlib.crc32(ex.task_id.encode()), 1 << 40])
         if rng.random() < share:
             prompt, *steps = env.rename([prompt, *steps], rng)
