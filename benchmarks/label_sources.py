@@ -372,7 +372,7 @@ def _finish(result: Result, data: EnvData) -> Result:
     import numpy as np
 
     from treeq.pipelines.prm_bench import _f1, step_is_good
-    from treeq.prm.metrics import auroc, auroc_by_depth
+    from treeq.prm.metrics import auroc, auroc_by_depth, depth_mean
 
     soft, hard = _row_labels(result, data)
     flat = np.array([x for row in soft for x in row])
@@ -380,7 +380,7 @@ def _finish(result: Result, data: EnvData) -> Result:
     depth = np.array([i for r in data.label_rows for i in range(len(r["steps"]))])
     by_depth = auroc_by_depth(flat, good, depth)
     result.auroc = auroc(flat, good)
-    result.within = float(np.mean(list(by_depth.values()))) if by_depth else math.nan
+    result.within = depth_mean(by_depth)
     predicted = [next((i for i, h in enumerate(row) if not h), -1) for row in hard]
     result.f1 = _f1(predicted, [r["label"] for r in data.label_rows])["first_error_f1"]
     keys = [k for keys in data.row_keys for k in keys]

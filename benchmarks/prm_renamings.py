@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import sys
 
 import numpy as np
@@ -31,7 +30,7 @@ from treeq.errors import TreeqError
 from treeq.pipelines.prm_eval import TaskSource, exact_step_labels
 from treeq.prm.config import StepDatasetConfig
 from treeq.prm.dataset import build_step_dataset
-from treeq.prm.metrics import auroc_by_depth
+from treeq.prm.metrics import auroc_by_depth, depth_mean
 from treeq.prm.model import load_prm, score_batch
 
 
@@ -49,11 +48,6 @@ def structure(state: BlocksworldState) -> tuple:
     return best
 
 
-def within_depth(scores: np.ndarray, good: np.ndarray, depth: np.ndarray) -> float:
-    by_depth = auroc_by_depth(scores, good, depth)
-    return float(np.mean(list(by_depth.values()))) if by_depth else math.nan
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("prm", help="a train-prm output directory")
@@ -69,14 +63,14 @@ def main(argv: list[str] | None = None) -> int:
                                 labels=args.labels, proven_steps=args.proven_steps)
         ds = build_step_dataset(args.trees, cfg)
         source = TaskSource(ds.runs)
-
-        def shape(ex) -> tuple:
-            env, tasks, _ = source.get(ex.run_id)
-            if env.name != "blocksworld":
-                raise TreeqError(f"task {ex.task_id} is a {env.name} task: this script reads Blocksworld trees")
-            return structure(env.reset(tasks[ex.task_id]))
-
-        seen = {shape(ex) for ex in ds.train}
+        shapes: dict[str, tuple] = {}  # task -> its structure, each computed once
+        for ex in ds.train + ds.val:
+            if ex.task_id not in shapes:
+                env, tasks, _ = source.get(ex.run_id)
+                if env.name != "blocksworld":
+                    raise TreeqError(f"task {ex.task_id} is a {env.name} task: this script reads Blocksworld trees")
+                shapes[ex.task_id] = structure(env.reset(tasks[ex.task_id]))
+        seen = {shapes[ex.task_id] for ex in ds.train}
         tokenizer, model, meta = load_prm(args.prm)
         scores = score_batch(model, tokenizer, [(ex.prompt, ex.steps) for ex in ds.val], meta.max_length,
                              skip_long=True)
@@ -87,17 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     except TreeqError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    rows = []  # (renamed copy of a training instance, depth, score, exactly good)
-    for (ex, s), good in zip(val, exact):
-        renamed = shape(ex) in seen
-        rows += [(renamed, d, x, g) for d, (x, g, own) in enumerate(zip(s, good, ex.owned)) if own]
-    tasks = {ex.task_id: shape(ex) in seen for ex, _ in val}
-    arr = np.array([(r, d, x, g) for r, d, x, g in rows], dtype=float)
+    renamed = {ex.task_id: shapes[ex.task_id] in seen for ex, _ in val}  # held-out task -> a renamed training one
+    rows = np.array([(renamed[ex.task_id], d, x, g) for (ex, s), good in zip(val, exact)
+                     for d, (x, g, own) in enumerate(zip(s, good, ex.owned)) if own], dtype=float)
     figures = {}
-    for name, mask in (("all", np.ones(len(arr), bool)), ("renamings", arr[:, 0] == 1), ("new structures", arr[:, 0] == 0)):
-        n = sum(1 for r in tasks.values() if name == "all" or r == (name == "renamings"))
-        figures[name] = (within_depth(arr[mask, 2], arr[mask, 3] == 1, arr[mask, 1]), n, int(mask.sum()))
-    print(f"{len(ds.val)} validation paths of {len(tasks)} held-out instances ({len(ds.train)} training paths)")
+    for name, keep in (("all", None), ("renamings", True), ("new structures", False)):
+        mask = np.ones(len(rows), bool) if keep is None else (rows[:, 0] == 1) == keep
+        n = sum(1 for r in renamed.values() if keep is None or r == keep)
+        figures[name] = (depth_mean(auroc_by_depth(rows[mask, 2], rows[mask, 3] == 1, rows[mask, 1])), n,
+                         int(mask.sum()))
+    print(f"{len(ds.val)} validation paths of {len(renamed)} held-out instances ({len(ds.train)} training paths)")
     for name, (value, n, steps) in figures.items():
         print(f"  {name:15s} {n:4d} instances {steps:6d} steps  within-depth AUROC {value:.3f}")
     print("within-depth AUROC: " + ", ".join(f"{name} {v:.3f} ({n} instances)" for name, (v, n, _) in figures.items()))

@@ -376,7 +376,7 @@ def _f1(predicted: Sequence[int | None], labels: Sequence[int]) -> dict[str, flo
 
 def _bench_metrics(rows: list[dict], scores: list[list[float] | None], predicted: list[int | None]
                    ) -> dict[str, Any]:
-    from ..prm.metrics import auroc_by_depth
+    from ..prm.metrics import auroc_by_depth, depth_mean
 
     labels = [r["label"] for r in rows]
     result: dict[str, Any] = {"samples": len(rows), "flawed": sum(y >= 0 for y in labels), **_f1(predicted, labels)}
@@ -387,7 +387,7 @@ def _bench_metrics(rows: list[dict], scores: list[list[float] | None], predicted
         good = np.array([step_is_good(q, v) for r, s in scored for q, v in zip(r["q_star"][: len(s)], r["v_star"])])
         depth = np.array([i for _, s in scored for i in range(len(s))])
         by_depth = auroc_by_depth(flat, good, depth)
-        result["within_depth_auroc"] = float(np.mean(list(by_depth.values()))) if by_depth else math.nan
+        result["within_depth_auroc"] = depth_mean(by_depth)
         result["auroc_by_depth"] = by_depth
         by_task: dict[str, list[tuple[float, dict]]] = {}
         for r, s in scored:

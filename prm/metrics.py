@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["auroc", "spearman", "auroc_by_depth"]
+__all__ = ["auroc", "spearman", "auroc_by_depth", "depth_mean"]
 
 
 def auroc(scores, positive) -> float:
@@ -57,3 +57,8 @@ def auroc_by_depth(scores, positive, depth) -> dict[int, float]:
         if value == value:
             out[int(d)] = value
     return out
+
+
+def depth_mean(by_depth: dict[int, float]) -> float:
+    """The within-depth figure: the unweighted mean of :func:`auroc_by_depth`'s values (NaN if none)."""
+    return float(np.mean(list(by_depth.values()))) if by_depth else float("nan")
