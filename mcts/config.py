@@ -37,11 +37,12 @@ class SearchConfig:
         default=None, metadata={"help": "Exploration constant of UCT / PUCT; None: the env's default_c."})
     selection: str = field(default="uct", metadata={
         "help": "'uct' (UCB1 on trees), 'puct' (AlphaZero, uses priors) or 'gumbel' (Gumbel MuZero: Gumbel-top-k and "
-                "Sequential Halving at the root, uses priors)."})
+                "Sequential Halving down to one action at the root, uses priors)."})
     fpu: float = field(default=0.0, metadata={"help": "PUCT only: Q assumed for actions not yet visited."})
     gumbel_k: int = field(default=16, metadata={
         "help": "gumbel only: most root actions sampled without replacement (Gumbel-top-k) for Sequential Halving; "
-                "never more than a quarter of the simulations, but at least 2 (8 simulations: two actions, 16: four)."})
+                "never more than the largest power of two at most sqrt(2 * simulations) (4 simulations: two "
+                "actions, 8 to 31: four, 32 to 127: eight)."})
     gumbel_scale: float = field(default=0.0, metadata={
         "help": "gumbel only: scale of the root's Gumbel noise (mctx's gumbel_scale, 1 there); 0: the top k of the "
                 "prior, deterministic, as mctx advises for evaluation in perfect-information games (measured: the "
