@@ -44,10 +44,18 @@ def main(argv: list[str]) -> int:
     from treeq.pipelines.self_train import sims_to_solve, split_tasks
 
     run = Path(args.run)
-    settings = json.loads((run / "self_train.json").read_text())["settings"]
-    settings["eval_budgets"] = tuple(settings["eval_budgets"])
-    cfg = SelfTrainConfig(**settings, progress=args.progress)
+    try:
+        settings = json.loads((run / "self_train.json").read_text())["settings"]
+        settings["eval_budgets"] = tuple(settings["eval_budgets"])
+        cfg = SelfTrainConfig(**settings, progress=args.progress)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"error: {run} is not a finished self-train directory (its self_train.json: {e})", file=sys.stderr)
+        return 2
     last = args.round if args.round is not None else cfg.rounds
+    if not (run / f"round-{last}" / "policy").is_dir() or not (run / f"round-{last}" / "prm").is_dir():
+        print(f"error: {run} has no round-{last} policy and PRM (a self-train run that reached round {last})",
+              file=sys.stderr)
+        return 2
     policy, prm = str(run / f"round-{last}" / "policy"), str(run / f"round-{last}" / "prm")
     env = make_env(cfg.env, **cfg.env_kwargs)
     _, held = split_tasks(env, cfg)
