@@ -164,14 +164,29 @@ def considered_visits(k: int, simulations: int) -> tuple[int, ...]:
     trained prior on Game of 24, one survivor solved 178 of 200 held-out puzzles where two
     solved 171, docs/search.md.) ``k <= 1``: ``0, 1, 2, ...`` (one action, every visit).
     """
-    return tuple(considered_visit_at(k, simulations, i) for i in range(simulations))
+    if k <= 1:
+        return tuple(range(simulations))
+    phases = _phases(k)
+    sequence: list[int] = []
+    visits = 0  # the count every action still considered has at the start of a round
+    num_considered = k
+    while len(sequence) < simulations:
+        if num_considered == 1:
+            sequence.append(visits)
+            visits += 1
+            continue
+        for _ in range(max(1, int(simulations / (phases * num_considered)))):
+            sequence.extend([visits] * num_considered)
+            visits += 1
+        num_considered = (num_considered + 1) // 2
+    return tuple(sequence[:simulations])
 
 
 def considered_visit_at(k: int, simulations: int, i: int) -> int:
-    """``considered_visits(k, simulations)[i]``: in each halving phase the considered actions all
-    have the same count, so the phase's entries are that count repeated once per action, then
-    one more, and so on; the last action's entries count up by one. Memory and time follow the
-    number of phases, not the budget."""
+    """``considered_visits(k, simulations)[i]`` without building the sequence (what the engine
+    calls: memory and time follow the number of phases, not the budget). In each halving phase
+    the considered actions all have the same count, so the phase's entries are that count
+    repeated once per action, then one more, and so on; the last action's count up by one."""
     if k <= 1:
         return i
     phases = _phases(k)
