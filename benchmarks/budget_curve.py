@@ -22,6 +22,14 @@ import time
 from pathlib import Path
 
 
+def _numbers(text: str, kind: type, flag: str) -> list:
+    """A comma-separated list of numbers; a word that is not one: ValueError naming ``flag``."""
+    try:
+        return [kind(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{flag} takes comma-separated numbers, got {text!r}") from None
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="a finished self-train output directory")
@@ -37,6 +45,7 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
 
     from treeq.envs.registry import make_env
+    from treeq.errors import TreeqError
     from treeq.mcts.config import SearchConfig
     from treeq.pipelines.config import SearchJobConfig, SelfTrainConfig
     from treeq.pipelines.policies.lm import LMConfig
@@ -52,20 +61,29 @@ def main(argv: list[str]) -> int:
         print(f"error: {run} is not a finished self-train directory (its self_train.json: {e})", file=sys.stderr)
         return 2
     last = args.round if args.round is not None else cfg.rounds
-    if not (run / f"round-{last}" / "policy").is_dir() or not (run / f"round-{last}" / "prm").is_dir():
+    policy, prm = run / f"round-{last}" / "policy", run / f"round-{last}" / "prm"
+    if last < 0 or not policy.is_dir() or not prm.is_dir():
         print(f"error: {run} has no round-{last} policy and PRM (a self-train run that reached round {last})",
               file=sys.stderr)
         return 2
-    policy, prm = str(run / f"round-{last}" / "policy"), str(run / f"round-{last}" / "prm")
+    try:  # every setting checked before the first search
+        if args.noise < 0 or (args.limit is not None and args.limit < 1):
+            raise ValueError(f"--noise must be >= 0 and --limit >= 1, got {args.noise} and {args.limit}")
+        budgets = _numbers(args.budgets, int, "--budgets")
+        selections = args.selections.split(",")
+        mixes = _numbers(args.value_mix, float, "--value-mix")
+        scales = _numbers(args.gumbel_scale, float, "--gumbel-scale")
+        variants = [(sel, mix, scale) for sel in selections for mix in mixes
+                    for scale in (scales if sel == "gumbel" else [1.0])]
+        searches = {(v, b): SearchConfig(simulations=b, selection=v[0], stop_on_solve=True, gumbel_scale=v[2])
+                    for v in variants for b in budgets}
+        lms = {mix: LMConfig(model=str(policy), prm=str(prm), value_mix=mix) for mix in mixes}
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     env = make_env(cfg.env, **cfg.env_kwargs)
     _, held = split_tasks(env, cfg)
     held = held[: args.limit]
-    budgets = [int(b) for b in args.budgets.split(",")]
-    selections = args.selections.split(",")
-    mixes = [float(m) for m in args.value_mix.split(",")]
-    scales = [float(x) for x in args.gumbel_scale.split(",")]
-    variants = [(sel, mix, scale) for sel in selections for mix in mixes
-                for scale in (scales if sel == "gumbel" else [1.0])]
     print(f"{env.name}: {len(held)} held-out tasks of {run} (split seed {cfg.split_seed}); round {last}'s policy "
           f"and PRM; --stop-on-solve")
 
@@ -79,11 +97,13 @@ def main(argv: list[str]) -> int:
             out = run / "budget-curve" / f"{args.tag}{sel}-mix{mix:g}-scale{scale:g}-{b}"
             t0 = time.perf_counter()
             job = SearchJobConfig(env=cfg.env, env_kwargs=cfg.env_kwargs, tasks=cfg.tasks,
-                                  search=SearchConfig(simulations=b, selection=sel, stop_on_solve=True,
-                                                      gumbel_scale=scale),
-                                  evaluator="prm", proposer="hf", lm=LMConfig(model=policy, prm=prm, value_mix=mix),
-                                  seed=cfg.seed, out=str(out), workers=1, progress=args.progress)
-            summary = run_search(job, tasks=held)
+                                  search=searches[(sel, mix, scale), b], evaluator="prm", proposer="hf",
+                                  lm=lms[mix], seed=cfg.seed, out=str(out), workers=1, progress=args.progress)
+            try:
+                summary = run_search(job, tasks=held)
+            except TreeqError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
             counts.append(summary.solved)
             print(f"  {name((sel, mix, scale))}, value mix {mix:g} @{b}: {summary.solved}/{summary.tasks} solved, "
                   f"{sims_to_solve(str(out), summary.run_id):.1f} simulations to solve "

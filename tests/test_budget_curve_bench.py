@@ -26,3 +26,22 @@ def test_missing_corrupt_or_unfinished_run_is_one_line(tmp_path, capsys):
     assert _main(["--run", str(tmp_path / "other")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith("error: ") and "not a finished self-train" in line for line in lines)
+
+
+def test_bad_settings_are_one_line_before_any_search(tmp_path, capsys):
+    """A finished-looking run (settings, round-2 directories): every bad flag is refused before a search starts."""
+    from dataclasses import asdict
+
+    from treeq.pipelines.config import SelfTrainConfig
+
+    settings = {k: v for k, v in asdict(SelfTrainConfig(out=str(tmp_path))).items() if k not in ("workers", "progress")}
+    (tmp_path / "self_train.json").write_text(json.dumps({"settings": settings}))
+    for part in ("policy", "prm"):
+        (tmp_path / "round-2" / part).mkdir(parents=True)
+    bad = (["--round", "-1"], ["--round", "5"], ["--budgets", "nan"], ["--budgets", "-1"], ["--value-mix", "nan"],
+           ["--gumbel-scale", "-1"], ["--noise", "-1"], ["--limit", "-1"], ["--selections", "bogus"])
+    for flags in bad:
+        assert _main(["--run", str(tmp_path), *flags]) == 2, flags
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == len(bad) and all(line.startswith("error: ") for line in lines)
+    assert not (tmp_path / "budget-curve").exists()  # nothing searched
