@@ -39,6 +39,7 @@ from treeq.pipelines.command_config import (
     SearchRunConfig,
     ShowConfig,
     TextWorldGamesConfig,
+    number_list,
 )
 from treeq.pipelines.config import (
     CreditBenchConfig,
@@ -708,13 +709,9 @@ def self_train(
 ) -> None:
     """Expert iteration: search, train the PRM and the policy on the trees, search with both; each round
     evaluated on held-out tasks (rounds.parquet, rounds.md, rounds.png)."""
-    from treeq.errors import ConfigError
     from treeq.pipelines.self_train import self_train as run
 
-    try:
-        budgets = tuple(int(b) for b in eval_budgets.split(",") if b.strip())
-    except ValueError:
-        raise ConfigError(f"--eval-budgets must be integers separated by commas, got {eval_budgets!r}") from None
+    budgets = number_list(eval_budgets, "--eval-budgets")
     cfg = SelfTrainConfig(env=env, env_kwargs=_json_object(env_kwargs, "--env-kwargs"), tasks=tasks, limit=limit,
                           eval_tasks=eval_tasks, holdout=holdout, split_seed=split_seed, eval_limit=eval_limit,
                           rounds=rounds, model=model, method=method, selection=selection, simulations=simulations,
@@ -755,16 +752,6 @@ def export_rewards(
                + (f"; rows with a value: {partial}" if partial else ""))
 
 
-def _int_list(text: str, flag: str) -> tuple[int, ...]:
-    """Integers separated by commas (``2,4,8``)."""
-    from treeq.errors import ConfigError
-
-    try:
-        return tuple(int(b) for b in text.split(",") if b.strip())
-    except ValueError:
-        raise ConfigError(f"{flag} must be integers separated by commas, got {text!r}") from None
-
-
 _CB = CreditBenchConfig
 
 
@@ -799,9 +786,9 @@ def credit_bench(
         env=env, env_kwargs=_json_object(env_kwargs, "--env-kwargs"), tasks=tasks, limit=limit, policy=policy,
         temperature=temperature, epsilon=epsilon, model=model,
         estimators=tuple(e.strip() for e in estimators.split(",") if e.strip()),
-        group_sizes=_int_list(group_sizes, "--group-sizes"), mc_rollouts=_int_list(mc_rollouts, "--mc-rollouts"),
+        group_sizes=number_list(group_sizes, "--group-sizes"), mc_rollouts=number_list(mc_rollouts, "--mc-rollouts"),
         mc_trajectories=mc_trajectories,
-        simulations=_int_list(simulations, "--simulations"), seeds=seeds, max_steps=max_steps, gamma=gamma,
+        simulations=number_list(simulations, "--simulations"), seeds=seeds, max_steps=max_steps, gamma=gamma,
         weight=weight, lam=lam, similarity=similarity, out=out, progress=progress)
     _path, lines = run_credit_bench(cfg)
     for line in lines:

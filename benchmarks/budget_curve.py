@@ -22,14 +22,6 @@ import time
 from pathlib import Path
 
 
-def _numbers(text: str, kind: type, flag: str) -> list:
-    """A comma-separated list of numbers; a word that is not one: ValueError naming ``flag``."""
-    try:
-        return [kind(x) for x in text.split(",")]
-    except ValueError:
-        raise ValueError(f"{flag} takes comma-separated numbers, got {text!r}") from None
-
-
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="a finished self-train output directory")
@@ -47,6 +39,7 @@ def main(argv: list[str]) -> int:
     from treeq.envs.registry import make_env
     from treeq.errors import TreeqError
     from treeq.mcts.config import SearchConfig
+    from treeq.pipelines.command_config import number_list
     from treeq.pipelines.config import SearchJobConfig, SelfTrainConfig
     from treeq.pipelines.policies.lm import LMConfig
     from treeq.pipelines.search import run_search
@@ -69,10 +62,10 @@ def main(argv: list[str]) -> int:
     try:  # every setting checked before the first search
         if args.noise < 0 or (args.limit is not None and args.limit < 1):
             raise ValueError(f"--noise must be >= 0 and --limit >= 1, got {args.noise} and {args.limit}")
-        budgets = _numbers(args.budgets, int, "--budgets")
+        budgets = number_list(args.budgets, "--budgets")
         selections = args.selections.split(",")
-        mixes = _numbers(args.value_mix, float, "--value-mix")
-        scales = _numbers(args.gumbel_scale, float, "--gumbel-scale")
+        mixes = number_list(args.value_mix, "--value-mix", float)
+        scales = number_list(args.gumbel_scale, "--gumbel-scale", float)
         variants = [(sel, mix, scale) for sel in selections for mix in mixes
                     for scale in (scales if sel == "gumbel" else [1.0])]
         searches = {(v, b): SearchConfig(simulations=b, selection=v[0], stop_on_solve=True, gumbel_scale=v[2])

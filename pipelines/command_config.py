@@ -3,7 +3,8 @@
 whose fields give the CLI its options' defaults and help texts (``cli.py`` reads them, as
 it reads :mod:`treeq.pipelines.config` for the jobs). ``; None: ...`` says what an open
 default means. The commands whose inputs need checks beyond the types check them in the
-job they call (``show``, ``compact``, ``plot``, ``score-steps``, the exports), or here.
+job they call (``show``, ``compact``, ``plot``, ``score-steps``, the exports), or here;
+:func:`number_list` reads the comma-separated lists of numbers of every command and benchmark.
 """
 
 from __future__ import annotations
@@ -13,8 +14,22 @@ from dataclasses import dataclass, field
 from ..envs.base import parse_seed_spec
 from ..errors import ConfigError
 
-__all__ = ["SearchRunConfig", "QueryConfig", "ReplayConfig", "ShowConfig", "CompactConfig", "PlotConfig",
+__all__ = ["number_list", "SearchRunConfig", "QueryConfig", "ReplayConfig", "ShowConfig", "CompactConfig", "PlotConfig",
            "TextWorldGamesConfig", "ScoreConfig", "ExportFileConfig"]
+
+
+def number_list(text: str, flag: str, kind: type = int) -> tuple:
+    """A list given on the command line as numbers separated by commas (``2,4,8``; blanks
+    skipped), each read by ``kind``. A word that is not one, or no number at all: ConfigError
+    naming ``flag``."""
+    try:
+        values = tuple(kind(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        values = ()
+    if not values:
+        what = "integers" if kind is int else "numbers"
+        raise ConfigError(f"{flag} must be {what} separated by commas, got {text!r}")
+    return values
 
 
 @dataclass(frozen=True)
