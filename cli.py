@@ -401,6 +401,7 @@ def train_prm(
     rewordings: int = _opt(_T, "rewordings"),
     first_passes: int = _opt(_T, "first_passes"),
     positive_passes: int = _opt(_T, "positive_passes"),
+    lm_weight: float = _opt(_T, "lm_weight"),
     hidden_size: int = _opt(_M, "hidden_size"),
     layers: int = _opt(_M, "layers"),
     heads: int = _opt(_M, "heads"),
@@ -422,7 +423,7 @@ def train_prm(
                    observations=observations, labels=labels, proven_steps=proven_steps),
         train=_T(loss=loss, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, save_every=save_every, rewrite=rewrite,
                  rewordings=rewordings, first_passes=first_passes,
-                 positive_passes=positive_passes, seed=seed),
+                 positive_passes=positive_passes, lm_weight=lm_weight, seed=seed),
         tiny=_M(hidden_size=hidden_size, layers=layers, heads=heads, vocab_size=vocab_size, window=window,
                 max_length=max_length),
     )
@@ -438,7 +439,8 @@ def _prm_summary(m: dict) -> str:
     total = m.get("total_seconds", m["train_seconds"])
     lines = [f"trained in {m['train_seconds']} s, evaluated in {round(total - m['train_seconds'], 1)} s ({total} s in all) "
              f"on {m['train_paths']:,} paths; validation: {m.get('val_paths', 0):,} paths"]
-    for key in ("eval_loss", "auroc_hard", "spearman_q", "auroc_exact", "auroc_exact_within_depth_mean"):
+    for key in ("eval_loss", "auroc_hard", "spearman_q", "auroc_exact", "auroc_exact_within_depth_mean",
+                "auroc_exact_within_parent_mean"):
         if key in m:
             lines.append(f"  {key}: {f(m[key])}")
     if "auroc_exact_by_depth" in m:

@@ -239,7 +239,7 @@ def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig, source=No
     """
     from tqdm import tqdm
 
-    from ..prm.metrics import auroc, auroc_by_depth, depth_mean, spearman
+    from ..prm.metrics import auroc, auroc_by_depth, depth_mean, spearman, within_group_mean
     from ..prm.model import score_batch
     from .prm_eval import TaskSource, best_of_n, exact_step_labels
 
@@ -274,6 +274,7 @@ def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig, source=No
             result["auroc_exact"] = auroc(flat, good)
             result["auroc_exact_by_depth"] = by_depth
             result["auroc_exact_within_depth_mean"] = depth_mean(by_depth)
+            result["auroc_exact_within_parent_mean"] = within_group_mean(flat, good, arrays["parent"])
         if job.best_of_n:
             refs = sorted({(ex.run_id, ex.task_id) for ex in val}, key=lambda r: r[1])[: job.bon_tasks]
             result["best_of_n"] = best_of_n(source, refs, job.best_of_n, lambda paths: score(paths, counted=False),

@@ -6,6 +6,7 @@ texts (the ``help`` metadata) without loading them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -90,6 +91,11 @@ class TrainConfig:
                                                              "steps that holds the rarer label (above the threshold "
                                                              "where those are the fewer, else below), each worded "
                                                              "anew: the rare labels and their closest contrasts."})
+    lm_weight: float = field(default=0.0, metadata={"help": "Weight of an auxiliary next-token loss on the paths' "
+                                                           "own text, the input embeddings as its output layer "
+                                                           "(nothing is added to the saved model): dense "
+                                                           "supervision on every token, which teaches the model "
+                                                           "to follow what each action did; 0: off."})
     save_every: int = field(default=200, metadata={"help": "Optimisation steps between checkpoints (resume points)."})
     seed: int = field(default=0, metadata={"help": "Seed of the model's initialisation and the data order."})
 
@@ -114,6 +120,8 @@ class TrainConfig:
             raise ConfigError(f"first_passes must be an integer >= 0, got {self.first_passes!r}")
         if not isinstance(self.positive_passes, int) or self.positive_passes < 0:
             raise ConfigError(f"positive_passes must be an integer >= 0, got {self.positive_passes!r}")
+        if not 0.0 <= self.lm_weight < math.inf:
+            raise ConfigError(f"lm_weight must be a finite number >= 0, got {self.lm_weight}")
         if self.save_every < 1:
             raise ConfigError(f"save_every must be >= 1, got {self.save_every}")
         if self.seed < 0:

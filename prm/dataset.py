@@ -383,14 +383,17 @@ def _add_rows(cols: dict[str, list], trie: _Trie, min_visits: int, value_range: 
 
 
 def label_arrays(examples: Sequence[StepExample], threshold: float) -> dict[str, np.ndarray]:
-    """Flat per-step arrays over the owned steps: soft label, hard label, depth, example index."""
-    soft, depth, index = [], [], []
+    """Flat per-step arrays over the owned steps: soft label, hard label, depth, example index,
+    parent (the trie node id of the step's parent; a task's root is a negative id of its own)."""
+    soft, depth, index, parent = [], [], [], []
+    roots: dict[str, int] = {}
     for i, ex in enumerate(examples):
-        for d, (label, own) in enumerate(zip(ex.labels, ex.owned)):
+        for d, (label, own, up) in enumerate(zip(ex.labels, ex.owned, ex.parents)):
             if own:
                 soft.append(label)
                 depth.append(d)
                 index.append(i)
+                parent.append(up if up >= 0 else -1 - roots.setdefault(ex.task_id, len(roots)))
     soft_a = np.asarray(soft, dtype=np.float64)
     return {"soft": soft_a, "hard": soft_a > threshold, "depth": np.asarray(depth, dtype=np.int64),
-            "example": np.asarray(index, dtype=np.int64)}
+            "example": np.asarray(index, dtype=np.int64), "parent": np.asarray(parent, dtype=np.int64)}

@@ -59,6 +59,18 @@ def auroc_by_depth(scores, positive, depth) -> dict[int, float]:
     return out
 
 
+def within_group_mean(scores, positive, group) -> float:
+    """The mean AUROC within each group that holds both classes (NaN if none): with a step's
+    parent as its group, how well the scores rank each state's children, which is what a
+    search asks of a value."""
+    scores, positive, group = np.asarray(scores), np.asarray(positive, dtype=bool), np.asarray(group)
+    order = np.argsort(group, kind="stable")
+    starts = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1]])
+    values = [auroc(scores[ix], positive[ix]) for ix in np.split(order, starts[1:])]
+    values = [v for v in values if v == v]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def depth_mean(by_depth: dict[int, float]) -> float:
     """The within-depth figure: the unweighted mean of :func:`auroc_by_depth`'s values (NaN if none)."""
     return float(np.mean(list(by_depth.values()))) if by_depth else float("nan")

@@ -11,6 +11,11 @@ ours:
   prefix) with different labels, ``-log sigmoid(s_better - s_worse)`` on their logits;
   per parent the two best and the two worst children are paired (rStar-Math, §3.3).
 
+With ``lm_weight`` > 0, any of them gains an auxiliary next-token loss on the rows' own
+text (:func:`lm_loss`): the last hidden states, the value head's input before its dropout,
+times the input embeddings (a pretrained model's tied LM head), predict each next token of
+the same path.
+
 Padding and steps not owned by an example (a shared prefix counted elsewhere) are
 masked out of the loss; steps below the visit threshold never enter the dataset.
 """
@@ -28,6 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..errors import ModelError
 from .config import LOSSES, TrainConfig
 from .dataset import StepExample
 from .format import SEPARATOR
@@ -142,7 +148,8 @@ def make_collator(pad_id: int, sep_id: int, window: int = 0):
         rows = [r for item in batch for r in (item["good"], item["bad"])]
         ids, mask = pad_batch(rows, pad_id)
         last = torch.tensor([max(i for i, t in enumerate(r) if t == sep_id) for r in rows])
-        return {"input_ids": ids, "attention_mask": mask, "last_sep": last}
+        real = mask.bool()
+        return {"input_ids": ids, "attention_mask": mask, "last_sep": last, "lm_mask": _next_in(real)}
 
     def packed(batch: list[dict]) -> dict[str, torch.Tensor]:
         width = max(len(b["prefix"]) + b["size"] for b in batch)
@@ -173,9 +180,17 @@ def make_collator(pad_id: int, sep_id: int, window: int = 0):
             attend &= (pos[:, :, None] - pos[:, None, :]) < window
         attend = attend.unsqueeze(1)
         return {"input_ids": ids, "position_ids": pos, "attention_mask": attend, "step_labels": labels,
-                "loss_mask": loss_mask}
+                "loss_mask": loss_mask, "lm_mask": _next_in(seg >= -1, seg[:, 1:] == seg[:, :-1])}
 
     return lambda batch: pairs(batch) if "good" in batch[0] else packed(batch)
+
+
+def _next_in(real: torch.Tensor, same: torch.Tensor | None = None) -> torch.Tensor:
+    """``[B, T]``: token t is real and token t + 1 follows it on the same path (the next-token
+    targets); ``same`` ``[B, T - 1]``: whether tokens t and t + 1 share a segment (packed rows)."""
+    follows = torch.zeros_like(real)
+    follows[:, :-1] = real[:, :-1] & real[:, 1:] & (True if same is None else same)
+    return follows
 
 
 def _mark(ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, sep_id: int, values, owned) -> None:
@@ -210,6 +225,29 @@ def prm_loss(logits: torch.Tensor, inputs: dict[str, torch.Tensor], loss: str) -
     return F.mse_loss(torch.sigmoid(x), y)
 
 
+def capture_hidden(model, into: dict[str, torch.Tensor]):
+    """Hook that stores, at every forward pass, the last hidden states of the transformer under a
+    token classification model's value head (its ``base_model``) in ``into["hidden"]``: what the
+    head reads, before the head's dropout. Returns the hook's handle (``.remove()`` it)."""
+    base = getattr(model, "base_model", model)
+    if base is model:
+        raise ModelError(f"{type(model).__name__} has no base model under its value head to read hidden states "
+                         f"from: --lm-weight needs one (or set it to 0)")
+    return base.register_forward_hook(lambda _module, _args, out: into.__setitem__("hidden", out[0]))
+
+
+def lm_loss(hidden: torch.Tensor, inputs: dict[str, torch.Tensor], embeddings: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the next token of each path from the last hidden states ``[B, T, H]``
+    (:func:`capture_hidden`), projected by the input embeddings ``[V, H]`` (``lm_mask``: the tokens
+    whose next token is on the same path)."""
+    at = inputs["lm_mask"]
+    if not at.any():
+        return hidden.sum() * 0.0
+    logits = hidden[at] @ embeddings.T
+    targets = inputs["input_ids"][:, 1:][at[:, :-1]]
+    return F.cross_entropy(logits.float(), targets)
+
+
 def run_fingerprint(data_hash: str, base: str, cfg: TrainConfig, extra: dict[str, Any]) -> str:
     """The identity of a training run: same data, base model and settings resume each other."""
     blob = json.dumps({"data": data_hash, "base": base, "train": asdict(cfg), **extra}, sort_keys=True, default=str)
@@ -229,10 +267,16 @@ def fit(model, tokenizer, train_set, eval_set, cfg: TrainConfig, checkpoint_dir:
     quiet_transformers()
     sep_id = tokenizer.convert_tokens_to_ids(SEPARATOR)
 
+    seen: dict[str, torch.Tensor] = {}  # the value head's input of the last forward pass (--lm-weight)
+    hook = capture_hidden(model, seen) if cfg.lm_weight else None
+
     class _PRMTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             logits = forward_logits(model, inputs)
             value = prm_loss(logits, inputs, cfg.loss)
+            if cfg.lm_weight and model.training:
+                value = value + cfg.lm_weight * lm_loss(seen.pop("hidden"), inputs,
+                                                        model.get_input_embeddings().weight)
             return (value, {"logits": logits}) if return_outputs else value
 
     label_names = ["last_sep"] if cfg.loss == "pairwise" else ["step_labels"]
@@ -269,7 +313,11 @@ def fit(model, tokenizer, train_set, eval_set, cfg: TrainConfig, checkpoint_dir:
     )
     if not progress:
         trainer.remove_callback(PrinterCallback)  # no per-step log lines either
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    try:
+        result = trainer.train(resume_from_checkpoint=True if resume else None)
+    finally:
+        if hook is not None:
+            hook.remove()
     metrics = {"train_loss": float(result.training_loss)}
     if trainer.eval_dataset is not None:
         last = [h["eval_loss"] for h in trainer.state.log_history

@@ -163,6 +163,23 @@ def test_other_losses_train(trees, tmp_path, run_cli, loss):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("loss", ["bce", "pairwise"])
+def test_lm_weight_adds_a_next_token_loss_and_saves_nothing_more(trees, trained, tmp_path, run_cli, loss):
+    """--lm-weight 1 on packed rows (bce) and on pairs: the training loss now holds a next-token
+    term (near log 300 for an untrained 300-token vocabulary, far above any bce or pairwise loss),
+    and the saved model has exactly the weights of a run without it."""
+    from safetensors import safe_open
+
+    out = tmp_path / loss
+    res = run_cli("train-prm", trees, "--out", out, "--loss", loss, "--lm-weight", "1", "--max-steps", "2",
+                  "--val-fraction", "0.3", "--best-of-n", "0", "--no-progress", *TINY)
+    assert res.rc == 0, res.err
+    assert json.loads((out / "metrics.json").read_text())["train_loss"] > 3.0
+    with safe_open(str(out / "model.safetensors"), "pt") as a, safe_open(str(trained / "model.safetensors"), "pt") as b:
+        assert set(a.keys()) == set(b.keys())
+
+
+@pytest.mark.slow
 def test_killed_training_resumes_to_the_same_metrics(trees, tmp_path):
     """SIGKILL after the first checkpoint, rerun the same command: it resumes, and ends where an
     uninterrupted run with the same seed ends."""

@@ -70,6 +70,8 @@ def test_paths_labels_and_ownership(tmp_path):
     assert arrays["soft"].tolist() == [0.75, 1.0, 0.0, 0.0]
     assert arrays["hard"].tolist() == [True, True, False, False]
     assert arrays["depth"].tolist() == [0, 1, 1, 0]
+    parent = arrays["parent"].tolist()  # a and b under the root, c and d under a
+    assert parent[0] == parent[3] < 0 and parent[1] == parent[2] >= 0
 
 
 def test_visit_threshold_cuts_below(tmp_path):

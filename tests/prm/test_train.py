@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from treeq.errors import ConfigError
+from treeq.errors import ConfigError, ModelError
 from treeq.prm.config import TinyModelConfig, TrainConfig
 from treeq.prm.dataset import StepExample
 from treeq.prm.model import (
@@ -19,7 +19,15 @@ from treeq.prm.model import (
     tiny_model,
     train_tokenizer,
 )
-from treeq.prm.train import PackedDataset, forward_logits, make_collator, prm_loss, sibling_pairs
+from treeq.prm.train import (
+    PackedDataset,
+    capture_hidden,
+    forward_logits,
+    lm_loss,
+    make_collator,
+    prm_loss,
+    sibling_pairs,
+)
 
 
 def example(task, steps, labels, nodes, parents, owned=None):
@@ -123,8 +131,62 @@ def test_pairwise_loss_hand_value():
     assert float(prm_loss(logits, inputs, "pairwise")) == pytest.approx(math.log1p(math.exp(-2.0)))
 
 
+def test_lm_mask_pairs_each_token_with_the_next_of_its_own_path(tiny):
+    """Next-token targets never cross from one packed last step into another, nor into padding.
+
+    Row 0 packs a prefix and three last steps: each segment of n tokens gives n - 1 targets;
+    the loss over them equals the cross-entropy computed by hand from the same segments.
+    """
+    tok, model = tiny
+    sep = tok.convert_tokens_to_ids(SEPARATOR)
+    packed = PackedDataset(EXAMPLES, tok, 512)
+    batch = make_collator(tok.pad_token_id, sep)(packed.items)
+    first = packed.items[0]
+    segments = [first["prefix"], *first["children"]]
+    assert int(batch["lm_mask"][0].sum()) == sum(len(s) - 1 for s in segments)
+    single = packed.items[1]  # a one-step path: the prompt is its prefix
+    assert int(batch["lm_mask"][1].sum()) == len(single["prefix"]) - 1 + len(single["children"][0]) - 1
+    seen = {}
+    hook = capture_hidden(model, seen)
+    try:
+        with torch.no_grad():
+            logits = forward_logits(model, batch)
+    finally:
+        hook.remove()
+    # the states the value head reads (the fixture is in eval mode: its dropout is off)
+    assert torch.allclose(model.score(seen["hidden"])[..., 0].float(), logits, atol=1e-6)
+    emb = model.get_input_embeddings().weight.detach()
+    by_hand, count, start = 0.0, 0, 0
+    for seg in segments:
+        h = seen["hidden"][0, start:start + len(seg)]
+        target = torch.tensor(seg[1:])
+        by_hand += float(torch.nn.functional.cross_entropy(h[:-1] @ emb.T, target, reduction="sum"))
+        count += len(seg) - 1
+        start += len(seg)
+    one_row = {"input_ids": batch["input_ids"][:1], "lm_mask": batch["lm_mask"][:1]}
+    assert float(lm_loss(seen["hidden"][:1], one_row, emb)) == pytest.approx(by_hand / count, rel=1e-5)
+    zeros = torch.zeros_like(seen["hidden"])
+    assert float(lm_loss(zeros, batch, emb)) == pytest.approx(math.log(emb.shape[0]), rel=1e-6)  # uniform over V
+
+
+def test_lm_mask_of_pairs_stops_at_padding(tiny):
+    tok, _ = tiny
+    sep = tok.convert_tokens_to_ids(SEPARATOR)
+    good, bad = [5, 6, sep], [5, 6, 7, 8, sep]
+    batch = make_collator(tok.pad_token_id, sep)([{"good": good, "bad": bad}])
+    assert batch["lm_mask"].sum(1).tolist() == [len(good) - 1, len(bad) - 1]
+
+
+def test_capture_hidden_names_what_is_missing():
+    with pytest.raises(ModelError, match="lm-weight"):
+        capture_hidden(torch.nn.Sequential(torch.nn.Linear(2, 1)), {})
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ConfigError, match="loss"):
         TrainConfig(loss="hinge")
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(ConfigError, match="lm_weight"):
+            TrainConfig(lm_weight=bad)
     with pytest.raises(ConfigError, match="multiple"):
         TinyModelConfig(hidden_size=30, heads=4)
