@@ -94,8 +94,8 @@ class TrainConfig:
     lm_weight: float = field(default=0.0, metadata={"help": "Weight of an auxiliary next-token loss on the paths' "
                                                            "own text, the input embeddings as its output layer "
                                                            "(nothing is added to the saved model): dense "
-                                                           "supervision on every token, which teaches the model "
-                                                           "to follow what each action did; 0: off."})
+                                                           "supervision on every token of every observation; 0: "
+                                                           "off (measured in docs/prm.md)."})
     save_every: int = field(default=200, metadata={"help": "Optimisation steps between checkpoints (resume points)."})
     seed: int = field(default=0, metadata={"help": "Seed of the model's initialisation and the data order."})
 
