@@ -437,8 +437,9 @@ def _prm_summary(m: dict) -> str:
         return f"{x:.4f}" if isinstance(x, float) else str(x)
 
     total = m.get("total_seconds", m["train_seconds"])
-    lines = [f"trained in {m['train_seconds']} s, evaluated in {round(total - m['train_seconds'], 1)} s ({total} s in all) "
-             f"on {m['train_paths']:,} paths; validation: {m.get('val_paths', 0):,} paths"]
+    resumed = f" after resuming from {m['resumed_from']}" if m.get("resumed_from") else ""
+    lines = [f"trained in {m['train_seconds']} s{resumed}, evaluated in {round(total - m['train_seconds'], 1)} s "
+             f"({total} s in all) on {m['train_paths']:,} paths; validation: {m.get('val_paths', 0):,} paths"]
     for key in ("eval_loss", "auroc_hard", "spearman_q", "auroc_exact", "auroc_exact_within_depth_mean",
                 "auroc_exact_within_parent_mean"):
         if key in m:

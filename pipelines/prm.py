@@ -194,6 +194,8 @@ def train_prm(job: PRMJobConfig) -> dict[str, Any]:
                    step_format=ds.step_format, labels=job.dataset.labels)
     _save_model(out, model, tokenizer, meta)
     metrics = {"train_seconds": round(time.perf_counter() - started, 1), **losses}
+    if resume:  # the seconds are this command's: the run's earlier ones went with the process that saved resume_from
+        metrics["resumed_from"] = resume_from.name
     metrics.update(evaluate(model, tokenizer, ds, max_length, job, source))
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     metrics.update({"train_paths": len(ds.train), "val_paths": len(ds.val), "data_hash": data_hash,

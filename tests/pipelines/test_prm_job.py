@@ -198,10 +198,12 @@ def test_killed_training_resumes_to_the_same_metrics(trees, tmp_path):
     again = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert "resuming from" in again.stdout
+    assert "after resuming from checkpoint-" in again.stdout  # its seconds are not the whole run's
     a = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     b = json.loads((out / "metrics.json").read_text())
     for key in ("eval_loss", "auroc_hard", "spearman_q"):
         assert b[key] == pytest.approx(a[key], abs=1e-6), key
+    assert "resumed_from" not in a and b["resumed_from"].startswith("checkpoint-")
 
 
 @pytest.mark.slow
