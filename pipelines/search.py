@@ -402,6 +402,8 @@ def run_search(cfg: SearchJobConfig, resume: bool = False, tasks: Sequence[Task]
             runner.close()
             for pid, i in runner.in_flight():
                 store.discard(run_id, todo[i].task_id, pid)
+            # again: a killed earlier attempt's worker still dying (in an fsync) when this run began
+            store.remove_stale(run_id)
             bar.leave = finished  # else the bar makes way for the one line that says why
             bar.close()
             store.write("runs", run_id, run_row | {"ended_at": [_utcnow()]})
