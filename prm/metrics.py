@@ -48,7 +48,8 @@ def spearman(a, b) -> float:
 
 
 def auroc_by_depth(scores, positive, depth) -> dict[int, float]:
-    """AUROC within each depth (depths where one class is empty are left out)."""
+    """AUROC within each depth, or any other integer grouping of the steps (a step's parent:
+    :func:`within_group_mean`); groups where one class is empty are left out."""
     scores, positive, depth = np.asarray(scores), np.asarray(positive, dtype=bool), np.asarray(depth)
     out = {}
     for d in np.unique(depth):
@@ -63,12 +64,7 @@ def within_group_mean(scores, positive, group) -> float:
     """The mean AUROC within each group that holds both classes (NaN if none): with a step's
     parent as its group, how well the scores rank each state's children, which is what a
     search asks of a value."""
-    scores, positive, group = np.asarray(scores), np.asarray(positive, dtype=bool), np.asarray(group)
-    order = np.argsort(group, kind="stable")
-    starts = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1]])
-    values = [auroc(scores[ix], positive[ix]) for ix in np.split(order, starts[1:])]
-    values = [v for v in values if v == v]
-    return float(np.mean(values)) if values else float("nan")
+    return depth_mean(auroc_by_depth(scores, positive, group))
 
 
 def depth_mean(by_depth: dict[int, float]) -> float:

@@ -148,8 +148,7 @@ def make_collator(pad_id: int, sep_id: int, window: int = 0):
         rows = [r for item in batch for r in (item["good"], item["bad"])]
         ids, mask = pad_batch(rows, pad_id)
         last = torch.tensor([max(i for i, t in enumerate(r) if t == sep_id) for r in rows])
-        real = mask.bool()
-        return {"input_ids": ids, "attention_mask": mask, "last_sep": last, "lm_mask": _next_in(real)}
+        return {"input_ids": ids, "attention_mask": mask, "last_sep": last, "lm_mask": _next_in(mask.bool())}
 
     def packed(batch: list[dict]) -> dict[str, torch.Tensor]:
         width = max(len(b["prefix"]) + b["size"] for b in batch)
