@@ -79,15 +79,16 @@ def main(argv: list[str] | None = None) -> int:
                                                               labels="optimal"))
         if {ex.env for ex in ds.train + ds.val} != {"blocksworld"}:
             raise TreeqError("this script reads Blocksworld trees only")
+        cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, rewrite=0.0, first_passes=0,
+                          positive_passes=0, seed=args.seed)
+        shape = TinyModelConfig(max_length=args.max_length, window=args.window)
     except TreeqError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     train = [relabel(ex, args.label, ds.step_format) for ex in ds.train]
     val = [relabel(ex, args.label, ds.step_format) for ex in ds.val][:args.val_paths]
     tok = train_tokenizer(sorted({t for ex in train for t in (ex.prompt, *ex.steps)}), 1024)
-    model = tiny_model(tok, TinyModelConfig(max_length=args.max_length), args.seed, args.window)
-    cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, rewrite=0.0, first_passes=0,
-                      positive_passes=0, seed=args.seed)
+    model = tiny_model(tok, shape, args.seed, args.window)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as ckpt:
         fit(model, tok, PackedDataset(train, tok, args.max_length), None, cfg, Path(ckpt),

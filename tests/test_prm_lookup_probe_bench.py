@@ -51,3 +51,5 @@ def test_probe_smoke_and_foreign_trees(run_cli, tmp_path, capsys):
     capsys.readouterr()
     assert main([str(g24)]) == 2
     assert capsys.readouterr().err.strip() == "error: this script reads Blocksworld trees only"
+    assert main([str(trees), "--steps", "0"]) == 2  # refused before any training
+    assert capsys.readouterr().err.strip() == "error: max_steps must be >= 1, got 0"
