@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ds = build_step_dataset(args.trees, StepDatasetConfig(min_visits=3, val_fraction=0.2, seed=args.seed,
                                                               labels="optimal"))
+        if args.val_paths < 1:
+            raise TreeqError(f"--val-paths must be >= 1, got {args.val_paths}")
         if {ex.env for ex in ds.train + ds.val} != {"blocksworld"}:
             raise TreeqError("this script reads Blocksworld trees only")
         cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, rewrite=0.0, first_passes=0,

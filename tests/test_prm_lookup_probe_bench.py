@@ -53,3 +53,5 @@ def test_probe_smoke_and_foreign_trees(run_cli, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "error: this script reads Blocksworld trees only"
     assert main([str(trees), "--steps", "0"]) == 2  # refused before any training
     assert capsys.readouterr().err.strip() == "error: max_steps must be >= 1, got 0"
+    assert main([str(trees), "--val-paths", "-1"]) == 2  # not a slice from the end
+    assert capsys.readouterr().err.strip() == "error: --val-paths must be >= 1, got -1"
