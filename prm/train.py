@@ -273,9 +273,9 @@ def fit(model, tokenizer, train_set, eval_set, cfg: TrainConfig, checkpoint_dir:
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             logits = forward_logits(model, inputs)
             value = prm_loss(logits, inputs, cfg.loss)
+            hidden = seen.pop("hidden", None)  # taken at every pass: an evaluation's is not held until the next
             if cfg.lm_weight and model.training:
-                value = value + cfg.lm_weight * lm_loss(seen.pop("hidden"), inputs,
-                                                        model.get_input_embeddings().weight)
+                value = value + cfg.lm_weight * lm_loss(hidden, inputs, model.get_input_embeddings().weight)
             return (value, {"logits": logits}) if return_outputs else value
 
     label_names = ["last_sep"] if cfg.loss == "pairwise" else ["step_labels"]
