@@ -23,6 +23,27 @@ Labels (``--label``):
     python benchmarks/prm_lookup_probe.py TREES --label red --steps 300 [--window 64]
 
 The last line reads ``label L, window W, S steps: AUROC X (pick A, put B, stack C, unstack D)``.
+
+``--oracle`` trains nothing. It asks the converse: how far would the real labels be ranked
+by a verifier that knew a few features of a step perfectly? Each feature is read off the
+text (the goal in the prompt, the state before the step: the prompt's initial conditions
+or the previous step's observation):
+
+* ``kind``: pick up, put down, stack or unstack;
+* ``goal subject``: the moved block is the subject of a goal atom (``--label goal-subject``);
+* ``target placed``: the block stacked on or unstacked from is in its final place before
+  the step (it rests where the goal wants it, on a block in its final place, down to the
+  table; a block without a goal atom anywhere on one in its final place; the table always);
+* ``goal atom``: the step builds a goal atom (stacks X on Y, with ``X on Y`` in the goal) or
+  breaks one (unstacks it);
+* ``moved placed``: the moved block is in its final place after a stack or put-down, or was
+  before a pick-up or unstack.
+
+For each cumulative set of features, every step scores the share of optimal steps among
+the training steps with the same features (the same task split as ``train-prm --seed``),
+and that score is ranked against the exact labels of the held-out steps, within each depth
+and among each state's children. The last line reads ``oracle: kind alone X, all features
+Y (within-depth AUROC on N held-out steps)``.
 """
 
 from __future__ import annotations
@@ -48,6 +69,11 @@ from treeq.prm.train import PackedDataset, fit
 LABELS = ("kind", "red", "goal-subject")
 _BLOCK = re.compile(r"the (\w+) block")
 _SUBJECT = re.compile(r"the (\w+) block is on top of")
+_ON = re.compile(r"the (\w+) block is on top of the (\w+) block")
+_TABLE = re.compile(r"the (\w+) block is on the table")
+_HELD = re.compile(r"holding (\w+) block")
+FEATURES = ("kind", "goal subject", "target placed", "goal atom", "moved placed")
+TABLE = "table"
 
 
 def relabel(ex, label: str, step_format: str):
@@ -63,6 +89,83 @@ def relabel(ex, label: str, step_format: str):
     return dataclasses.replace(ex, labels=out)
 
 
+def _goal(prompt: str) -> dict[str, str]:
+    """The goal's ``on`` atoms of a PlanBench prompt: block -> the block it must rest on."""
+    return dict(_ON.findall(prompt.split("My goal is to have that", 1)[-1].split("\n", 1)[0]))
+
+
+def _state(text: str) -> dict[str, str]:
+    """What each block rests on in a PlanBench state description: a block, ``table`` or ``hand``."""
+    state = dict(_ON.findall(text))
+    state.update({x: TABLE for x in _TABLE.findall(text)})
+    state.update({x: "hand" for x in _HELD.findall(text)})
+    return state
+
+
+def _placed(state: dict[str, str], goal: dict[str, str], block: str) -> bool:
+    """``block`` is in its final place: on what the goal wants (anything if no goal atom names
+    it as subject), and that support is in its final place too, down to the table."""
+    seen = set()
+    while block != TABLE:
+        under = state.get(block)
+        if under in (None, "hand") or block in seen or goal.get(block, under) != under:
+            return False
+        seen.add(block)
+        block = under
+    return True
+
+
+def step_features(ex, step_format: str) -> list[tuple]:
+    """Per step of ``ex``: the :data:`FEATURES` values, each read off the text."""
+    goal = _goal(ex.prompt)
+    before = _state(ex.prompt.split("My goal is", 1)[0])
+    out = []
+    for text in ex.steps:
+        action = step_action(text, step_format)
+        after = _state(text[len(action):])
+        kind = action.split()[0]
+        blocks = _BLOCK.findall(action)
+        moved, target = blocks[0], blocks[1] if len(blocks) > 1 else TABLE
+        placing = kind in ("stack", "put")
+        out.append((kind, moved in goal, _placed(before, goal, target),
+                    goal.get(moved) == target and kind in ("stack", "unstack"),
+                    _placed(after if placing else before, goal, moved)))
+        before = after
+    return out
+
+
+def oracle(ds) -> tuple[list[tuple[str, float, float]], int]:
+    """Rows (features, within-depth AUROC, within-parent AUROC) of the feature-table scores on
+    ``ds.val`` against exact labels, and the number of held-out steps scored."""
+    from treeq.pipelines.prm_eval import TaskSource, exact_step_labels
+    from treeq.prm.dataset import label_arrays
+    from treeq.prm.metrics import auroc_by_depth, depth_mean, within_group_mean
+
+    def owned(examples):
+        return [f for ex in examples for f, own in zip(step_features(ex, ds.step_format), ex.owned) if own]
+
+    train_features = owned(ds.train)
+    train_good = [y > 0.5 for ex in ds.train for y, own in zip(ex.labels, ex.owned) if own]
+    val_features = owned(ds.val)
+    exact, why = exact_step_labels(TaskSource(ds.runs), ds.val, step_format=ds.step_format)
+    if exact is None:
+        raise TreeqError(f"no exact labels for the held-out steps: {why}")
+    good = np.array([g for ex, row in zip(ds.val, exact) for g, own in zip(row, ex.owned) if own])
+    arrays = label_arrays(ds.val, 0.5)
+    prior = float(np.mean(train_good))
+    rows = []
+    for n in range(1, len(FEATURES) + 1):
+        cells: dict[tuple, list[int]] = {}
+        for f, y in zip(train_features, train_good):
+            cell = cells.setdefault(f[:n], [0, 0])
+            cell[0] += y
+            cell[1] += 1
+        score = np.array([cells[f[:n]][0] / cells[f[:n]][1] if f[:n] in cells else prior for f in val_features])
+        rows.append((" + ".join(FEATURES[:n]), depth_mean(auroc_by_depth(score, good, arrays["depth"])),
+                     within_group_mean(score, good, arrays["parent"])))
+    return rows, len(good)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("trees", nargs="+", help="search output(s) of Blocksworld")
@@ -73,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-length", type=int, default=1024)
     ap.add_argument("--val-paths", type=int, default=600, help="held-out paths scored")
     ap.add_argument("--seed", type=int, default=67, help="seed of the task split and of the model")
+    ap.add_argument("--oracle", action="store_true", help="train nothing: rank the exact labels by features read "
+                                                          "off the text (see the module docstring)")
     args = ap.parse_args(argv)
     try:
         ds = build_step_dataset(args.trees, StepDatasetConfig(min_visits=3, val_fraction=0.2, seed=args.seed,
@@ -84,9 +189,18 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, rewrite=0.0, first_passes=0,
                           positive_passes=0, seed=args.seed)
         shape = TinyModelConfig(max_length=args.max_length, window=args.window)
+        if args.oracle:
+            rows, n = oracle(ds)
     except TreeqError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.oracle:
+        print(f"{'features':<64} {'within-depth':>12} {'within-parent':>13}")
+        for name, depth, parent in rows:
+            print(f"{name:<64} {depth:>12.3f} {parent:>13.3f}")
+        print(f"oracle: kind alone {rows[0][1]:.3f}, all features {rows[-1][1]:.3f} (within-depth AUROC on {n:,} "
+              "held-out steps)")
+        return 0
     train = [relabel(ex, args.label, ds.step_format) for ex in ds.train]
     val = [relabel(ex, args.label, ds.step_format) for ex in ds.val][:args.val_paths]
     tok = train_tokenizer(sorted({t for ex in train for t in (ex.prompt, *ex.steps)}), 1024)
