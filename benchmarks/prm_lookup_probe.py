@@ -68,7 +68,6 @@ from treeq.prm.train import PackedDataset, fit
 
 LABELS = ("kind", "red", "goal-subject")
 _BLOCK = re.compile(r"the (\w+) block")
-_SUBJECT = re.compile(r"the (\w+) block is on top of")
 _ON = re.compile(r"the (\w+) block is on top of the (\w+) block")
 _TABLE = re.compile(r"the (\w+) block is on the table")
 _HELD = re.compile(r"holding (\w+) block")
@@ -78,8 +77,7 @@ TABLE = "table"
 
 def relabel(ex, label: str, step_format: str):
     """``ex`` with every step labelled by the rule ``label`` (1.0 or 0.0)."""
-    goal = ex.prompt.split("My goal is to have that", 1)[-1].split("\n", 1)[0]
-    subjects = set(_SUBJECT.findall(goal))
+    subjects = set(_goal(ex.prompt))
     out = []
     for text in ex.steps:
         action = step_action(text, step_format)
