@@ -60,7 +60,7 @@ import numpy as np
 
 from treeq.errors import TreeqError
 from treeq.prm.config import StepDatasetConfig, TinyModelConfig, TrainConfig
-from treeq.prm.dataset import build_step_dataset
+from treeq.prm.dataset import build_step_dataset, label_arrays, owned_values
 from treeq.prm.format import step_action
 from treeq.prm.metrics import auroc
 from treeq.prm.model import score_batch, tiny_model, train_tokenizer
@@ -73,6 +73,7 @@ _TABLE = re.compile(r"the (\w+) block is on the table")
 _HELD = re.compile(r"holding (\w+) block")
 FEATURES = ("kind", "goal subject", "target placed", "goal atom", "moved placed")
 TABLE = "table"
+_GOAL = "My goal is to have that"  # PlanBench: the initial conditions come before it, the goal after
 
 
 def relabel(ex, label: str, step_format: str):
@@ -89,7 +90,7 @@ def relabel(ex, label: str, step_format: str):
 
 def _goal(prompt: str) -> dict[str, str]:
     """The goal's ``on`` atoms of a PlanBench prompt: block -> the block it must rest on."""
-    return dict(_ON.findall(prompt.split("My goal is to have that", 1)[-1].split("\n", 1)[0]))
+    return dict(_ON.findall(prompt.split(_GOAL, 1)[-1].split("\n", 1)[0]))
 
 
 def _state(text: str) -> dict[str, str]:
@@ -116,7 +117,7 @@ def _placed(state: dict[str, str], goal: dict[str, str], block: str) -> bool:
 def step_features(ex, step_format: str) -> list[tuple]:
     """Per step of ``ex``: the :data:`FEATURES` values, each read off the text."""
     goal = _goal(ex.prompt)
-    before = _state(ex.prompt.split("My goal is", 1)[0])
+    before = _state(ex.prompt.split(_GOAL, 1)[0])
     out = []
     for text in ex.steps:
         action = step_action(text, step_format)
@@ -136,19 +137,18 @@ def oracle(ds) -> tuple[list[tuple[str, float, float]], int]:
     """Rows (features, within-depth AUROC, within-parent AUROC) of the feature-table scores on
     ``ds.val`` against exact labels, and the number of held-out steps scored."""
     from treeq.pipelines.prm_eval import TaskSource, exact_step_labels
-    from treeq.prm.dataset import label_arrays
     from treeq.prm.metrics import auroc_by_depth, depth_mean, within_group_mean
 
     def owned(examples):
         return [f for ex in examples for f, own in zip(step_features(ex, ds.step_format), ex.owned) if own]
 
     train_features = owned(ds.train)
-    train_good = [y > 0.5 for ex in ds.train for y, own in zip(ex.labels, ex.owned) if own]
+    train_good = label_arrays(ds.train, 0.5)["hard"]
     val_features = owned(ds.val)
     exact, why = exact_step_labels(TaskSource(ds.runs), ds.val, step_format=ds.step_format)
     if exact is None:
         raise TreeqError(f"no exact labels for the held-out steps: {why}")
-    good = np.array([g for ex, row in zip(ds.val, exact) for g, own in zip(row, ex.owned) if own])
+    good = owned_values(ds.val, exact)
     arrays = label_arrays(ds.val, 0.5)
     prior = float(np.mean(train_good))
     rows = []

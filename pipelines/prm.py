@@ -241,6 +241,7 @@ def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig, source=No
     """
     from tqdm import tqdm
 
+    from ..prm.dataset import owned_values
     from ..prm.metrics import auroc, auroc_by_depth, depth_mean, spearman, within_group_mean
     from ..prm.model import score_batch
     from .prm_eval import TaskSource, best_of_n, exact_step_labels
@@ -271,7 +272,7 @@ def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig, source=No
         if exact is None:
             result["exact"] = why
         else:
-            good = np.array([g for ex, row in zip(val, exact) for g, own in zip(row, ex.owned) if own])
+            good = owned_values(val, exact)
             by_depth = auroc_by_depth(flat, good, arrays["depth"])
             result["auroc_exact"] = auroc(flat, good)
             result["auroc_exact_by_depth"] = by_depth
@@ -287,11 +288,11 @@ def evaluate(model, tokenizer, ds, max_length: int, job: PRMJobConfig, source=No
 
 def _scored(examples: list, score, threshold: float) -> tuple[list, np.ndarray, dict[str, np.ndarray]]:
     """(examples short enough to score, their owned steps' scores, their label arrays)."""
-    from ..prm.dataset import label_arrays
+    from ..prm.dataset import label_arrays, owned_values
 
     scored = score([(ex.prompt, ex.steps) for ex in examples])
     kept, scores = [ex for ex, s in zip(examples, scored) if s is not None], [s for s in scored if s is not None]
-    flat = np.array([s for ex, row in zip(kept, scores) for s, own in zip(row, ex.owned) if own])
+    flat = owned_values(kept, scores)
     return kept, flat, label_arrays(kept, threshold)
 
 

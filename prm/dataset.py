@@ -382,6 +382,12 @@ def _add_rows(cols: dict[str, list], trie: _Trie, min_visits: int, value_range: 
     return fmt
 
 
+def owned_values(examples: Sequence[StepExample], rows: Sequence[Sequence]) -> np.ndarray:
+    """Per-step values (one row per example, one value per step) flattened over the owned
+    steps, in :func:`label_arrays`' order."""
+    return np.array([v for ex, row in zip(examples, rows) for v, own in zip(row, ex.owned) if own])
+
+
 def label_arrays(examples: Sequence[StepExample], threshold: float) -> dict[str, np.ndarray]:
     """Flat per-step arrays over the owned steps: soft label, hard label, depth, example index,
     parent (the trie node id of the step's parent; a task's root is a negative id of its own)."""
