@@ -21,6 +21,12 @@ def _module():
     return runpy.run_path(str(SCRIPT), run_name="prm_lookup_probe")
 
 
+def _path(prompt: str, steps: list[str]) -> StepExample:
+    n = len(steps)
+    return StepExample(task_id="t", env="blocksworld", prompt=prompt, steps=steps, labels=[0.0] * n, visits=[1] * n,
+                       owned=[True] * n, nodes=list(range(n)), parents=list(range(-1, n - 1)))
+
+
 def test_rule_labels_read_the_action_and_the_goal():
     prompt = ("As initial conditions I have that, ...\nMy goal is to have that the red block is on top of the blue "
               "block and the blue block is on top of the yellow block.\n\nMy plan is as follows:\n\n[PLAN]")
@@ -29,19 +35,12 @@ def test_rule_labels_read_the_action_and_the_goal():
              "unstack the orange block from on top of the red block\nI have that, the hand is currently holding "
              "orange block.",
              "put down the blue block\nI have that, the red block is on top of the blue block."]
-    ex = StepExample(task_id="t", env="blocksworld", prompt=prompt, steps=steps, labels=[0.0] * 4, visits=[1] * 4,
-                     owned=[True] * 4, nodes=[0, 1, 2, 3], parents=[-1, 0, 1, 2])
+    ex = _path(prompt, steps)
     relabel = _module()["relabel"]
     fmt = "action+observation"
     assert relabel(ex, "kind", fmt).labels == [1.0, 0.0, 0.0, 0.0]
     assert relabel(ex, "red", fmt).labels == [1.0, 1.0, 0.0, 0.0]  # the block moved, not a block named
     assert relabel(ex, "goal-subject", fmt).labels == [1.0, 1.0, 0.0, 1.0]  # red and blue are subjects
-
-
-def _path(prompt: str, steps: list[str]) -> StepExample:
-    n = len(steps)
-    return StepExample(task_id="t", env="blocksworld", prompt=prompt, steps=steps, labels=[0.0] * n, visits=[1] * n,
-                       owned=[True] * n, nodes=list(range(n)), parents=list(range(-1, n - 1)))
 
 
 GOAL = "My goal is to have that the red block is on top of the blue block and the blue block is on top of the yellow block."
